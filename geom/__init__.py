@@ -1,0 +1,49 @@
+"""geom: geometry and point-cloud toolkit built on sliced optimal transport.
+
+The one data flow::
+
+    geom.measure(obj, kind=...) -> Measure -> geom.sliced_wasserstein(mu, nu, scheme=...) -> value
+                                              (directions -> projection -> 1-D OT -> estimate)
+
+Slicing schemes and measure representations are plugins (pluggy, entry-point group ``"geom"``).
+"""
+
+__version__ = "0.1.0"
+
+from . import io
+from ._checks import GeomWarning
+from .measure import Measure, Representation, measure
+from .reductions import chamfer_distance, energy_distance, hausdorff_distance
+from .registry import (
+    PluginError,
+    hookimpl,
+    plugins,
+    register_representation,
+    register_scheme,
+    representations,
+    schemes,
+)
+from .sliced import EstimateContext, SlicedResult, SlicingScheme, sliced_wasserstein
+
+__all__ = [
+    "EstimateContext",
+    "GeomWarning",
+    "Measure",
+    "PluginError",
+    "Representation",
+    "SlicedResult",
+    "SlicingScheme",
+    "__version__",
+    "chamfer_distance",
+    "energy_distance",
+    "hausdorff_distance",
+    "hookimpl",
+    "io",
+    "measure",
+    "plugins",
+    "register_representation",
+    "register_scheme",
+    "representations",
+    "schemes",
+    "sliced_wasserstein",
+]

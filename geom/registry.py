@@ -1,0 +1,179 @@
+"""The plugin registry: pluggy hooks, entry points in group ``"geom"``, and the name -> class tables.
+
+Built-in schemes and representations enter exactly as a third-party package's do: through an entry
+point in group ``"geom"`` naming a module with ``@geom.hookimpl`` functions. Each hook receives a
+``register(name, cls)`` callback and may call it any number of times.
+
+Plugins load lazily, on the first look-up. A plugin that fails to import is skipped with a
+:class:`~geom.GeomWarning` naming it; ``GEOM_DISABLE_PLUGINS=a,b`` blocks entry points by name; a name
+registered twice is an error naming both plugins.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import threading
+import warnings
+from dataclasses import dataclass, field
+
+import pluggy
+
+from ._checks import GeomWarning
+
+__all__ = [
+    "PluginError",
+    "PluginInfo",
+    "get_representation",
+    "get_scheme",
+    "hookimpl",
+    "hookspec",
+    "plugins",
+    "register_representation",
+    "register_scheme",
+    "representations",
+    "schemes",
+]
+
+PROJECT = "geom"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+RUNTIME = "<runtime>"
+
+
+class PluginError(RuntimeError):
+    """A plugin broke the contract (for example two plugins registered the same name)."""
+
+
+class _Specs:
+    @hookspec
+    def geom_register_schemes(self, register):
+        """Register slicing schemes: call ``register(name, cls)`` once per scheme (cls subclasses SlicingScheme)."""
+
+    @hookspec
+    def geom_register_representations(self, register):
+        """Register measure representations: call ``register(name, cls)`` once per representation."""
+
+
+@dataclass
+class PluginInfo:
+    """One plugin as ``geom plugins`` shows it."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    schemes: list[str] = field(default_factory=list)
+    representations: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class _Registry:
+    kinds = {"schemes": "geom_register_schemes", "representations": "geom_register_representations"}
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._loaded = False
+        self.tables: dict[str, dict[str, tuple[type, str]]] = {k: {} for k in self.kinds}
+        self.info: dict[str, PluginInfo] = {}
+
+    def load(self) -> None:
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            pm = pluggy.PluginManager(PROJECT)
+            pm.add_hookspecs(_Specs)
+            disabled = {n.strip() for n in os.environ.get("GEOM_DISABLE_PLUGINS", "").split(",") if n.strip()}
+            for ep in sorted(md.entry_points(group=PROJECT), key=lambda e: e.name):
+                if ep.name in disabled or ep.name in self.info:
+                    continue
+                dist = getattr(ep, "dist", None)
+                info = PluginInfo(ep.name, dist and dist.metadata["Name"], dist and dist.version)
+                self.info[ep.name] = info
+                try:
+                    pm.register(ep.load(), name=ep.name)
+                except Exception as exc:  # a broken plugin must never break geom
+                    info.error = f"{type(exc).__name__}: {exc}"
+                    warnings.warn(
+                        f"geom plugin {ep.name!r} ({ep.value}) failed to load and is skipped: {info.error}",
+                        GeomWarning,
+                        stacklevel=3,
+                    )
+            for kind, hook_name in self.kinds.items():
+                for impl in getattr(pm.hook, hook_name).get_hookimpls():
+                    impl.function(register=lambda n, c, _k=kind, _p=impl.plugin_name: self.add(_k, n, c, _p))
+
+    def add(self, kind: str, name, cls, plugin: str) -> None:
+        from .measure import Representation
+        from .sliced import SlicingScheme
+
+        base = SlicingScheme if kind == "schemes" else Representation
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name: expected a non-empty string, got {name!r} (from plugin {plugin!r})")
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise TypeError(f"cls: expected a subclass of geom.{base.__name__} for {name!r}, got {cls!r}")
+        with self._lock:
+            table = self.tables[kind]
+            if name in table:
+                raise PluginError(
+                    f"{kind[:-1]} {name!r} is registered twice: by plugin {table[name][1]!r} and by plugin "
+                    f"{plugin!r}; disable one with GEOM_DISABLE_PLUGINS"
+                )
+            table[name] = (cls, plugin)
+            info = self.info.setdefault(plugin, PluginInfo(plugin))
+            getattr(info, kind).append(name)
+
+    def get(self, kind: str, name: str) -> type:
+        self.load()
+        table = self.tables[kind]
+        if name not in table:
+            known = ", ".join(sorted(table)) or "none"
+            arg = "scheme" if kind == "schemes" else "kind"
+            raise ValueError(f"{arg}: unknown {kind[:-1]} {name!r}; registered {kind}: {known}")
+        return table[name][0]
+
+
+_registry = _Registry()
+
+
+def schemes() -> list[str]:
+    """Sorted names of the registered slicing schemes."""
+    _registry.load()
+    return sorted(_registry.tables["schemes"])
+
+
+def representations() -> list[str]:
+    """Sorted names of the registered measure representations (the ``kind=`` values)."""
+    _registry.load()
+    return sorted(_registry.tables["representations"])
+
+
+def register_scheme(name: str, cls: type) -> None:
+    """Register a :class:`~geom.SlicingScheme` subclass under ``name`` at run time."""
+    _registry.load()
+    _registry.add("schemes", name, cls, RUNTIME)
+
+
+def register_representation(name: str, cls: type) -> None:
+    """Register a :class:`~geom.Representation` subclass under ``name`` at run time."""
+    _registry.load()
+    _registry.add("representations", name, cls, RUNTIME)
+
+
+def get_scheme(name: str) -> type:
+    return _registry.get("schemes", name)
+
+
+def get_representation(name: str):
+    """An instance of the representation registered as ``name`` (its ``name`` attribute set)."""
+    if not isinstance(name, str):
+        raise TypeError(f"kind: expected a registered representation name, got {name!r}")
+    rep = _registry.get("representations", name)()
+    rep.name = name
+    return rep
+
+
+def plugins() -> list[PluginInfo]:
+    """Every plugin seen: entry points (with distribution and version) and run-time registrations."""
+    _registry.load()
+    return sorted(_registry.info.values(), key=lambda i: i.name)

@@ -1,0 +1,76 @@
+"""``"points"``: weighted point clouds in R^D, projected linearly, ``t = <x, theta>``.
+
+Accepts arrays, tensors and nested lists of shape ``(N, D)`` or ``(B, N, D)`` (``(N,)`` is N points
+on the line), and, through :mod:`geom.io`, files, trimesh and open3d objects (meshes become seeded,
+area-uniform surface samples).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import geom
+from geom._checks import check_finite, describe
+from geom.measure import Measure, normalize_weights
+
+_ACCEPTED = "an array, tensor or nested list of shape (N, D) or (B, N, D), a file path, a trimesh or open3d object"
+
+
+def as_support(obj) -> torch.Tensor:
+    """Numeric input -> float tensor (float64 kept, everything else float32; autograd kept)."""
+    if isinstance(obj, torch.Tensor):
+        t = obj
+    elif isinstance(obj, np.ndarray):
+        if obj.dtype.kind not in "biuf":
+            raise TypeError(f"obj: expected a numeric array, got dtype {obj.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(obj))
+    elif isinstance(obj, (list, tuple)):
+        try:
+            t = torch.tensor(obj, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"obj: expected {_ACCEPTED}; the nested list is not a numeric array ({exc})") from exc
+    else:
+        raise TypeError(f"obj: expected {_ACCEPTED}, got {describe(obj)}")
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"obj: expected real coordinates, got dtype {t.dtype}")
+    if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):
+        t = t.to(torch.float32)
+    return t
+
+
+class PointCloud(geom.Representation):
+    """Weighted point clouds in R^D."""
+
+    linear = True
+
+    def build(self, obj, *, weights=None, **options):
+        if isinstance(obj, (str, bytes)) or hasattr(obj, "__fspath__") or not isinstance(
+            obj, (torch.Tensor, np.ndarray, list, tuple)
+        ):
+            obj = geom.io.read_points(obj, **options)
+        elif options:
+            raise TypeError(f"unknown options for kind 'points' with array input: {sorted(options)}")
+        support = as_support(obj)
+        if support.ndim == 1:
+            support = support[:, None]
+        if support.ndim not in (2, 3):
+            raise ValueError(f"obj: expected shape (N, D) or (B, N, D), got {describe(support)}")
+        batched = support.ndim == 3
+        if not batched:
+            support = support[None]
+        if support.shape[1] == 0:
+            raise ValueError("obj: expected at least one point, got an empty cloud (0 points)")
+        if support.shape[2] == 0 or support.shape[0] == 0:
+            raise ValueError(f"obj: expected points with at least one coordinate, got shape {tuple(support.shape)}")
+        check_finite(support.detach(), "obj")
+        w, uniform = normalize_weights(weights, support, batched=batched)
+        return Measure(support, w, kind=self.name, batched=batched, uniform=uniform)
+
+    def project(self, support, directions):
+        return torch.matmul(directions, support.transpose(1, 2))  # (B, L, N)
+
+
+@geom.hookimpl
+def geom_register_representations(register):
+    register("points", PointCloud)
