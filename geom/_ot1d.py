@@ -147,11 +147,68 @@ def rows_cost(u, v, a, b, p: float, uniform: bool, need_gu: bool, need_gv: bool)
     return cost, gu, gv
 
 
-def direction_chunks(L: int, B: int, n_total: int):
+def direction_chunks(L: int, B: int, n_total: int, bytes_per_entry: int = 64):
     """Ranges ``(l0, l1)`` of directions whose working memory stays near :data:`CHUNK_BYTES`."""
-    per_direction = max(1, B * n_total * 64)  # generous: sort keys, cumsums, merged pieces, gradients
-    step = max(1, min(L, CHUNK_BYTES // per_direction))
+    step = max(1, min(L, CHUNK_BYTES // max(1, B * n_total * bytes_per_entry)))
     return [(l0, min(L, l0 + step)) for l0 in range(0, L, step)]
+
+
+def _fast_cpu(x, y, theta, p: float, need_gu: bool, need_gv: bool):
+    """CPU fast path (N == M, uniform weights), fused per slice in numpy on the thread pool.
+
+    Each task projects a few directions, sorts, and writes its costs and gradient rows, so the
+    working set of a task stays in cache. Same contract as :func:`rows_cost` for ``x @ theta.T``.
+    """
+    B, N, _ = x.shape
+    L = theta.shape[0]
+    xs_, ys_, th = (t.detach().numpy() for t in (x, y, theta))
+    cost = np.empty((B, L), xs_.dtype)
+    gu = np.empty((B, L, N), xs_.dtype) if need_gu else None
+    gv = np.empty((B, L, N), xs_.dtype) if need_gv else None
+
+    def task(b: int, l0: int, l1: int) -> None:
+        u, v = th[l0:l1] @ xs_[b].T, th[l0:l1] @ ys_[b].T  # (r, N) projections
+        pu, pv = (np.empty(u.shape, np.int64) if need else None for need in (need_gu, need_gv))
+        _sort_block(u, u, pu)
+        _sort_block(v, v, pv)
+        d = np.subtract(u, v, out=u)  # sorted differences, in place
+        ad = np.abs(d)
+        if p == 2.0:
+            cost[b, l0:l1] = np.einsum("ij,ij->i", d, d) / N
+            slope = d * (2.0 / N)
+        elif p == 1.0:
+            cost[b, l0:l1] = ad.mean(1)
+            slope = np.sign(d) / N
+        else:
+            cost[b, l0:l1] = (ad**p).mean(1)
+            slope = (p / N) * ad ** (p - 1.0) * np.sign(d)
+        if need_gu:
+            np.put_along_axis(gu[b, l0:l1], pu, slope, axis=1)
+        if need_gv:
+            np.put_along_axis(gv[b, l0:l1], pv, -slope, axis=1)
+
+    step = 1 if N >= 4096 else max(1, 4096 // N)
+    jobs = [(b, l0, min(L, l0 + step)) for b in range(B) for l0 in range(0, L, step)]
+    if len(jobs) == 1 or B * L * N < _PARALLEL_MIN:
+        for job in jobs:
+            task(*job)
+    else:
+        list(_pool().map(lambda job: task(*job), jobs))
+    as_t = lambda a: None if a is None else torch.from_numpy(a)  # noqa: E731
+    return as_t(cost), as_t(gu), as_t(gv)
+
+
+def _slices(x, y, theta, a, b, p, uniform, need_gu, need_gv):
+    """Per chunk of directions: ``(l0, l1, cost (B, Lc), gu (B, Lc, N) | None, gv (B, Lc, M) | None)``."""
+    B, N, M = x.shape[0], x.shape[1], y.shape[1]
+    fast_cpu = uniform and x.device.type == "cpu"
+    for l0, l1 in direction_chunks(theta.shape[0], B, N + M, 16 if fast_cpu else 64):
+        th = theta[l0:l1]  # (Lc, D)
+        if fast_cpu:
+            yield (l0, l1, *_fast_cpu(x, y, th, p, need_gu, need_gv))
+        else:
+            u, v = torch.matmul(th, x.transpose(1, 2)), torch.matmul(th, y.transpose(1, 2))  # (B, Lc, N|M)
+            yield (l0, l1, *rows_cost(u, v, a, b, p, uniform, need_gu, need_gv))
 
 
 class LinearSlicedCost(torch.autograd.Function):
@@ -164,23 +221,21 @@ class LinearSlicedCost(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y, theta, a, b, p, uniform):
         need_x, need_y, need_t = ctx.needs_input_grad[:3]
-        B, N, _ = x.shape
+        B, N, D = x.shape
         M, L = y.shape[1], theta.shape[0]
-        chunks = direction_chunks(L, B, N + M)
         store = (need_x or need_y) and B * L * (N + M) * x.element_size() <= STORE_BYTES
         costs = x.new_empty(B, L)
-        dtheta = x.new_zeros(B, L, x.shape[2]) if need_t else None
+        dtheta = x.new_zeros(B, L, D) if need_t else None
         saved = []
-        for l0, l1 in chunks:
-            th = theta[l0:l1]  # (Lc, D)
-            u, v = torch.matmul(th, x.transpose(1, 2)), torch.matmul(th, y.transpose(1, 2))  # (B, Lc, N|M)
-            cost, gu, gv = rows_cost(u, v, a, b, p, uniform, need_x or need_t, need_y or need_t)
+        # Gradients come with the sort; compute them now only if kept, or needed for theta.
+        want_u, want_v = (need_x and store) or need_t, (need_y and store) or need_t
+        for l0, l1, cost, gu, gv in _slices(x, y, theta, a, b, p, uniform, want_u, want_v):
             costs[:, l0:l1] = cost
             if need_t:  # d cost_l / d theta_l = sum_i gu_i x_i + sum_j gv_j y_j
-                dtheta[:, l0:l1] = torch.matmul(gu, x) + torch.matmul(gv, y)
+                dtheta[:, l0:l1] = torch.matmul(gu, x.detach()) + torch.matmul(gv, y.detach())
             if store:
                 saved.append((gu if need_x else None, gv if need_y else None))
-        ctx.p, ctx.uniform, ctx.chunks, ctx.saved = p, uniform, chunks, saved
+        ctx.p, ctx.uniform, ctx.saved = p, uniform, saved if store else None
         ctx.save_for_backward(x, y, theta, a, b, dtheta)
         return costs
 
@@ -192,13 +247,13 @@ class LinearSlicedCost(torch.autograd.Function):
         gx = torch.zeros_like(x) if need_x else None
         gy = torch.zeros_like(y) if need_y else None
         if need_x or need_y:
-            for k, (l0, l1) in enumerate(ctx.chunks):
-                th = theta[l0:l1]
-                if ctx.saved:
-                    gu, gv = ctx.saved[k]
-                else:
-                    u, v = torch.matmul(th, x.transpose(1, 2)), torch.matmul(th, y.transpose(1, 2))
-                    _, gu, gv = rows_cost(u, v, a, b, ctx.p, ctx.uniform, need_x, need_y)
+            if ctx.saved is not None:
+                bounds = np.cumsum([0] + [(g if g is not None else h).shape[1] for g, h in ctx.saved])
+                chunks = [(l0, l1, None, gu, gv) for l0, l1, (gu, gv) in zip(bounds[:-1], bounds[1:], ctx.saved)]
+            else:
+                chunks = _slices(x, y, theta, a, b, ctx.p, ctx.uniform, need_x, need_y)
+            for l0, l1, _, gu, gv in chunks:
+                th = theta[l0:l1].detach()
                 w = grad_costs[:, l0:l1, None]  # (B, Lc, 1)
                 if need_x:
                     gx += torch.matmul((w * gu).transpose(1, 2), th)  # (B, N, D)

@@ -1,0 +1,163 @@
+"""Core benchmark: sliced Wasserstein value + gradient, geom vs POT vs the sort floor, and peak memory.
+
+Prints a markdown table and writes JSON. The anchors run in the same process on the same data:
+
+* POT: ``ot.sliced_wasserstein_distance`` (torch backend) with the same directions;
+* floor: sorting the two projected ``(L, N)`` matrices once with numpy (``torch.sort`` on CUDA),
+  i.e. the least any sort-based exact estimator must do.
+
+Peak memory is measured in a fresh subprocess (peak resident set size of the whole process).
+
+    python tools/bench.py                       # N in {1e4, 1e5}, L = 256, memory at N = 1e6, L = 1024
+    python tools/bench.py --device cuda --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def _time(fn, reps: int) -> float:
+    fn()  # warm-up (thread pools, allocator)
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _problem(n: int, L: int, d: int, device: str, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g).to(device)
+    y = (torch.randn(n, d, generator=g) * 0.5 + 1.0).to(device)
+    theta = torch.randn(L, d, generator=g, dtype=torch.float64)
+    theta = (theta / theta.norm(dim=1, keepdim=True)).float().to(device)
+    return x, y, theta
+
+
+def geom_value_grad(x, y, theta, p=2):
+    import geom
+
+    xr = x.clone().requires_grad_()
+    value = geom.sliced_wasserstein(xr, y, p=p, directions=theta)
+    value.backward()
+    return value.item()
+
+
+def pot_value_grad(x, y, theta, p=2):
+    import ot
+
+    xr = x.clone().requires_grad_()
+    value = ot.sliced_wasserstein_distance(xr, y, projections=theta.T, p=p)
+    value.backward()
+    return value.item()
+
+
+def sort_floor(x, y, theta):
+    ux, uy = theta @ x.T, theta @ y.T  # (L, N), projections are not timed below
+    if x.device.type == "cpu":
+        ux, uy = ux.numpy(), uy.numpy()
+        return lambda: (np.sort(ux, axis=1), np.sort(uy, axis=1))
+    return lambda: (torch.sort(ux, dim=1), torch.sort(uy, dim=1))
+
+
+def run_speed(sizes, L, d, reps, pot_max, device):
+    rows = []
+    for n in sizes:
+        x, y, theta = _problem(n, L, d, device)
+        t_geom = _time(lambda: geom_value_grad(x, y, theta), reps)
+        t_floor = _time(sort_floor(x, y, theta), reps)
+        t_pot = _time(lambda: pot_value_grad(x, y, theta), 1 if n >= 50_000 else reps) if n <= pot_max else None
+        v_geom, v_pot = geom_value_grad(x, y, theta), pot_value_grad(x, y, theta) if n <= pot_max else None
+        rows.append(
+            dict(n=n, L=L, d=d, device=device, geom_s=t_geom, pot_s=t_pot, floor_s=t_floor,
+                 pot_over_geom=None if t_pot is None else t_pot / t_geom, geom_over_floor=t_geom / t_floor,
+                 value_geom=v_geom, value_pot=v_pot)
+        )
+        print(f"  N = {n:>9,}: geom {t_geom:.3f} s, floor {t_floor:.3f} s"
+              + ("" if t_pot is None else f", POT {t_pot:.3f} s"), file=sys.stderr)
+    return rows
+
+
+_MEMORY_CHILD = """
+import resource, sys, time, torch, geom
+n, L, d = int(sys.argv[1]), int(sys.argv[2]), 3
+g = torch.Generator().manual_seed(0)
+x = torch.randn(n, d, generator=g, requires_grad=True); y = torch.randn(n, d, generator=g) + 1
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+v = geom.sliced_wasserstein(x, y, n_projections=L, seed=0); v.backward()
+t = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(base * 1024, peak * 1024, t, v.item())
+"""
+
+
+def run_memory(n: int, L: int):
+    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(n), str(L)], check=True, capture_output=True,
+                         text=True).stdout.split()
+    base, peak, seconds, value = int(out[0]), int(out[1]), float(out[2]), float(out[3])
+    return dict(n=n, L=L, d=3, peak_rss_bytes=peak, baseline_rss_bytes=base, seconds=seconds, value=value,
+                inputs_bytes=2 * n * 3 * 4, projections_if_materialised_bytes=2 * n * L * 4)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1e4,1e5", help="comma-separated N = M values")
+    ap.add_argument("--L", type=int, default=256, help="number of directions")
+    ap.add_argument("--d", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=3, help="best of this many timed runs")
+    ap.add_argument("--pot-max", type=float, default=1e5, help="largest N to run POT on")
+    ap.add_argument("--memory-n", type=float, default=1e6)
+    ap.add_argument("--memory-L", type=int, default=1024)
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--json", default="bench-results/core.json", help="where to write the results")
+    args = ap.parse_args(argv)
+    sizes = [int(float(s)) for s in args.sizes.split(",")]
+    import ot
+
+    print(f"geom core benchmark on {args.device} ({platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} torch threads); POT {ot.__version__}, torch {torch.__version__}", file=sys.stderr)
+    speed = run_speed(sizes, args.L, args.d, args.reps, args.pot_max, args.device)
+    memory = None if args.no_memory else run_memory(int(args.memory_n), args.memory_L)
+
+    print(f"\nSW_2 value + gradient, d = {args.d}, L = {args.L}, N = M, float32, {args.device}, best of {args.reps}\n")
+    print("| N = M | geom (s) | POT (s) | sort floor (s) | POT / geom | geom / floor |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in speed:
+        pot = "—" if r["pot_s"] is None else f"{r['pot_s']:.3f}"
+        ratio = "—" if r["pot_over_geom"] is None else f"{r['pot_over_geom']:.1f}x"
+        print(f"| {r['n']:,} | {r['geom_s']:.3f} | {pot} | {r['floor_s']:.3f} | {ratio} | {r['geom_over_floor']:.2f}x |")
+    if memory:
+        gib = 2**30
+        print(f"\nPeak resident memory, value + gradient, N = M = {memory['n']:,}, L = {memory['L']}: "
+              f"{memory['peak_rss_bytes'] / gib:.2f} GiB (after imports and data: {memory['baseline_rss_bytes'] / gib:.2f} GiB; "
+              f"all projections at once would take {memory['projections_if_materialised_bytes'] / gib:.1f} GiB); "
+              f"{memory['seconds']:.1f} s")
+    if args.json:
+        import pathlib
+
+        path = pathlib.Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = dict(torch=torch.__version__, pot=ot.__version__, machine=platform.machine(), device=args.device,
+                    threads=torch.get_num_threads(), reps=args.reps)
+        path.write_text(json.dumps(dict(meta=meta, speed=speed, memory=memory), indent=2))
+        print(f"\nwrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
