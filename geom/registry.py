@@ -73,11 +73,14 @@ class _Registry:
     def __init__(self):
         self._lock = threading.RLock()
         self._loaded = False
+        self._error: PluginError | None = None
         self.tables: dict[str, dict[str, tuple[type, str]]] = {k: {} for k in self.kinds}
         self.info: dict[str, PluginInfo] = {}
 
     def load(self) -> None:
         with self._lock:
+            if self._error is not None:
+                raise self._error
             if self._loaded:
                 return
             self._loaded = True
@@ -93,25 +96,46 @@ class _Registry:
                 try:
                     pm.register(ep.load(), name=ep.name)
                 except Exception as exc:  # a broken plugin must never break geom
-                    info.error = f"{type(exc).__name__}: {exc}"
-                    warnings.warn(
-                        f"geom plugin {ep.name!r} ({ep.value}) failed to load and is skipped: {info.error}",
-                        GeomWarning,
-                        stacklevel=3,
-                    )
+                    self._skip(info, f"failed to load ({ep.value})", exc)
             for kind, hook_name in self.kinds.items():
                 for impl in getattr(pm.hook, hook_name).get_hookimpls():
-                    impl.function(register=lambda n, c, _k=kind, _p=impl.plugin_name: self.add(_k, n, c, _p))
+                    info = self.info.setdefault(impl.plugin_name, PluginInfo(impl.plugin_name))
+                    if info.error:
+                        continue
+                    staged = []  # a plugin's items count only if its hook runs to the end
+                    try:
+                        impl.function(register=lambda n, c, _k=kind: staged.append(self._check(_k, n, c)))
+                    except Exception as exc:
+                        self._skip(info, f"raised in {hook_name}", exc)
+                        continue
+                    try:
+                        for name, cls in staged:
+                            self.add(kind, name, cls, impl.plugin_name)
+                    except PluginError as exc:
+                        self._error = exc
+                        raise
 
-    def add(self, kind: str, name, cls, plugin: str) -> None:
+    @staticmethod
+    def _skip(info: PluginInfo, what: str, exc: Exception) -> None:
+        info.error = f"{type(exc).__name__}: {exc}"
+        info.schemes.clear()
+        info.representations.clear()
+        warnings.warn(f"geom plugin {info.name!r} {what} and is skipped: {info.error}", GeomWarning, stacklevel=4)
+
+    @staticmethod
+    def _check(kind: str, name, cls) -> tuple[str, type]:
         from .measure import Representation
         from .sliced import SlicingScheme
 
         base = SlicingScheme if kind == "schemes" else Representation
         if not isinstance(name, str) or not name:
-            raise TypeError(f"name: expected a non-empty string, got {name!r} (from plugin {plugin!r})")
+            raise TypeError(f"name: expected a non-empty string, got {name!r}")
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise TypeError(f"cls: expected a subclass of geom.{base.__name__} for {name!r}, got {cls!r}")
+        return name, cls
+
+    def add(self, kind: str, name, cls, plugin: str) -> None:
+        name, cls = self._check(kind, name, cls)
         with self._lock:
             table = self.tables[kind]
             if name in table:
