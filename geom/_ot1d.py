@@ -10,11 +10,14 @@ quantile functions. Per row (one batch item, one direction) we sort both samples
 Gradients are by-products of the sort (the matching), so they are computed in the same pass:
 ``d cost / d u_i = p |u_i - v_match|^(p-1) sign(.) * mass_i``.
 
-Sorting is the whole cost. On CPU numpy's vectorised sort is ~10x faster than torch's, so rows are
-sorted by numpy on a thread pool; when the permutation is needed, each float32 value and its index
-are packed into one int64 key and sorted together (about half the cost of ``argsort``). On CUDA,
-``torch.sort``. The fused kernel for linear projections (:class:`LinearSlicedCost`) walks through
-directions in chunks, so memory stays bounded whatever the number of directions.
+Sorting is the whole cost. On CPU numpy's vectorised sort is ~10x faster than torch's, so the
+linear projections of a point cloud go through :func:`_cpu_chunk`: numpy tasks on a thread pool,
+each projecting, sorting and pairing or merging a few directions with reused work arrays. When the
+permutation is needed, each float32 value and its index are packed into one int64 key and sorted
+together (about half the cost of ``argsort``); the merge of quantile levels is one stable int64
+sort of two sorted runs. On CUDA, and for non-linear projections, :func:`rows_cost` in torch.
+:class:`LinearSlicedCost` walks through directions in chunks, so memory stays bounded whatever
+the number of directions.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ __all__ = ["LinearSlicedCost", "ProjectedCost", "rows_cost", "sort_rows"]
 _WORKERS = max(1, min(8, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
 _PARALLEL_MIN = 1 << 16  # elements below which threads cost more than they save
-_TASK_ELEMENTS = 1 << 12  # a task sorts at least one row, and whole rows up to this many elements
+_TASK_ELEMENTS = 1 << 16  # a task takes one row, or whole rows up to this many elements (measured best)
 CHUNK_BYTES = 1 << 27  # working memory of one chunk of directions (~128 MiB)
 STORE_BYTES = 1 << 29  # keep per-slice gradients for backward up to this size, else recompute
 
@@ -185,59 +188,133 @@ def direction_chunks(L: int, B: int, n_total: int, bytes_per_entry: int = 64):
     return [(l0, min(L, l0 + step)) for l0 in range(0, L, step)]
 
 
-def _fast_cpu(x, y, theta, p: float, need_gu: bool, need_gv: bool):
-    """CPU fast path (N == M, uniform weights), fused per slice in numpy on the thread pool.
+def _pair_sorted(d: np.ndarray, p: float, slope: np.ndarray) -> np.ndarray:
+    """Rows of sorted differences ``d`` -> per-row mean of ``|d|^p``; ``slope`` gets its derivative / N."""
+    n = d.shape[-1]
+    if p == 2.0:
+        np.multiply(d, 2.0 / n, out=slope)
+        return np.einsum("ij,ij->i", d, d) / n
+    ad = np.abs(d)
+    if p == 1.0:
+        np.sign(d, out=slope)
+        slope /= n
+        return ad.mean(-1)
+    np.multiply((p / n) * ad ** (p - 1.0), np.sign(d), out=slope)
+    return (ad**p).mean(-1)
 
-    Each task projects a few directions, sorts, and writes its costs and gradient rows, so the
-    working set of a task stays in cache. Same contract as :func:`rows_cost` for ``x @ theta.T``.
+
+def _merge_quantiles(xs, ys, px, py, a, b, p: float, ws: _Workspace):
+    """W_p^p between weighted 1-D measures by merging their cumulative-weight sequences.
+
+    ``xs (r, N)``, ``ys (r, M)`` are sorted rows, ``px``, ``py`` their permutations and ``a (N,)``,
+    ``b (M,)`` the float64 weights. Between consecutive breakpoints of the merged levels both
+    quantile functions are constant, so the integral is a sum over ``N + M`` pieces. Levels in
+    [0, 1] are non-negative float64, so their bits sort as integers: shifted left one bit, with the
+    lowest bit marking y, one *stable* int64 sort (a linear merge of two sorted runs) gives the
+    merged order, x breakpoints first on ties. Returns cost ``(r,)`` and the gradients with respect
+    to ``xs`` and ``ys`` in sorted order. Every ``(r, N + M)`` array is a reused work array.
+    """
+    r, N = xs.shape
+    M = ys.shape[1]
+    K = N + M
+    levels = ws.get("levels", (r, K), np.float64)
+    for w, perm, part in ((a, px, levels[:, :N]), (b, py, levels[:, N:])):
+        part[...] = w[perm]
+        np.cumsum(part, axis=-1, out=part)
+        part /= part[:, -1:]  # both end at exactly 1
+    keys = levels.view(np.int64)
+    keys <<= 1
+    keys[:, N:] |= 1
+    keys.sort(axis=-1, kind="stable")
+    i, j, tmp = (ws.get(name, (r, K), np.int64) for name in ("i", "j", "tmp"))
+    np.bitwise_and(keys, 1, out=tmp)
+    np.subtract(1, tmp, out=tmp)  # 1 where a piece ends at an x breakpoint
+    np.cumsum(tmp, axis=-1, out=i)
+    i -= tmp  # x breakpoints strictly before each piece end: the x atom holding the piece
+    np.subtract(ws.iota(K), i, out=j)  # likewise for y
+    np.minimum(i, N - 1, out=i)
+    np.minimum(j, M - 1, out=j)
+    keys >>= 1
+    t = keys.view(np.float64)  # merged breakpoints
+    dt = ws.get("dt", (r, K), np.float64)
+    np.subtract(t[:, 1:], t[:, :-1], out=dt[:, 1:])
+    dt[:, 0] = t[:, 0]  # mass of each piece
+    if r > 1:  # flat indices into the (r, N) and (r, M) rows
+        i += ws.iota(r)[:, None] * N
+        j += ws.iota(r)[:, None] * M
+    d, dy = ws.get("d", (r, K), xs.dtype), ws.get("dy", (r, K), xs.dtype)
+    np.take(xs.reshape(-1), i, out=d)
+    np.take(ys.reshape(-1), j, out=dy)
+    d -= dy  # gap of each piece
+    g = ws.get("g", (r, K), np.float64)
+    if p == 2.0:
+        cost = np.einsum("ij,ij,ij->i", dt, d, d)
+        np.multiply(d, dt, out=g)
+        g *= 2.0
+    elif p == 1.0:
+        cost = np.einsum("ij,ij->i", dt, np.abs(d, out=dy))
+        np.multiply(np.sign(d, out=dy), dt, out=g)
+    else:
+        ad = np.abs(d)
+        cost = np.einsum("ij,ij->i", dt, ad**p)
+        np.multiply(p * ad ** (p - 1.0) * np.sign(d), dt, out=g)  # d cost / d (x_i - y_j) per piece
+    gx = np.bincount(i.reshape(-1), weights=g.reshape(-1), minlength=r * N).reshape(r, N)
+    gy = np.bincount(j.reshape(-1), weights=g.reshape(-1), minlength=r * M).reshape(r, M)
+    return cost, gx, np.negative(gy, out=gy)
+
+
+def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need_gu: bool, need_gv: bool):
+    """Costs and per-slice gradients of ``x @ theta.T`` vs ``y @ theta.T`` on CPU, in numpy.
+
+    Tasks on the thread pool each take one batch item and a few directions (about
+    :data:`_TASK_ELEMENTS` projected values), project, sort and pair (uniform, N == M) or merge
+    quantiles (weighted), and write their costs and gradient rows, so a task's working set stays in
+    cache. Same contract as :func:`rows_cost` for ``u = x @ theta.T``.
     """
     B, N, _ = x.shape
-    L = theta.shape[0]
+    M, L = y.shape[1], theta.shape[0]
     # (B, D, N) layout: a projection row is then one pass over contiguous coordinates.
     xs_, ys_ = (np.ascontiguousarray(t.detach().numpy().transpose(0, 2, 1)) for t in (x, y))
     th = theta.detach().numpy()
-    cost = np.empty((B, L), xs_.dtype)
-    gu = np.empty((B, L, N), xs_.dtype) if need_gu else None
-    gv = np.empty((B, L, N), xs_.dtype) if need_gv else None
+    dtype = xs_.dtype
+    a_, b_ = (None, None) if uniform else (a.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64))
+    cost = np.empty((B, L), dtype)
+    gu = np.empty((B, L, N), dtype) if need_gu else None
+    gv = np.empty((B, L, M), dtype) if need_gv else None
     ws = _Workspace()
 
     def unsort(out: np.ndarray, perm: np.ndarray, values: np.ndarray) -> None:
         """``out[r, perm[r, k]] = values[r, k]`` as one flat fancy assignment (put_along_axis is ~5x slower)."""
         if perm.shape[0] > 1:
-            perm += ws.iota(perm.shape[0])[:, None] * N
+            perm += ws.iota(perm.shape[0])[:, None] * perm.shape[1]
         out.reshape(-1)[perm.reshape(-1)] = values.reshape(-1)
 
-    def task(b: int, l0: int, l1: int) -> None:
-        shape, dtype = (l1 - l0, N), xs_.dtype
-        u, v, slope = (ws.get(name, shape, dtype) for name in ("u", "v", "slope"))
-        np.matmul(th[l0:l1], xs_[b], out=u)  # (r, N) projections
-        np.matmul(th[l0:l1], ys_[b], out=v)
-        pu, pv = (ws.get(name, shape, np.int64) if need else None for name, need in (("pu", need_gu), ("pv", need_gv)))
+    def task(k: int, l0: int, l1: int) -> None:
+        r = l1 - l0
+        u, v = ws.get("u", (r, N), dtype), ws.get("v", (r, M), dtype)
+        np.matmul(th[l0:l1], xs_[k], out=u)  # (r, N) projections
+        np.matmul(th[l0:l1], ys_[k], out=v)
+        pu = ws.get("pu", (r, N), np.int64) if need_gu or not uniform else None
+        pv = ws.get("pv", (r, M), np.int64) if need_gv or not uniform else None
         for w, pw in ((u, pu), (v, pv)):
             if pw is None:
                 w.sort(axis=-1)
             else:
                 _argsort_inplace(w, pw, ws)
-        d = np.subtract(u, v, out=u)  # sorted differences, in place
-        if p == 2.0:
-            cost[b, l0:l1] = np.einsum("ij,ij->i", d, d) / N
-            np.multiply(d, 2.0 / N, out=slope)
-        elif p == 1.0:
-            cost[b, l0:l1] = np.abs(d).mean(1)
-            np.sign(d, out=slope)
-            slope /= N
+        if uniform:
+            slope = ws.get("slope", (r, N), dtype)
+            cost[k, l0:l1] = _pair_sorted(np.subtract(u, v, out=u), p, slope)
+            gx, gy = slope, np.negative(slope, out=u)
         else:
-            ad = np.abs(d)
-            cost[b, l0:l1] = (ad**p).mean(1)
-            np.multiply((p / N) * ad ** (p - 1.0), np.sign(d), out=slope)
+            cost[k, l0:l1], gx, gy = _merge_quantiles(u, v, pu, pv, a_[k], b_[k], p, ws)
         if need_gu:
-            unsort(gu[b, l0:l1], pu, slope)
+            unsort(gu[k, l0:l1], pu, gx)
         if need_gv:
-            unsort(gv[b, l0:l1], pv, np.negative(slope, out=slope))
+            unsort(gv[k, l0:l1], pv, gy)
 
-    step = max(1, _TASK_ELEMENTS // N)
-    jobs = [(b, l0, min(L, l0 + step)) for b in range(B) for l0 in range(0, L, step)]
-    if len(jobs) == 1 or B * L * N < _PARALLEL_MIN:
+    step = max(1, _TASK_ELEMENTS // max(N, M))
+    jobs = [(k, l0, min(L, l0 + step)) for k in range(B) for l0 in range(0, L, step)]
+    if len(jobs) == 1 or B * L * (N + M) < _PARALLEL_MIN:
         for job in jobs:
             task(*job)
     else:
@@ -249,11 +326,11 @@ def _fast_cpu(x, y, theta, p: float, need_gu: bool, need_gv: bool):
 def _slices(x, y, theta, a, b, p, uniform, need_gu, need_gv):
     """Per chunk of directions: ``(l0, l1, cost (B, Lc), gu (B, Lc, N) | None, gv (B, Lc, M) | None)``."""
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
-    fast_cpu = uniform and x.device.type == "cpu"
-    for l0, l1 in direction_chunks(theta.shape[0], B, N + M, 16 if fast_cpu else 64):
+    cpu = x.device.type == "cpu"
+    for l0, l1 in direction_chunks(theta.shape[0], B, N + M, 16 if cpu else 64):
         th = theta[l0:l1]  # (Lc, D)
-        if fast_cpu:
-            yield (l0, l1, *_fast_cpu(x, y, th, p, need_gu, need_gv))
+        if cpu:
+            yield (l0, l1, *_cpu_chunk(x, y, th, a, b, p, uniform, need_gu, need_gv))
         else:
             u, v = torch.matmul(th, x.transpose(1, 2)), torch.matmul(th, y.transpose(1, 2))  # (B, Lc, N|M)
             yield (l0, l1, *rows_cost(u, v, a, b, p, uniform, need_gu, need_gv))

@@ -498,3 +498,29 @@ def test_rows_cost_matches_quantile_integral(p):
     assert cost.item() == pytest.approx(want, rel=1e-10)
     value = geom.sliced_wasserstein(geom.measure(u, weights=a), geom.measure(v, weights=b), p=p, directions=[[1.0]])
     assert value.item() == pytest.approx(want ** (1 / p), rel=1e-10)
+
+
+@PROPS
+@given(seed=seeds, n=st.integers(1, 40), m=st.integers(1, 40), batch=st.integers(1, 3), p=orders,
+       ties=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_cpu_merge_kernel_equals_torch_rows_cost(seed, n, m, batch, p, ties, dtype):
+    """The numpy CPU kernel (packed sorts, stable merge, flat scatter) against the torch quantile
+    merge, on weighted batches with zero weights and, optionally, tied coordinates."""
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(batch, n, 2, generator=g, dtype=dtype), torch.randn(batch, m, 2, generator=g, dtype=dtype)
+    if ties:
+        x, y = x.round(), y.round()
+    a, b = torch.rand(batch, n, generator=g, dtype=F64), torch.rand(batch, m, generator=g, dtype=F64)
+    a[:, 0] = 0.0  # a padded atom
+    a[:, -1] += 0.1  # the rows keep mass even when n == 1
+    a, b = a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True)
+    theta = torch.randn(50, 2, generator=g, dtype=dtype)
+    theta = theta / theta.norm(dim=1, keepdim=True)
+    cost, gu, gv = ot1d._cpu_chunk(x, y, theta, a, b, p, False, True, True)
+    u, v = theta @ x.transpose(1, 2), theta @ y.transpose(1, 2)
+    want, wu, wv = ot1d.rows_cost(u, v, a, b, p, False, True, True)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(cost, want, **tol)
+    if not ties:  # with ties the matching (hence the subgradient) is not unique
+        torch.testing.assert_close(gu, wu, **tol)
+        torch.testing.assert_close(gv, wv, **tol)
