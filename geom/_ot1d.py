@@ -138,19 +138,31 @@ def _pow_and_slope(d: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tenso
     return ad.pow(p), p * ad.pow(p - 1.0) * d.sign()
 
 
-def rows_cost(u, v, a, b, p: float, uniform: bool, need_gu: bool, need_gv: bool):
-    """W_p^p between 1-D measures row by row.
+def _level_grad(G: torch.Tensor, levels: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """Gradient w.r.t. sorted weights from ``G = d cost / d level`` of normalised cumulative levels.
+
+    ``level_i = S_i / S_N`` with ``S_i`` the running sum of the sorted weights, so
+    ``d cost / d w_k = (sum_{i >= k} G_i - sum_i G_i level_i) / S_N``.
+    """
+    suffix = G.flip(-1).cumsum(-1).flip(-1)
+    return (suffix - (G * levels).sum(-1, keepdim=True)) / total
+
+
+def rows_cost(u, v, a, b, p: float, uniform: bool, need=(False, False, False, False)):
+    """W_p^p between 1-D measures row by row, in torch (any device).
 
     Args:
         u: ``(B, L, N)`` samples of the first measures (one row per batch item and direction).
         v: ``(B, L, M)`` samples of the second measures.
         a, b: ``(B, N)``, ``(B, M)`` weights, rows summing to 1 (shared by the L rows of an item).
-        uniform: both weight sets are uniform and N == M (the fast path).
-        need_gu, need_gv: also return gradients of each cost w.r.t. its row of u / v.
+        uniform: both weight sets are uniform and N == M (the fast path; no weight gradients).
+        need: which per-row gradients to return, w.r.t. ``(u, v, a, b)``.
 
     Returns:
-        cost ``(B, L)``, and ``gu (B, L, N)``, ``gv (B, L, M)`` or None.
+        cost ``(B, L)`` and a tuple ``(gu (B, L, N), gv (B, L, M), ga (B, L, N), gb (B, L, M))``
+        with None where not needed.
     """
+    need_gu, need_gv, need_ga, need_gb = need
     xs, px = sort_rows(u, need_gu or not uniform)  # (B, L, N)
     ys, py = sort_rows(v, need_gv or not uniform)  # (B, L, M)
     B, L, N = xs.shape
@@ -161,12 +173,13 @@ def rows_cost(u, v, a, b, p: float, uniform: bool, need_gu: bool, need_gv: bool)
         g = slope / N
         gu = torch.empty_like(g).scatter_(-1, px, g) if need_gu else None
         gv = torch.empty_like(g).scatter_(-1, py, g.neg_()) if need_gv else None
-        return cost, gu, gv
+        return cost, (gu, gv, None, None)
     # General path: merge cumulative weights. Quantile levels live in float64 whatever the data.
     ca = a[:, None, :].expand(B, L, N).gather(-1, px).double().cumsum(-1)  # (B, L, N)
     cb = b[:, None, :].expand(B, L, M).gather(-1, py).double().cumsum(-1)  # (B, L, M)
-    ca /= ca[..., -1:].clone()
-    cb /= cb[..., -1:].clone()
+    sa, sb = ca[..., -1:].clone(), cb[..., -1:].clone()
+    ca /= sa
+    cb /= sb
     t, _ = sort_rows(torch.cat([ca, cb], -1), False)  # (B, L, N + M) breakpoints
     dt = torch.diff(t, dim=-1, prepend=t.new_zeros(B, L, 1))  # mass of each piece
     i = torch.searchsorted(ca, t).clamp_(max=N - 1)  # x atom holding each piece
@@ -174,12 +187,24 @@ def rows_cost(u, v, a, b, p: float, uniform: bool, need_gu: bool, need_gv: bool)
     cost_k, slope = _pow_and_slope(xs.gather(-1, i) - ys.gather(-1, j), p)
     cost = (dt * cost_k).sum(-1).to(u.dtype)
     g = (dt * slope).to(u.dtype)  # (B, L, N + M)
-    gu = gv = None
+    gu = gv = ga = gb = None
     if need_gu:
         gu = torch.empty_like(xs).scatter_(-1, px, torch.zeros_like(xs).scatter_add_(-1, i, g))
     if need_gv:
         gv = torch.empty_like(ys).scatter_(-1, py, torch.zeros_like(ys).scatter_add_(-1, j, g.neg_()))
-    return cost, gu, gv
+    # Moving a level moves mass between the pieces on either side of it: d cost / d level is the
+    # cost of the piece below minus that of the piece above (x atom k -> k + 1 at x levels).
+    if need_ga:
+        jk = ys.gather(-1, torch.searchsorted(cb, ca).clamp_(max=M - 1))  # y atom at each x level
+        G = torch.zeros_like(ca)
+        G[..., :-1] = (_pow_and_slope(xs - jk, p)[0] - _pow_and_slope(xs.roll(-1, -1) - jk, p)[0])[..., :-1]
+        ga = torch.empty_like(xs).scatter_(-1, px, _level_grad(G, ca, sa).to(u.dtype))
+    if need_gb:
+        ik = xs.gather(-1, torch.searchsorted(ca, cb).clamp_(max=N - 1))  # x atom at each y level
+        G = torch.zeros_like(cb)
+        G[..., :-1] = (_pow_and_slope(ik - ys, p)[0] - _pow_and_slope(ik - ys.roll(-1, -1), p)[0])[..., :-1]
+        gb = torch.empty_like(ys).scatter_(-1, py, _level_grad(G, cb, sb).to(u.dtype))
+    return cost, (gu, gv, ga, gb)
 
 
 def direction_chunks(L: int, B: int, n_total: int, bytes_per_entry: int = 64):
@@ -203,7 +228,7 @@ def _pair_sorted(d: np.ndarray, p: float, slope: np.ndarray) -> np.ndarray:
     return (ad**p).mean(-1)
 
 
-def _merge_quantiles(xs, ys, px, py, a, b, p: float, ws: _Workspace):
+def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], ws: _Workspace):
     """W_p^p between weighted 1-D measures by merging their cumulative-weight sequences.
 
     ``xs (r, N)``, ``ys (r, M)`` are sorted rows, ``px``, ``py`` their permutations and ``a (N,)``,
@@ -212,16 +237,19 @@ def _merge_quantiles(xs, ys, px, py, a, b, p: float, ws: _Workspace):
     [0, 1] are non-negative float64, so their bits sort as integers: shifted left one bit, with the
     lowest bit marking y, one *stable* int64 sort (a linear merge of two sorted runs) gives the
     merged order, x breakpoints first on ties. Returns cost ``(r,)`` and the gradients with respect
-    to ``xs`` and ``ys`` in sorted order. Every ``(r, N + M)`` array is a reused work array.
+    to ``xs``, ``ys`` and, where ``need_w`` asks, the sorted weights (else None), all in sorted
+    order. Every ``(r, N + M)`` array is a reused work array.
     """
     r, N = xs.shape
     M = ys.shape[1]
     K = N + M
     levels = ws.get("levels", (r, K), np.float64)
+    totals = []
     for w, perm, part in ((a, px, levels[:, :N]), (b, py, levels[:, N:])):
         part[...] = w[perm]
         np.cumsum(part, axis=-1, out=part)
-        part /= part[:, -1:]  # both end at exactly 1
+        totals.append(part[:, -1:].copy())
+        part /= totals[-1]  # both end at exactly 1
     keys = levels.view(np.int64)
     keys <<= 1
     keys[:, N:] |= 1
@@ -247,23 +275,47 @@ def _merge_quantiles(xs, ys, px, py, a, b, p: float, ws: _Workspace):
     np.take(ys.reshape(-1), j, out=dy)
     d -= dy  # gap of each piece
     g = ws.get("g", (r, K), np.float64)
+    ck = ws.get("ck", (r, K), np.float64) if any(need_w) else None  # cost of each piece per unit mass
     if p == 2.0:
         cost = np.einsum("ij,ij,ij->i", dt, d, d)
+        if ck is not None:
+            np.multiply(d, d, out=ck)
         np.multiply(d, dt, out=g)
         g *= 2.0
     elif p == 1.0:
         cost = np.einsum("ij,ij->i", dt, np.abs(d, out=dy))
+        if ck is not None:
+            ck[...] = dy
         np.multiply(np.sign(d, out=dy), dt, out=g)
     else:
         ad = np.abs(d)
-        cost = np.einsum("ij,ij->i", dt, ad**p)
-        np.multiply(p * ad ** (p - 1.0) * np.sign(d), dt, out=g)  # d cost / d (x_i - y_j) per piece
+        if ck is not None:
+            np.power(ad, p, out=ck)
+        cost = np.einsum("ij,ij->i", dt, ad**p if ck is None else ck)
+        np.multiply(p * ad ** (p - 1.0), np.sign(d), out=g)
+        g *= dt  # d cost / d (x_i - y_j) per piece
+    gw = [None, None]
+    if ck is not None:
+        # Moving a level moves mass between the piece ending there and the next one: d cost /
+        # d level = ck[piece] - ck[next piece]; it is booked on the atom whose level it is.
+        step = ws.get("step", (r, K), np.float64)
+        np.subtract(ck[:, :-1], ck[:, 1:], out=step[:, :-1])
+        step[:, -1] = 0.0
+        for side, (need, n_side, index) in enumerate(((need_w[0], N, i), (need_w[1], M, j))):
+            if not need:
+                continue
+            mask = tmp if side == 0 else 1 - tmp  # pieces ending at this side's levels
+            G = np.bincount(index.reshape(-1), weights=(step * mask).reshape(-1), minlength=r * n_side)
+            G = G.reshape(r, n_side)
+            suffix = np.cumsum(G[:, ::-1], axis=-1)[:, ::-1]
+            at_levels = np.einsum("ij,ij,ij->i", step, mask, t)[:, None]  # sum_k G_k level_k
+            gw[side] = (suffix - at_levels) / totals[side]
     gx = np.bincount(i.reshape(-1), weights=g.reshape(-1), minlength=r * N).reshape(r, N)
     gy = np.bincount(j.reshape(-1), weights=g.reshape(-1), minlength=r * M).reshape(r, M)
-    return cost, gx, np.negative(gy, out=gy)
+    return cost, gx, np.negative(gy, out=gy), gw[0], gw[1]
 
 
-def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need_gu: bool, need_gv: bool):
+def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, False, False)):
     """Costs and per-slice gradients of ``x @ theta.T`` vs ``y @ theta.T`` on CPU, in numpy.
 
     Tasks on the thread pool each take one batch item and a few directions (about
@@ -279,23 +331,16 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need_gu: bool, need_g
     dtype = xs_.dtype
     a_, b_ = (None, None) if uniform else (a.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64))
     cost = np.empty((B, L), dtype)
-    gu = np.empty((B, L, N), dtype) if need_gu else None
-    gv = np.empty((B, L, M), dtype) if need_gv else None
+    grads = [np.empty((B, L, n), dtype) if wanted else None for wanted, n in zip(need, (N, M, N, M))]
     ws = _Workspace()
-
-    def unsort(out: np.ndarray, perm: np.ndarray, values: np.ndarray) -> None:
-        """``out[r, perm[r, k]] = values[r, k]`` as one flat fancy assignment (put_along_axis is ~5x slower)."""
-        if perm.shape[0] > 1:
-            perm += ws.iota(perm.shape[0])[:, None] * perm.shape[1]
-        out.reshape(-1)[perm.reshape(-1)] = values.reshape(-1)
 
     def task(k: int, l0: int, l1: int) -> None:
         r = l1 - l0
         u, v = ws.get("u", (r, N), dtype), ws.get("v", (r, M), dtype)
         np.matmul(th[l0:l1], xs_[k], out=u)  # (r, N) projections
         np.matmul(th[l0:l1], ys_[k], out=v)
-        pu = ws.get("pu", (r, N), np.int64) if need_gu or not uniform else None
-        pv = ws.get("pv", (r, M), np.int64) if need_gv or not uniform else None
+        pu = ws.get("pu", (r, N), np.int64) if need[0] or not uniform else None
+        pv = ws.get("pv", (r, M), np.int64) if need[1] or not uniform else None
         for w, pw in ((u, pu), (v, pv)):
             if pw is None:
                 w.sort(axis=-1)
@@ -304,13 +349,16 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need_gu: bool, need_g
         if uniform:
             slope = ws.get("slope", (r, N), dtype)
             cost[k, l0:l1] = _pair_sorted(np.subtract(u, v, out=u), p, slope)
-            gx, gy = slope, np.negative(slope, out=u)
+            sorted_grads = (slope, np.negative(slope, out=u), None, None)
         else:
-            cost[k, l0:l1], gx, gy = _merge_quantiles(u, v, pu, pv, a_[k], b_[k], p, ws)
-        if need_gu:
-            unsort(gu[k, l0:l1], pu, gx)
-        if need_gv:
-            unsort(gv[k, l0:l1], pv, gy)
+            cost[k, l0:l1], *sorted_grads = _merge_quantiles(u, v, pu, pv, a_[k], b_[k], p, need[2:], ws)
+        if r > 1:  # flat indices into the (r, N) and (r, M) blocks
+            for perm in (pu, pv):
+                if perm is not None:
+                    perm += ws.iota(r)[:, None] * perm.shape[1]
+        for out, perm, values in zip(grads, (pu, pv, pu, pv), sorted_grads):
+            if out is not None:  # unsort: one flat fancy assignment (put_along_axis is ~5x slower)
+                out[k, l0:l1].reshape(-1)[perm.reshape(-1)] = values.reshape(-1)
 
     step = max(1, _TASK_ELEMENTS // max(N, M))
     jobs = [(k, l0, min(L, l0 + step)) for k in range(B) for l0 in range(0, L, step)]
@@ -319,48 +367,50 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need_gu: bool, need_g
             task(*job)
     else:
         list(_pool().map(lambda job: task(*job), jobs))
-    as_t = lambda a: None if a is None else torch.from_numpy(a)  # noqa: E731
-    return as_t(cost), as_t(gu), as_t(gv)
+    return torch.from_numpy(cost), tuple(None if g is None else torch.from_numpy(g) for g in grads)
 
 
-def _slices(x, y, theta, a, b, p, uniform, need_gu, need_gv):
-    """Per chunk of directions: ``(l0, l1, cost (B, Lc), gu (B, Lc, N) | None, gv (B, Lc, M) | None)``."""
+def _slices(x, y, theta, a, b, p, uniform, need):
+    """Per chunk of directions: ``(l0, l1, cost (B, Lc), (gu, gv, ga, gb))``, gradients as in :func:`rows_cost`."""
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
     cpu = x.device.type == "cpu"
     for l0, l1 in direction_chunks(theta.shape[0], B, N + M, 16 if cpu else 64):
         th = theta[l0:l1]  # (Lc, D)
         if cpu:
-            yield (l0, l1, *_cpu_chunk(x, y, th, a, b, p, uniform, need_gu, need_gv))
+            yield (l0, l1, *_cpu_chunk(x, y, th, a, b, p, uniform, need))
         else:
             u, v = torch.matmul(th, x.transpose(1, 2)), torch.matmul(th, y.transpose(1, 2))  # (B, Lc, N|M)
-            yield (l0, l1, *rows_cost(u, v, a, b, p, uniform, need_gu, need_gv))
+            yield (l0, l1, *rows_cost(u, v, a, b, p, uniform, need))
 
 
 class LinearSlicedCost(torch.autograd.Function):
     """Per-slice costs ``(B, L)`` of ``x @ theta.T`` vs ``y @ theta.T``, fused and chunked.
 
-    Gradients flow to ``x``, ``y`` and ``theta`` (weights are constants). Per-slice gradients are kept
-    for backward when they fit in :data:`STORE_BYTES`, else backward re-sorts chunk by chunk.
+    Gradients flow to ``x``, ``y``, ``theta`` and the weights ``a``, ``b`` (not on the uniform fast
+    path, whose weights are constants). Per-slice gradients are kept for backward when they fit in
+    :data:`STORE_BYTES`, else backward re-sorts chunk by chunk.
     """
 
     @staticmethod
     def forward(ctx, x, y, theta, a, b, p, uniform):
-        need_x, need_y, need_t = ctx.needs_input_grad[:3]
+        need_x, need_y, need_t, need_a, need_b = ctx.needs_input_grad[:5]
+        need = (need_x, need_y, need_a and not uniform, need_b and not uniform)
         B, N, D = x.shape
         M, L = y.shape[1], theta.shape[0]
-        store = (need_x or need_y) and B * L * (N + M) * x.element_size() <= STORE_BYTES
+        per_slice = sum(n for n, wanted in zip((N, M, N, M), need) if wanted) * x.element_size()
+        store = any(need) and B * L * per_slice <= STORE_BYTES
         costs = x.new_empty(B, L)
         dtheta = x.new_zeros(B, L, D) if need_t else None
         saved = []
         # Gradients come with the sort; compute them now only if kept, or needed for theta.
-        want_u, want_v = (need_x and store) or need_t, (need_y and store) or need_t
-        for l0, l1, cost, gu, gv in _slices(x, y, theta, a, b, p, uniform, want_u, want_v):
+        want = tuple((wanted and store) or (need_t and k < 2) for k, wanted in enumerate(need))
+        for l0, l1, cost, grads in _slices(x, y, theta, a, b, p, uniform, want):
             costs[:, l0:l1] = cost
             if need_t:  # d cost_l / d theta_l = sum_i gu_i x_i + sum_j gv_j y_j
-                dtheta[:, l0:l1] = torch.matmul(gu, x.detach()) + torch.matmul(gv, y.detach())
+                dtheta[:, l0:l1] = torch.matmul(grads[0], x.detach()) + torch.matmul(grads[1], y.detach())
             if store:
-                saved.append((gu if need_x else None, gv if need_y else None))
-        ctx.p, ctx.uniform, ctx.saved = p, uniform, saved if store else None
+                saved.append((l0, l1, tuple(g if wanted else None for g, wanted in zip(grads, need))))
+        ctx.p, ctx.uniform, ctx.need, ctx.saved = p, uniform, need, saved if store else None
         ctx.save_for_backward(x, y, theta, a, b, dtheta)
         return costs
 
@@ -368,24 +418,25 @@ class LinearSlicedCost(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_costs):  # (B, L)
         x, y, theta, a, b, dtheta = ctx.saved_tensors
-        need_x, need_y, need_t = ctx.needs_input_grad[:3]
-        gx = torch.zeros_like(x) if need_x else None
-        gy = torch.zeros_like(y) if need_y else None
-        if need_x or need_y:
-            if ctx.saved is not None:
-                bounds = np.cumsum([0] + [(g if g is not None else h).shape[1] for g, h in ctx.saved])
-                chunks = [(l0, l1, None, gu, gv) for l0, l1, (gu, gv) in zip(bounds[:-1], bounds[1:], ctx.saved)]
-            else:
-                chunks = _slices(x, y, theta, a, b, ctx.p, ctx.uniform, need_x, need_y)
-            for l0, l1, _, gu, gv in chunks:
-                wth = grad_costs[:, l0:l1, None] * theta[l0:l1].detach()  # (B, Lc, D): weights folded in
-                if need_x:
-                    gx += torch.matmul(gu.transpose(1, 2), wth)  # (B, N, D)
-                if need_y:
-                    gy += torch.matmul(gv.transpose(1, 2), wth)
-        gt = (grad_costs[..., None] * dtheta).sum(0) if need_t else None
+        out = [torch.zeros_like(t) if wanted else None for t, wanted in zip((x, y, a, b), ctx.need)]
+        if any(ctx.need):
+            chunks = ctx.saved
+            if chunks is None:
+                chunks = ((l0, l1, g) for l0, l1, _, g in _slices(x, y, theta, a, b, ctx.p, ctx.uniform, ctx.need))
+            for l0, l1, grads in chunks:
+                w = grad_costs[:, l0:l1]  # (B, Lc)
+                wth = w[..., None] * theta[l0:l1].detach()  # (B, Lc, D): weights folded in
+                for k, g in enumerate(grads):
+                    if out[k] is None:
+                        continue
+                    if k < 2:  # support: (B, N, Lc) @ (B, Lc, D)
+                        out[k] += torch.matmul(g.transpose(1, 2), wth)
+                    else:  # weights: (B, 1, Lc) @ (B, Lc, N)
+                        out[k] += torch.matmul(w[:, None, :].to(g.dtype), g)[:, 0].to(out[k].dtype)
+        gt = (grad_costs[..., None] * dtheta).sum(0) if dtheta is not None else None
         ctx.saved = None
-        return gx, gy, gt, None, None, None, None
+        gx, gy, ga, gb = out
+        return gx, gy, gt, ga, gb, None, None
 
 
 class ProjectedCost(torch.autograd.Function):
@@ -397,14 +448,16 @@ class ProjectedCost(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, v, a, b, p, uniform):
-        need_u, need_v = ctx.needs_input_grad[:2]
-        cost, gu, gv = rows_cost(u, v, a, b, p, uniform, need_u, need_v)
-        ctx.save_for_backward(gu, gv)
+        need_u, need_v, need_a, need_b = ctx.needs_input_grad[:4]
+        cost, grads = rows_cost(u, v, a, b, p, uniform, (need_u, need_v, need_a and not uniform, need_b and not uniform))
+        ctx.save_for_backward(*grads)
         return cost
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_cost):
-        gu, gv = ctx.saved_tensors
+        gu, gv, ga, gb = ctx.saved_tensors
         w = grad_cost[..., None]
-        return (None if gu is None else w * gu), (None if gv is None else w * gv), None, None, None, None
+        per_row = [None if g is None else w * g for g in (gu, gv)]
+        per_item = [None if g is None else (w * g).sum(1) for g in (ga, gb)]
+        return (*per_row, *per_item, None, None)

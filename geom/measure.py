@@ -106,7 +106,7 @@ def normalize_weights(weights, support: torch.Tensor, *, batched: bool) -> tuple
             raise TypeError(f"weights: expected an array of non-negative numbers, got {describe(weights)}") from exc
     if weights.is_complex() or weights.dtype == torch.bool:
         raise TypeError(f"weights: expected real numbers, got dtype {weights.dtype}")
-    weights = weights.to(device=support.device, dtype=support.dtype).detach()
+    weights = weights.to(device=support.device, dtype=support.dtype)  # keeps autograd
     expected = (B, N) if batched else (N,)
     if tuple(weights.shape) != expected:
         raise ValueError(f"weights: expected shape {expected} to match the support, got {tuple(weights.shape)}")

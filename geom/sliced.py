@@ -127,7 +127,9 @@ def _check_directions(directions, dim: int, like: torch.Tensor, name: str) -> to
 def sliced_costs(mu: Measure, nu: Measure, directions: torch.Tensor, p: float) -> torch.Tensor:
     """``(B, L)`` per-slice ``W_p^p`` between the projections of ``mu`` and ``nu``, differentiable."""
     space = get_representation(mu.kind)
-    uniform = mu.uniform and nu.uniform and mu.n_points == nu.n_points
+    # The fast path pairs sorted atoms and treats weights as constants: not when they need gradients.
+    weights_grad = torch.is_grad_enabled() and (mu.weights.requires_grad or nu.weights.requires_grad)
+    uniform = mu.uniform and nu.uniform and mu.n_points == nu.n_points and not weights_grad
     if space.linear:
         return _ot1d.LinearSlicedCost.apply(
             mu.support, nu.support, directions, mu.weights, nu.weights, p, uniform

@@ -95,7 +95,9 @@ def test_weights_are_normalised_and_uniformity_detected():
     assert not mu.uniform
     assert geom.measure(x, weights=np.full(4, 7.0)).uniform  # equal weights are uniform whatever the scale
     w = torch.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
-    assert not geom.measure(x, weights=w).weights.requires_grad  # weights are constants of the estimate
+    normalised = geom.measure(x, weights=w).weights  # autograd carries through the normalisation
+    normalised[0, 0].backward()
+    torch.testing.assert_close(w.grad, torch.tensor([0.09, -0.01, -0.01, -0.01]))  # d(w_0 / sum w) / dw at sum 10
     assert w.tolist() == [1.0, 2.0, 3.0, 4.0]  # the caller's array is not normalised in place
 
 

@@ -4,9 +4,10 @@ Prints a markdown table and writes JSON. The anchors run in the same process on 
 
 * POT: ``ot.sliced_wasserstein_distance`` (torch backend) with the same directions;
 * floor: sorting the two projected ``(L, N)`` matrices once with numpy (``torch.sort`` on CUDA),
-  i.e. the least any sort-based exact estimator must do.
+  i.e. the least any sort-based exact estimator must do; numpy sorts on one thread, so the table
+  also gives the floor with the rows split over the threads geom uses.
 
-Peak memory is measured in a fresh subprocess (peak resident set size of the whole process).
+Peak memory is measured first, in a fresh subprocess (its resident high-water mark, ``VmHWM``).
 
     python tools/bench.py                       # N in {1e4, 1e5}, L = 256, memory at N = 1e6, L = 1024
     python tools/bench.py --device cuda --json out.json
@@ -17,91 +18,112 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
 
-def _time(fn, reps: int) -> float:
-    fn()  # warm-up (thread pools, allocator)
+def _time(fn, reps: int) -> tuple[float, float]:
+    """Best wall time of ``reps`` runs after one warm-up, and the value of the last run."""
+    value = fn()  # warm-up (thread pools, allocator)
     best = float("inf")
     for _ in range(reps):
         start = time.perf_counter()
-        fn()
+        value = fn()
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
-    return best
+    return best, value
 
 
-def _problem(n: int, L: int, d: int, device: str, seed: int = 0):
+def _problem(n: int, m: int, L: int, d: int, weighted: bool, device: str, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g).to(device)
-    y = (torch.randn(n, d, generator=g) * 0.5 + 1.0).to(device)
+    y = (torch.randn(m, d, generator=g) * 0.5 + 1.0).to(device)
+    a = b = None
+    if weighted:
+        a, b = torch.rand(n, generator=g) + 0.1, torch.rand(m, generator=g) + 0.1
+        a, b = (a / a.sum()).to(device), (b / b.sum()).to(device)
     theta = torch.randn(L, d, generator=g, dtype=torch.float64)
     theta = (theta / theta.norm(dim=1, keepdim=True)).float().to(device)
-    return x, y, theta
+    return x, y, a, b, theta
 
 
-def geom_value_grad(x, y, theta, p=2):
+def geom_value_grad(x, y, a, b, theta, p=2):
     import geom
 
     xr = x.clone().requires_grad_()
-    value = geom.sliced_wasserstein(xr, y, p=p, directions=theta)
+    value = geom.sliced_wasserstein(geom.measure(xr, weights=a), geom.measure(y, weights=b), p=p, directions=theta)
     value.backward()
     return value.item()
 
 
-def pot_value_grad(x, y, theta, p=2):
+def pot_value_grad(x, y, a, b, theta, p=2):
     import ot
 
     xr = x.clone().requires_grad_()
-    value = ot.sliced_wasserstein_distance(xr, y, projections=theta.T, p=p)
+    value = ot.sliced_wasserstein_distance(xr, y, a, b, projections=theta.T, p=p)
     value.backward()
     return value.item()
 
 
-def sort_floor(x, y, theta):
-    ux, uy = theta @ x.T, theta @ y.T  # (L, N), projections are not timed below
-    if x.device.type == "cpu":
-        ux, uy = ux.numpy(), uy.numpy()
+def sort_floor(x, y, theta, threads: int = 1):
+    """Sorting the two projected matrices: one ``np.sort`` each, or split by rows over ``threads``."""
+    ux, uy = theta @ x.T, theta @ y.T  # (L, N), (L, M); projections are not timed below
+    if x.device.type != "cpu":
+        return lambda: (torch.sort(ux, dim=1), torch.sort(uy, dim=1))
+    ux, uy = ux.numpy(), uy.numpy()
+    if threads == 1:
         return lambda: (np.sort(ux, axis=1), np.sort(uy, axis=1))
-    return lambda: (torch.sort(ux, dim=1), torch.sort(uy, dim=1))
+    pool = ThreadPoolExecutor(threads)
+    parts = [u[rows] for u in (ux, uy) for rows in np.array_split(np.arange(u.shape[0]), threads)]
+    return lambda: list(pool.map(lambda part: np.sort(part, axis=1), parts))
 
 
-def run_speed(sizes, L, d, reps, pot_max, device):
+def run_speed(sizes, L, d, reps, pot_max, weighted_n, device):
+    """Uniform N = M at each size, then weighted with M = 0.8 N at ``weighted_n``."""
+    cases = [(n, n, False) for n in sizes] + ([(weighted_n, int(0.8 * weighted_n), True)] if weighted_n else [])
     rows = []
-    for n in sizes:
-        x, y, theta = _problem(n, L, d, device)
-        t_geom = _time(lambda: geom_value_grad(x, y, theta), reps)
-        t_floor = _time(sort_floor(x, y, theta), reps)
-        t_pot = _time(lambda: pot_value_grad(x, y, theta), 1 if n >= 50_000 else reps) if n <= pot_max else None
-        v_geom, v_pot = geom_value_grad(x, y, theta), pot_value_grad(x, y, theta) if n <= pot_max else None
+    for n, m, weighted in cases:
+        x, y, a, b, theta = _problem(n, m, L, d, weighted, device)
+        t_geom, v_geom = _time(lambda: geom_value_grad(x, y, a, b, theta), reps)
+        t_floor, _ = _time(sort_floor(x, y, theta), reps)
+        threads = torch.get_num_threads()
+        t_floor_mt = _time(sort_floor(x, y, theta, threads), reps)[0] if device == "cpu" and threads > 1 else None
+        t_pot = v_pot = None
+        if n <= pot_max:
+            t_pot, v_pot = _time(lambda: pot_value_grad(x, y, a, b, theta), 1 if n >= 50_000 else reps)
         rows.append(
-            dict(n=n, L=L, d=d, device=device, geom_s=t_geom, pot_s=t_pot, floor_s=t_floor,
+            dict(n=n, m=m, weighted=weighted, L=L, d=d, device=device, geom_s=t_geom, pot_s=t_pot, floor_s=t_floor,
+                 floor_threads_s=t_floor_mt, floor_threads=threads,
                  pot_over_geom=None if t_pot is None else t_pot / t_geom, geom_over_floor=t_geom / t_floor,
+                 geom_over_floor_threads=None if t_floor_mt is None else t_geom / t_floor_mt,
                  value_geom=v_geom, value_pot=v_pot)
         )
-        print(f"  N = {n:>9,}: geom {t_geom:.3f} s, floor {t_floor:.3f} s"
+        print(f"  N = {n:>9,}, M = {m:>9,}{' weighted' if weighted else ''}: geom {t_geom:.3f} s, floor {t_floor:.3f} s"
               + ("" if t_pot is None else f", POT {t_pot:.3f} s"), file=sys.stderr)
     return rows
 
 
 _MEMORY_CHILD = """
-import resource, sys, time, torch, geom
+import sys, time, torch, geom
+
+def peak_rss():  # this process's high-water mark; VmHWM starts afresh at exec, ru_maxrss may not
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
 n, L, d = int(sys.argv[1]), int(sys.argv[2]), 3
 g = torch.Generator().manual_seed(0)
 x = torch.randn(n, d, generator=g, requires_grad=True); y = torch.randn(n, d, generator=g) + 1
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_rss()
 t = time.perf_counter()
 v = geom.sliced_wasserstein(x, y, n_projections=L, seed=0); v.backward()
 t = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(base * 1024, peak * 1024, t, v.item())
+print(base, peak_rss(), t, v.item())
 """
 
 
@@ -120,6 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--d", type=int, default=3)
     ap.add_argument("--reps", type=int, default=3, help="best of this many timed runs")
     ap.add_argument("--pot-max", type=float, default=1e5, help="largest N to run POT on")
+    ap.add_argument("--weighted-n", type=float, default=1e5, help="N of the weighted case (M = 0.8 N); 0 skips it")
     ap.add_argument("--memory-n", type=float, default=1e6)
     ap.add_argument("--memory-L", type=int, default=1024)
     ap.add_argument("--no-memory", action="store_true")
@@ -131,16 +154,21 @@ def main(argv=None) -> int:
 
     print(f"geom core benchmark on {args.device} ({platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} torch threads); POT {ot.__version__}, torch {torch.__version__}", file=sys.stderr)
-    speed = run_speed(sizes, args.L, args.d, args.reps, args.pot_max, args.device)
     memory = None if args.no_memory else run_memory(int(args.memory_n), args.memory_L)
+    speed = run_speed(sizes, args.L, args.d, args.reps, args.pot_max, int(args.weighted_n), args.device)
 
-    print(f"\nSW_2 value + gradient, d = {args.d}, L = {args.L}, N = M, float32, {args.device}, best of {args.reps}\n")
-    print("| N = M | geom (s) | POT (s) | sort floor (s) | POT / geom | geom / floor |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(f"\nSW_2 value + gradient w.r.t. the first cloud, d = {args.d}, L = {args.L}, float32, {args.device}, "
+          f"best of {args.reps} (POT: one run from N = 50,000)\n")
+    threads = speed[0]["floor_threads"] if speed else 1
+    print(f"| N | M | weights | geom (s) | POT (s) | sort floor (s) | floor, {threads} threads (s) | POT / geom "
+          f"| geom / floor | geom / floor, {threads} threads |")
+    print("|---:|---:|:---|---:|---:|---:|---:|---:|---:|---:|")
+    fmt = lambda v, f: "—" if v is None else format(v, f)  # noqa: E731
     for r in speed:
-        pot = "—" if r["pot_s"] is None else f"{r['pot_s']:.3f}"
-        ratio = "—" if r["pot_over_geom"] is None else f"{r['pot_over_geom']:.1f}x"
-        print(f"| {r['n']:,} | {r['geom_s']:.3f} | {pot} | {r['floor_s']:.3f} | {ratio} | {r['geom_over_floor']:.2f}x |")
+        print(f"| {r['n']:,} | {r['m']:,} | {'random' if r['weighted'] else 'uniform'} | {r['geom_s']:.3f} "
+              f"| {fmt(r['pot_s'], '.3f')} | {r['floor_s']:.3f} | {fmt(r['floor_threads_s'], '.3f')} "
+              f"| {fmt(r['pot_over_geom'], '.1f')}x | {r['geom_over_floor']:.2f}x "
+              f"| {fmt(r['geom_over_floor_threads'], '.2f')}x |")
     if memory:
         gib = 2**30
         print(f"\nPeak resident memory, value + gradient, N = M = {memory['n']:,}, L = {memory['L']}: "

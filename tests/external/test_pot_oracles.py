@@ -139,3 +139,17 @@ def test_monte_carlo_directions_equal_pot_with_the_same_directions():
                                 seed=11, return_result=True)
     assert r.directions.shape == (50, 4)
     torch.testing.assert_close(r.value, pot_sw(x, y, a, b, r.directions, 2), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+@pytest.mark.parametrize("n, m", [(40, 40), (37, 23)])
+def test_weight_gradients_equal_pot(n, m, p):
+    """d SW / d raw weights: geom normalises them inside geom.measure, POT gets w / w.sum()."""
+    x, y, a, b, theta = problem(n, m, 3, True, seed=4)
+    wa, wb = (a * 7.0).requires_grad_(), (b * 3.0).requires_grad_()
+    pot_sw(x, y, wa / wa.sum(), wb / wb.sum(), theta, p).backward()
+    want = wa.grad.clone(), wb.grad.clone()
+    wa.grad = wb.grad = None
+    geom_sw(x, y, wa, wb, theta, p).backward()
+    torch.testing.assert_close(wa.grad, want[0], **GRAD_TOL[F64])
+    torch.testing.assert_close(wb.grad, want[1], **GRAD_TOL[F64])
