@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export KEOPS_CACHE_FOLDER := $(CURDIR)/.cache/keops
 export MPLBACKEND := Agg
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench lint clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check geom plugins tools datasets tests
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info .pytest_cache .hypothesis

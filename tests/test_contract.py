@@ -1,6 +1,5 @@
 """geom.testing: the contract checks pass on the built-ins and fail, with a helpful message, on broken plugins."""
 
-import copy
 import math
 
 import numpy as np
@@ -24,20 +23,6 @@ class FixedAxes(geom.SlicingScheme):
 
     def directions(self, n, dim, *, generator=None):
         return torch.eye(dim)[torch.arange(n) % dim]
-
-
-@pytest.fixture
-def restore_registry():
-    """Snapshot the registry tables and plugin infos; put them back after the test."""
-    _registry.load()
-    tables = {kind: dict(table) for kind, table in _registry.tables.items()}
-    info = copy.deepcopy(_registry.info)
-    yield
-    for kind, table in _registry.tables.items():
-        table.clear()
-        table.update(tables[kind])
-    _registry.info.clear()
-    _registry.info.update(info)
 
 
 # --------------------------------------------------------------------------------------------------

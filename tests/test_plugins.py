@@ -7,7 +7,6 @@ never touched. One probe script runs per scenario and reports everything as JSON
 their plugins with ``GEOM_DISABLE_PLUGINS``.
 """
 
-import copy
 import importlib.metadata as md
 import json
 import os
@@ -265,20 +264,6 @@ def test_builtins_come_through_entry_points():
     info = {i.name: i for i in geom.plugins()}
     assert (info["mc"].distribution, info["mc"].version, info["mc"].schemes) == ("geom", geom.__version__, ["mc"])
     assert info["points"].representations == ["points"] and info["points"].error is None
-
-
-@pytest.fixture
-def restore_registry():
-    """Snapshot the registry tables and plugin infos; put them back after the test."""
-    _registry.load()
-    tables = {kind: dict(table) for kind, table in _registry.tables.items()}
-    info = copy.deepcopy(_registry.info)
-    yield
-    for kind, table in _registry.tables.items():
-        table.clear()
-        table.update(tables[kind])
-    _registry.info.clear()
-    _registry.info.update(info)
 
 
 class SignedAxes(geom.SlicingScheme):
