@@ -3,6 +3,7 @@
 ::
 
     geom.measure(obj) -> Measure --+
+                                   +--> scheme.fit(mu, nu) ; scheme.lift(measure)   learnable schemes only
                                    +--> scheme.directions(L, d, generator)          (L, d) unit rows
                                    +--> space.project(support, directions)          (B, L, N) on the line
                                    +--> 1-D OT per slice (sorting, autograd)        costs (B, L) = W_p^p
@@ -55,6 +56,20 @@ class SlicingScheme(abc.ABC):
     @abc.abstractmethod
     def directions(self, n: int, dim: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(n, dim)`` unit rows. The core casts them to the data's dtype and device."""
+
+    def fit(self, mu: Measure, nu: Measure, *, p: float, generator: torch.Generator | None = None) -> None:
+        """Learn from the data before :meth:`directions` is called (when the caller gives none).
+
+        Data-dependent schemes (max-sliced, distributional, augmented) optimise their directions or
+        their lifting here and keep the result on the instance; the default learns nothing.
+        """
+
+    def lift(self, measure: Measure) -> Measure:
+        """The measure the directions act on; augmented schemes map the support to a higher dimension.
+
+        Must stay differentiable in ``measure.support``. The default is the measure itself.
+        """
+        return measure
 
     def estimate(self, costs: torch.Tensor, context: EstimateContext) -> tuple[torch.Tensor, torch.Tensor]:
         """``costs (B, L)`` of W_p^p per slice -> estimates of ``E W_p^p`` ``(B,)`` and their stderr ``(B,)``."""
@@ -198,10 +213,13 @@ def sliced_wasserstein(
         nu = Measure(nu.support.expand(B, *nu.support.shape[1:]), nu.weights.expand(B, -1), kind=nu.kind,
                      batched=True, uniform=nu.uniform)
 
-    space = get_representation(mu.kind)
-    dim = space.direction_dim(mu)
     scheme = _resolve_scheme(scheme, scheme_options)
     generator = make_generator(seed, generator)
+    if directions is None:
+        scheme.fit(mu, nu, p=p, generator=generator)
+    mu, nu = scheme.lift(mu), scheme.lift(nu)
+    space = get_representation(mu.kind)
+    dim = space.direction_dim(mu)
     if directions is None:
         n = check_positive_int(n_projections, "n_projections")
         directions = _check_directions(scheme.directions(n, dim, generator=generator), dim, mu.support,

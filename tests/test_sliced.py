@@ -572,3 +572,43 @@ def test_uniform_weights_that_need_gradients_leave_the_fast_path():
     assert w.grad is not None and torch.isfinite(w.grad).all()
     assert abs(float(w.grad.sum())) < 1e-10  # scaling all weights changes nothing
     assert float(w.grad.abs().max()) > 0
+
+
+class _Doubling(geom.SlicingScheme):
+    """A learnable-scheme stand-in: fit records its inputs, lift maps x -> [x, x]."""
+
+    def __init__(self):
+        super().__init__()
+        self.fitted = []
+
+    def fit(self, mu, nu, *, p, generator=None):
+        self.fitted.append((mu.dim, nu.dim, p))
+
+    def lift(self, measure):
+        s = measure.support
+        return geom.Measure(torch.cat([s, s], -1), measure.weights, kind=measure.kind, batched=measure.batched,
+                            uniform=measure.uniform)
+
+    def directions(self, n, dim, *, generator=None):
+        theta = torch.randn(n, dim, generator=generator, dtype=F64)
+        return theta / theta.norm(dim=1, keepdim=True)
+
+
+def test_fit_runs_before_directions_and_lift_changes_what_directions_act_on():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20, 3, generator=g, dtype=F64, requires_grad=True)
+    y = torch.randn(25, 3, generator=g, dtype=F64)
+    scheme = _Doubling()
+    r = geom.sliced_wasserstein(x, y, scheme=scheme, n_projections=7, seed=1, return_result=True)
+    assert scheme.fitted == [(3, 3, 2.0)]  # fit saw the measures themselves, before lifting
+    assert r.directions.shape == (7, 6)  # directions live in the lifted dimension
+    # [x, x] projected on (a, b) is x projected on a + b: the same as SW on the original cloud with
+    # directions (a + b), up to the scale |a + b| of each slice
+    ab = r.directions[:, :3] + r.directions[:, 3:]
+    scale = ab.norm(dim=1)
+    plain = geom.sliced_wasserstein(x, y, directions=ab / scale[:, None], return_result=True)
+    torch.testing.assert_close(r.costs, plain.costs * scale**2, rtol=1e-12, atol=1e-14)
+    r.value.backward()  # gradients reach x through the lift
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    geom.sliced_wasserstein(x, y, scheme=scheme, directions=r.directions)  # given directions: no fit
+    assert len(scheme.fitted) == 1
