@@ -6,7 +6,7 @@ import math
 
 import torch
 
-__all__ = ["GeomWarning", "check_p", "check_positive_int", "check_finite", "describe"]
+__all__ = ["GeomWarning", "check_finite", "check_int", "check_p", "check_positive_int", "check_real", "describe"]
 
 
 class GeomWarning(UserWarning):
@@ -30,12 +30,27 @@ def check_p(p) -> float:
     return float(p)
 
 
-def check_positive_int(value, name: str) -> int:
+def check_int(value, name: str, *, minimum: int = 0) -> int:
+    """An int ``>= minimum`` (bools refused); TypeError / ValueError naming ``name``."""
+    expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected a positive integer, got {describe(value)}")
-    if value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value}")
+        raise TypeError(f"{name}: expected {expected}, got {describe(value)}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected {expected}, got {value}")
     return value
+
+
+def check_positive_int(value, name: str) -> int:
+    return check_int(value, name, minimum=1)
+
+
+def check_real(value, name: str, expected: str, ok=lambda v: True) -> float:
+    """A finite real number with ``ok(value)``; ``expected`` says which (``"> 0"``, ``"in (0, 1]"``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a real number {expected}, got {describe(value)}")
+    if not (math.isfinite(value) and ok(value)):
+        raise ValueError(f"{name}: expected a real number {expected}, got {value!r}")
+    return float(value)
 
 
 def check_finite(t: torch.Tensor, name: str) -> None:

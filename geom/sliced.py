@@ -26,7 +26,7 @@ from ._checks import check_finite, check_p, check_positive_int, describe
 from .measure import Measure, measure
 from .registry import get_representation, get_scheme
 
-__all__ = ["EstimateContext", "SlicedResult", "SlicingScheme", "make_generator", "sliced_costs", "sliced_wasserstein"]
+__all__ = ["EstimateContext", "SlicedResult", "SlicingScheme", "make_generator", "resolve_scheme", "sliced_costs", "sliced_wasserstein"]
 
 
 @dataclass
@@ -71,6 +71,13 @@ class SlicingScheme(abc.ABC):
         """
         return measure
 
+    @property
+    def learns_from_data(self) -> bool:
+        """True when the class overrides :meth:`fit` or :meth:`lift`: its slices depend on the data, so
+        it cannot serve as the uniform-direction base of another scheme (control variates, reservoir)."""
+        cls = type(self)
+        return cls.fit is not SlicingScheme.fit or cls.lift is not SlicingScheme.lift
+
     def estimate(self, costs: torch.Tensor, context: EstimateContext) -> tuple[torch.Tensor, torch.Tensor]:
         """``costs (B, L)`` of W_p^p per slice -> estimates of ``E W_p^p`` ``(B,)`` and their stderr ``(B,)``."""
         L = costs.shape[-1]
@@ -112,14 +119,22 @@ def make_generator(seed=None, generator=None) -> torch.Generator | None:
     return torch.Generator().manual_seed(seed)
 
 
-def _resolve_scheme(scheme, options) -> SlicingScheme:
+def resolve_scheme(scheme, options=None, *, name: str = "scheme") -> SlicingScheme:
+    """A registered scheme name (built with ``options``) or a SlicingScheme instance -> the instance.
+
+    ``name`` is the argument the errors speak of (schemes that wrap another pass ``"base"``).
+    """
     if isinstance(scheme, SlicingScheme):
         if options:
-            raise TypeError(f"scheme options {sorted(options)} given with a scheme instance; set them on the instance")
+            raise TypeError(f"{name} options {sorted(options)} given with a scheme instance; set them on the instance")
         return scheme
     if not isinstance(scheme, str):
-        raise TypeError(f"scheme: expected a registered name or a SlicingScheme instance, got {describe(scheme)}")
-    return get_scheme(scheme)(**options)
+        raise TypeError(f"{name}: expected a registered name or a SlicingScheme instance, got {describe(scheme)}")
+    try:
+        cls = get_scheme(scheme)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {str(exc).removeprefix('scheme: ')}") from None
+    return cls(**(options or {}))
 
 
 def _check_directions(directions, dim: int, like: torch.Tensor, name: str) -> torch.Tensor:
@@ -213,7 +228,7 @@ def sliced_wasserstein(
         nu = Measure(nu.support.expand(B, *nu.support.shape[1:]), nu.weights.expand(B, -1), kind=nu.kind,
                      batched=True, uniform=nu.uniform)
 
-    scheme = _resolve_scheme(scheme, scheme_options)
+    scheme = resolve_scheme(scheme, scheme_options)
     generator = make_generator(seed, generator)
     if directions is None:
         scheme.fit(mu, nu, p=p, generator=generator)

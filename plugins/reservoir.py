@@ -1,0 +1,201 @@
+"""``"reservoir"``: a reservoir of informative directions kept across calls (ReSWD).
+
+From *ReSWD: ReSTIR'd, not shaken. Combining Reservoir Sampling and Sliced Wasserstein Distance for
+Variance Reduction*, Mark Boss, Andreas Engelhardt, Simon Donné and Varun Jampani (2025). The scheme
+instance keeps up to K directions from one call to the next (a training loop passes the same
+instance at every step), chosen by weighted reservoir sampling with the slice cost as the weight,
+so the reservoir gathers the directions along which the two measures differ most.
+
+One call. ``directions(n, d)`` returns ``n = n_res + n_fresh`` rows: first ``n_res`` reservoir
+members (the largest keys), then ``n_fresh`` fresh candidates. With ``m = n_candidates`` (default
+``max(1, n - K)``), ``n_res = min(|reservoir|, n - m)`` (0 when ``n <= m``) and ``n_fresh = n - n_res
+>= 1``: every call has fresh candidates, and the first call (empty reservoir) is all fresh. Fresh
+candidates are uniform on the sphere (``base``, or normalised Gaussians), except that with
+``mixture = alpha > 0`` each one, independently with probability ``alpha``, is drawn instead near a
+member ``r`` picked uniformly from the reservoir, from the density ``k_r(theta) = (theta . r)^(2s) /
+E_s`` relative to the uniform law (``s = concentration``, ``E_s = E_U (theta . r)^(2s) = prod_{i<s}
+(2i + 1) / (d + 2i)``). The fresh candidates thus have the law ``q = (1 - alpha) U + alpha / R sum_r
+k_r U``; ``q = U`` when ``alpha = 0`` or the reservoir is empty.
+
+Estimate (unbiased). With ``rho_j = dU/dq(theta_j) = 1 / ((1 - alpha) + alpha / R sum_r k_r(theta_j))``
+and ``c_j = W_p^p`` of fresh slice j, the value is ``(1/n_fresh) sum_j rho_j c_j``. Proof: the
+reservoir and hence ``q`` are fixed by earlier calls, and the fresh ``theta_j`` are drawn from ``q``
+afterwards, so ``E[rho_j c_j | past] = int c rho dq = int c dU = E_theta W_p^p`` for each j;
+averaging over the past keeps it. ``rho <= 1 / (1 - alpha)`` bounds the weights (defensive
+importance sampling), and ``rho`` is a constant for autograd, so the gradient is unbiased too. The
+reservoir slices do not enter the value: their directions depend on earlier costs, which no
+weight can undo. Their costs refresh the members' weights. Standard error: the sample standard
+deviation of ``rho_j c_j`` over ``sqrt(n_fresh)`` (``nan`` for one fresh slice); it is the error of
+this call's estimate given the reservoir.
+
+Reservoir update (in ``estimate``, from the detached costs; for batches one reservoir serves all
+items and the weights use the batch-mean cost). Every direction carries ``log u`` (``u`` uniform,
+drawn once with the candidate), ``rho`` and its birth step; at update t its weight is ``w = c rho
+decay^(t - birth)`` with ``c`` its latest cost, and its key is ``u^(1/w)`` (A-Res, stored as ``log
+u / w``). The K largest keys among members and fresh candidates stay. For a pair that does not
+move this is exactly A-Res over every candidate drawn since the last reset: a weighted sample
+without replacement of size K, weights ``c rho decay^age`` (a common decay keeps the order of the
+old keys, each being divided by ``decay`` in log space at every update). Then the effective sample
+size ``ESS = (sum w)^2 / sum w^2`` of the members' weights is compared with ``ess_threshold *
+|reservoir|``; below it (or when every weight is 0) the reservoir is emptied. The state is per
+dimension: a call with another ``d`` starts over. Directions passed by the caller
+(``sliced_wasserstein(..., directions=...)``) are not this scheme's draws: they get the plain mean
+and its standard error, and the reservoir is left alone.
+
+Measured (n = 64, K = 16, variance of the estimate over 270 calls, each figure about +-10%): with
+``mixture=0`` the value rests on ``n - K`` fresh slices, so its variance is that of ``"mc"`` with
+``n - K`` directions (1.2x to 1.6x that of ``"mc"`` with n directions); the reservoir then serves to find and
+report the informative directions (``result.directions[:n_res]``, ``result.costs``). With
+``mixture=0.8`` (``concentration=2``) the variance was 2.8x lower than ``"mc"`` on clouds that
+differ along one axis, 1.7x lower on a torus/ellipsoid pair, and 1.2x higher on a pair in
+dimension 10 that differs in two coordinates.
+
+Options:
+    reservoir_size: K, the most directions kept (default 16).
+    n_candidates: ``None`` (default) or the least number of fresh candidates per call (see above).
+    decay: weight factor per update, in (0, 1] (default 0.95; 1 = no decay).
+    ess_threshold: reset below ``ess_threshold * |reservoir|``, in [0, 1] (default 0.5; 0 = only
+        when every weight is 0).
+    mixture: ``alpha`` in [0, 1), the share of fresh candidates drawn near the reservoir (default 0).
+    concentration: ``s``, a positive int, the sharpness of the draws near a member (default 2).
+    base: ``None``, or a scheme (registered name or instance) whose directions, uniform one by one
+        (e.g. randomised quasi-Monte Carlo), give the uniform fresh candidates.
+"""
+
+import math
+
+import torch
+
+import geom
+from geom._checks import check_positive_int, check_real
+from geom.sliced import resolve_scheme
+
+
+class Reservoir(geom.SlicingScheme):
+    """Weighted reservoir sampling of directions across calls (see the module docstring).
+
+    Attributes (state, per dimension ``dim``):
+        reservoir: ``(R, dim)`` float64 members, ``R <= reservoir_size``, largest key first.
+        log_keys: ``(R,)`` their A-Res keys ``log u / w`` at the last update.
+        weights: ``(R,)`` their weights ``w = c rho decay^age`` at the last update.
+        step: number of reservoir updates since the instance was made (or ``dim`` changed).
+        resets: number of resets for low effective sample size.
+    """
+
+    def __init__(self, *, reservoir_size=16, n_candidates=None, decay=0.95, ess_threshold=0.5,
+                 mixture=0.0, concentration=2, base=None, **options):
+        super().__init__(**options)
+        self.reservoir_size = check_positive_int(reservoir_size, "reservoir_size")
+        self.n_candidates = None if n_candidates is None else check_positive_int(n_candidates, "n_candidates")
+        self.decay = check_real(decay, "decay", "in (0, 1]", lambda v: 0 < v <= 1)
+        self.ess_threshold = check_real(ess_threshold, "ess_threshold", "in [0, 1]", lambda v: 0 <= v <= 1)
+        self.mixture = check_real(mixture, "mixture", "in [0, 1)", lambda v: 0 <= v < 1)
+        self.concentration = check_positive_int(concentration, "concentration")
+        self.base = _base(base)
+        self._start(None)
+
+    def _start(self, dim):
+        """Empty state for dimension ``dim``."""
+        self.dim, self.step, self.resets, self._pending = dim, 0, 0, None
+        self._empty()
+
+    def _empty(self):
+        d = self.dim or 0
+        self.reservoir = torch.empty(0, d, dtype=torch.float64)
+        self.log_keys, self.weights = torch.empty(0, dtype=torch.float64), torch.empty(0, dtype=torch.float64)
+        self._log_u, self._rho, self._cost = self.log_keys.clone(), self.log_keys.clone(), self.log_keys.clone()
+        self._birth = torch.empty(0, dtype=torch.long)
+
+    def directions(self, n, dim, *, generator=None):
+        if dim != self.dim:
+            self._start(dim)
+        R = self.reservoir.shape[0]
+        least = self.n_candidates if self.n_candidates is not None else max(1, n - self.reservoir_size)
+        n_res = min(R, max(0, n - least))
+        n_fresh = n - n_res
+        if self.base is not None:
+            fresh = self.base.directions(n_fresh, dim, generator=generator).detach().to("cpu", torch.float64)
+        else:
+            fresh = _normalise(torch.randn(n_fresh, dim, generator=generator, dtype=torch.float64))
+        alpha = self.mixture if R > 0 else 0.0
+        rho = torch.ones(n_fresh, dtype=torch.float64)
+        if alpha > 0:
+            near = torch.rand(n_fresh, generator=generator, dtype=torch.float64) < alpha  # (n_fresh,)
+            centre = self.reservoir[torch.randint(R, (n_fresh,), generator=generator)]  # (n_fresh, dim)
+            fresh = torch.where(near[:, None], self._near(centre, generator), fresh)
+            s = self.concentration
+            E_s = math.prod((2 * i + 1) / (dim + 2 * i) for i in range(s))
+            k = ((fresh @ self.reservoir.T) ** (2 * s)).mean(1) / E_s  # (n_fresh,) mean_r k_r(theta)
+            rho = 1.0 / ((1 - alpha) + alpha * k)
+        u = 1.0 - torch.rand(n_fresh, generator=generator, dtype=torch.float64)  # (0, 1]
+        theta = torch.cat([self.reservoir[:n_res], fresh])  # (n, dim)
+        self._pending = (theta, n_res, rho, u.log())
+        return theta
+
+    def _near(self, centre, generator):
+        """One draw per row of ``centre (m, d)`` from the density ``(theta . r)^(2s)`` (w.r.t. uniform):
+        a Gaussian vector whose component along ``r`` is replaced by a signed chi with 2s + 1 degrees of
+        freedom (the direction of such a vector has density proportional to ``|theta . r|^(2s)``)."""
+        m, d = centre.shape
+        g = torch.randn(m, d, generator=generator, dtype=torch.float64)  # (m, d)
+        along = (g * centre).sum(1, keepdim=True)  # (m, 1)
+        chi = torch.randn(m, 2 * self.concentration + 1, generator=generator, dtype=torch.float64).norm(dim=1)
+        return _normalise(g + (torch.sign(along) * chi[:, None] - along) * centre)
+
+    def estimate(self, costs, context):
+        pending, self._pending = self._pending, None
+        theta = context.directions.detach()
+        if pending is None or pending[0].shape != theta.shape or not torch.equal(
+            pending[0].to(device=theta.device, dtype=theta.dtype), theta
+        ):
+            return super().estimate(costs, context)  # directions not drawn here: plain mean, no update
+        drawn, n_res, rho, log_u = pending
+        terms = costs[:, n_res:] * rho.to(costs)  # (B, n_fresh): rho_j c_j
+        n_fresh = terms.shape[-1]
+        value = terms.mean(-1)  # (B,)
+        stderr = terms.detach().std(-1) / math.sqrt(n_fresh) if n_fresh > 1 else torch.full_like(value, math.nan)
+        self._update(drawn[n_res:], costs.detach().to("cpu", torch.float64).mean(0), n_res, rho, log_u)
+        return value, stderr
+
+    def _update(self, fresh, c, n_res, rho, log_u):
+        """A-Res step: ``fresh (n_fresh, d)`` candidates, batch-mean costs ``c (n,)`` of the ``n_res``
+        members shown and the fresh candidates, their ``rho`` and ``log u`` ``(n_fresh,)``."""
+        c = torch.where(torch.isfinite(c) & (c > 0), c, 0.0)  # (n,)
+        cost = torch.cat([self._cost, c[n_res:]])
+        cost[:n_res] = c[:n_res]  # shown members get their current cost, the others keep their last one
+        log_u = torch.cat([self._log_u, log_u])
+        rho = torch.cat([self._rho, rho])
+        birth = torch.cat([self._birth, torch.full((len(c) - n_res,), self.step)])
+        w = cost * rho * self.decay ** (self.step - birth).double()  # (pool,)
+        keys = torch.where(w > 0, log_u / w, -math.inf)  # (pool,)
+        keep = torch.sort(keys, descending=True, stable=True).indices[: self.reservoir_size]
+        pool = torch.cat([self.reservoir, fresh])  # (pool, d)
+        self.reservoir, self.log_keys, self.weights = pool[keep], keys[keep], w[keep]
+        self._log_u, self._rho, self._cost, self._birth = log_u[keep], rho[keep], cost[keep], birth[keep]
+        self.step += 1
+        total = self.weights.sum()
+        ess = total**2 / (self.weights**2).sum() if total > 0 else 0.0
+        if total <= 0 or ess < self.ess_threshold * self.weights.shape[0]:
+            self.resets += 1
+            self._empty()
+
+
+def _normalise(theta):
+    return theta / theta.norm(dim=1, keepdim=True)
+
+
+
+
+def _base(base):
+    if base is None:
+        return None
+    base = resolve_scheme(base, name="base")
+    if base.learns_from_data or isinstance(base, Reservoir):
+        raise ValueError(f"base: expected a scheme with uniformly distributed directions, got {type(base).__name__}, "
+                         "whose directions depend on the data or on earlier calls")
+    return base
+
+
+@geom.hookimpl
+def geom_register_schemes(register):
+    register("reservoir", Reservoir)
