@@ -38,7 +38,15 @@ standard error of one estimate (order 1/sqrt(L)).
 
 Standard error: the standard deviation of the residuals ``K - gamma (C - E C)`` over sqrt(L), with
 L - 2 degrees of freedom (a fitted intercept and slope); ``nan`` for L < 3 (L < 2 when ``gamma``
-is fixed). It treats the directions as independent.
+is fixed). With a ``base`` scheme, the corrected per-slice values ``K - gamma (C - E C)`` go to the
+base's own ``estimate``, which knows how its directions were drawn: randomised quasi-Monte Carlo
+then reports the spread of its independent randomisations (``nan`` with one), not an i.i.d. error
+that would overstate the true one by orders of magnitude.
+
+Composition with ``base="qmc"`` (RQSW + CV): an even point set of ~100 directions already integrates
+the quadratic control variates almost exactly (``mean C`` is ``E C`` to a few digits), so the
+correction is tiny and the estimate is that of RQSW; the combination keeps CV's exactness on
+translates.
 
 Options:
     variate: ``"lower"`` (default) or ``"upper"``.
@@ -46,8 +54,8 @@ Options:
     base: ``None`` (uniform directions drawn here) or a scheme, registered name or instance, whose
         ``directions`` are used instead, e.g. randomised quasi-Monte Carlo directions. Its
         directions must be uniform on the sphere one by one (the closed-form ``E C`` assumes it);
-        data-dependent schemes (those with their own ``fit`` or ``lift``) are refused. Only the
-        base's directions are used, not its estimate.
+        data-dependent schemes (those with their own ``fit`` or ``lift``) are refused. The base's
+        ``estimate`` averages the corrected slices and gives their standard error.
 
 Scope: the control variates are built for ``p = 2`` on linear representations (point clouds,
 ``project(x, theta) = x @ theta.T``). For ``p != 2`` or another representation the estimate falls
@@ -61,6 +69,8 @@ import torch
 import geom
 from geom.registry import get_representation
 from geom.sliced import resolve_scheme
+
+from .mc import uniform_directions
 
 VARIATES = ("lower", "upper")
 
@@ -100,8 +110,7 @@ class ControlVariates(geom.SlicingScheme):
     def directions(self, n, dim, *, generator=None):
         if self.base is not None:
             return self.base.directions(n, dim, generator=generator)
-        theta = torch.randn(n, dim, generator=generator, dtype=torch.float64)  # (n, dim)
-        return theta / theta.norm(dim=1, keepdim=True)
+        return uniform_directions(n, dim, generator)
 
     def control_variate(self, mu, nu, theta):
         """The control variate per slice and its expectation over uniform directions.
@@ -138,8 +147,11 @@ class ControlVariates(geom.SlicingScheme):
             gamma, fitted = _optimal_gamma(costs.detach(), C.detach())  # (B,), (B,) bool
         else:
             gamma, fitted = torch.full_like(EC, self.gamma).detach(), torch.zeros_like(EC, dtype=torch.bool)
-        value = costs.mean(-1) - gamma * (C.mean(-1) - EC)  # (B,)
-        residual = (costs - gamma[:, None] * (C - EC[:, None])).detach()  # (B, L)
+        corrected = costs - gamma[:, None] * (C - EC[:, None])  # (B, L), same expectation as the costs
+        if self.base is not None:  # the base knows how its directions were drawn: its mean and its error
+            return self.base.estimate(corrected, context)
+        value = corrected.mean(-1)  # (B,)
+        residual = corrected.detach()
         dof = L - 1 - fitted.to(costs.dtype)  # (B,): one less where gamma was fitted to these slices
         spread = (residual - residual.mean(-1, keepdim=True)).pow(2).sum(-1) / dof  # (B,)
         spread = torch.where(dof > 0, spread, math.nan)

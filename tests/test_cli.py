@@ -88,6 +88,20 @@ def test_compare_json_equals_the_library_on_the_same_files(capsys, files):
     assert doc["metrics"] == {}
 
 
+def test_scheme_options_reach_the_scheme(capsys, files):
+    doc = compare_json(capsys, files["sphere"], files["torus"], "--scheme", "qmc", "--option", "point_set=spiral",
+                       "--option", "n_randomizations=4")
+    mu = geom.measure(str(files["sphere"]), n_samples=256, seed=0)
+    nu = geom.measure(str(files["torus"]), n_samples=256, seed=0)
+    expected = geom.sliced_wasserstein(mu, nu, n_projections=64, seed=0, scheme="qmc", point_set="spiral",
+                                       n_randomizations=4, return_result=True)
+    assert (doc["value"], doc["stderr"]) == (float(expected.value), float(expected.stderr))
+    assert doc["options"] == {"point_set": "spiral", "n_randomizations": 4}
+    # one randomisation (qmc's default) has no standard error: the table says so instead of "± nan"
+    rc, out, err = run(capsys, "compare", files["sphere"], files["torus"], *SMALL, "--scheme", "qmc")
+    assert rc == 0 and "no standard error" in out and "nan" not in out, (out, err)
+
+
 def test_compare_same_seed_same_output_other_seed_other_value(capsys, files):
     outs = [run(capsys, "compare", files["sphere"], files["torus"], *SMALL, "--seed", s) for s in ("5", "5", "6")]
     assert outs[0] == outs[1]
@@ -228,6 +242,10 @@ def test_missing_file_is_one_line_naming_it(capsys, files, tmp_path):
         (["--seed", "-1"], ["--seed"]),
         (["--metrics", "chamfer,wasserstein"], ["'wasserstein'", "chamfer, energy, hausdorff"]),
         (["--kind", "voxels"], ["'voxels'", "points"]),
+        (["--option", "point_set"], ["--option", "KEY=VALUE", "'point_set'"]),
+        (["--option", "n_steps=3"], ["--option", "unknown options", "n_steps"]),
+        (["--scheme", "qmc", "--option", "point_set=halton"], ["--option", "point_set", "'halton'"]),
+        (["--scheme", "qmc", "--option", "randomize=false", "--option", "randomize=true"], ["'randomize' given twice"]),
     ],
 )
 def test_bad_values_are_one_line_errors(capsys, files, extra, needles):

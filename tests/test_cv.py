@@ -13,6 +13,8 @@ import torch
 
 import geom
 import geom.testing
+from geom.io import sample_surface
+from geom.sliced import EstimateContext
 from geom_datasets import shapes
 from geom_plugins.cv import ControlVariates
 from geom_plugins.mc import MonteCarlo
@@ -263,3 +265,29 @@ def test_bad_options(options, error, words):
         ControlVariates(**options)
     for word in words:
         assert word in str(info.value), (word, str(info.value))
+
+
+def test_a_randomised_qmc_base_gives_its_own_standard_error():
+    """With base="qmc", the corrected slices go to the base's estimate: the error bar is the spread of
+    its independent randomisations, which matches the spread over seeds; the i.i.d. formula would
+    overstate it many times over on an even point set."""
+    from geom_plugins.qmc import QuasiMonteCarlo
+
+    x = torch.from_numpy(sample_surface(*shapes.torus(), 300, seed=1)).double()
+    y = torch.from_numpy(sample_surface(*shapes.ellipsoid(), 300, seed=2)).double() + torch.tensor([0.4, 0.0, 0.2])
+    scheme = ControlVariates(base=QuasiMonteCarlo(point_set="spiral", n_randomizations=4))
+    context = dict(mu=geom.measure(x), nu=geom.measure(y), p=2.0, generator=None)
+    values, stderr, iid = [], [], []  # SW_2^2, the reported stderr, the i.i.d. formula's, all in SW_2^2 units
+    for s in range(120):
+        r = geom.sliced_wasserstein(x, y, scheme=scheme, n_projections=96, seed=s, return_result=True)
+        costs, ctx = r.costs.reshape(1, -1), EstimateContext(directions=r.directions, **context)
+        values.append(r.value.item() ** 2)
+        stderr.append(scheme.estimate(costs, ctx)[1].item())
+        iid.append(ControlVariates().estimate(costs, ctx)[1].item())
+    spread = torch.tensor(values).std()
+    assert 0.75 < (torch.tensor(stderr).pow(2).mean().sqrt() / spread).item() < 1.33
+    overstated = (torch.tensor(iid).pow(2).mean().sqrt() / spread).item()
+    assert overstated > 4, overstated  # measured 12.6  # the i.i.d. formula overstates it
+    one = geom.sliced_wasserstein(x, y, scheme="cv", base="qmc", n_projections=96, seed=0, return_result=True)
+    assert math.isnan(one.stderr.item())  # one randomisation (qmc's default): no error bar
+

@@ -180,7 +180,7 @@ def test_haar_rotation_is_orthogonal_and_uniform():
 def test_rqsw_is_unbiased(small_pair, point_set):
     mu, nu, ref = small_pair
     seeds = 300
-    scheme = QuasiMonteCarlo(point_set=point_set)  # L = 6: two randomised groups of 3 directions
+    scheme = QuasiMonteCarlo(point_set=point_set, n_randomizations=2)  # L = 6: two randomised groups of 3
     est = np.array([sw2(mu, nu, scheme, 6, s)[0] for s in range(seeds)])
     se = est.std(ddof=1) / math.sqrt(seeds)
     assert abs(est.mean() - ref) < 4 * se, (est.mean(), ref, se)
@@ -199,9 +199,11 @@ def test_rqsw_error_is_far_below_monte_carlo(shape_pair):
 
     mc = rmse(MonteCarlo())
     ratios = {p: rmse(QuasiMonteCarlo(point_set=p)) / mc for p in ("coulomb", "max_distance", "spiral")}
-    assert all(r < 0.3 for r in ratios.values()), ratios
+    assert all(r < 0.05 for r in ratios.values()), ratios  # measured 0.015-0.021 (the target is 0.05)
+    # an error bar from two randomisations costs accuracy, and still beats Monte Carlo by far
+    assert rmse(QuasiMonteCarlo(n_randomizations=2)) / mc < 0.1
     # the deterministic rule converges too: far below Monte Carlo's error at the same L
-    assert abs(sw2(mu, nu, QuasiMonteCarlo(randomize=False), 100, 0)[0] - ref) < 0.3 * mc
+    assert abs(sw2(mu, nu, QuasiMonteCarlo(randomize=False), 100, 0)[0] - ref) < 0.05 * mc
 
 
 def test_standard_error_matches_the_spread_over_seeds(small_pair):
@@ -237,9 +239,9 @@ def test_deterministic_rule_reports_nan_stderr(small_pair):
         r = geom.sliced_wasserstein(mu, nu, scheme=QuasiMonteCarlo(point_set=point_set, randomize=False),
                                     n_projections=50, seed=0, return_result=True)
         assert math.isfinite(r.value.item()) and math.isnan(r.stderr.item())
-    one_group = QuasiMonteCarlo(n_randomizations=1)
-    r = geom.sliced_wasserstein(mu, nu, scheme=one_group, n_projections=50, seed=0, return_result=True)
-    assert math.isnan(r.stderr.item())
+    for one_group in (QuasiMonteCarlo(), QuasiMonteCarlo(n_randomizations=1)):  # the default: one randomisation
+        r = geom.sliced_wasserstein(mu, nu, scheme=one_group, n_projections=50, seed=0, return_result=True)
+        assert math.isnan(r.stderr.item())
 
 
 def test_fewer_directions_than_groups_use_one_direction_per_group():

@@ -4,8 +4,8 @@ Commands live in the table :data:`COMMANDS` (name -> :class:`Command`), so new o
 touching :func:`main`::
 
     geom --version
-    geom compare A B [--scheme S] [--n-projections L] [--p P] [--seed K] [--metrics chamfer,energy]
-                     [--kind K] [--n-samples N] [--json]
+    geom compare A B [--scheme S] [--option KEY=VALUE ...] [--n-projections L] [--p P] [--seed K]
+                     [--metrics chamfer,energy] [--kind K] [--n-samples N] [--json]
     geom plugins [--json]
     geom demo [--n-projections L] [--seed K] [--n-samples N] [--scheme S] [--json]
 
@@ -98,14 +98,47 @@ def _parse_metrics(text: str) -> list[str]:
     return names
 
 
+def _parse_options(items: list[str]) -> dict:
+    """``["key=value", ...]`` -> scheme options; a value is JSON where it parses (3, 0.5, true, null), else text."""
+    options = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--option: expected KEY=VALUE with KEY a name, got {item!r}")
+        if key in options:
+            raise ValueError(f"--option: {key!r} given twice")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text
+    return options
+
+
 def _check_common(args: argparse.Namespace) -> None:
-    """Validate cheap arguments before any file is read."""
+    """Validate cheap arguments before any file is read; ``args.scheme`` becomes the scheme instance
+    built with the ``--option`` values (bad names or values fail here, naming the option)."""
     check_p(args.p)
     check_positive_int(args.n_projections, "--n-projections")
     check_positive_int(args.n_samples, "--n-samples")
     if args.seed < 0:
         raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
-    get_scheme(args.scheme)  # ValueError listing the registered schemes
+    args.options = _parse_options(args.options)
+    args.scheme_name = args.scheme
+    cls = get_scheme(args.scheme)  # ValueError listing the registered schemes
+    try:
+        args.scheme = cls(**args.options)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"--option: {exc}") from None
+
+
+def _scheme_text(args: argparse.Namespace) -> str:
+    return ", ".join([args.scheme_name] + [f"{k}={v}" for k, v in args.options.items()])
+
+
+def _pm(stderr: float) -> str:
+    """``± stderr``, or why there is none (deterministic rules, one randomisation, maxima)."""
+    return f" ± {_fmt(stderr)}" if math.isfinite(stderr) else ", no standard error"
 
 
 def _load(path: pathlib.Path, args: argparse.Namespace) -> geom.Measure:
@@ -124,6 +157,9 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-samples", type=int, default=2048, metavar="N",
                         help="surface samples drawn from each mesh (default: 2048)")
     parser.add_argument("--scheme", default="mc", metavar="S", help="slicing scheme (default: mc; see `geom plugins`)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", dest="options",
+                        help="an option of the scheme, repeatable: --option point_set=spiral --option "
+                             "n_randomizations=4 (values read as JSON numbers, true/false/null, else text)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
 
 
@@ -158,8 +194,8 @@ def _run_compare(args: argparse.Namespace) -> int:
         _print_json({
             "a": str(a), "b": str(b), "kind": mu.kind,
             "n_points": {"a": mu.n_points, "b": nu.n_points}, "n_samples": args.n_samples,
-            "scheme": args.scheme, "n_projections": args.n_projections, "p": args.p, "seed": args.seed,
-            "value": value, "stderr": _finite_or_none(stderr),
+            "scheme": args.scheme_name, "options": args.options, "n_projections": args.n_projections, "p": args.p,
+            "seed": args.seed, "value": value, "stderr": _finite_or_none(stderr),
             "metrics": {k: _finite_or_none(v) for k, v in values.items()},
             "version": geom.__version__,
         })
@@ -168,7 +204,8 @@ def _run_compare(args: argparse.Namespace) -> int:
     width = max([len(label), *map(len, values)])
     print(f"{'A':<{width}}   {a} ({mu.n_points} points)")
     print(f"{'B':<{width}}   {b} ({nu.n_points} points)")
-    print(f"{label:<{width}} = {_fmt(value)} ± {_fmt(stderr)} ({args.scheme}, L={args.n_projections}, seed={args.seed})")
+    print(f"{label:<{width}} = {_fmt(value)}{_pm(stderr)} ({_scheme_text(args)}, L={args.n_projections}, "
+          f"seed={args.seed})")
     for name, v in values.items():
         print(f"{name:<{width}} = {_fmt(v)}")
     return 0
@@ -235,18 +272,19 @@ def _run_demo(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({
             "samples": {name: str(path) for name, path in zip(measures, files)},
-            "n_samples": args.n_samples, "n_projections": args.n_projections, "scheme": args.scheme,
-            "seed": args.seed,
+            "n_samples": args.n_samples, "n_projections": args.n_projections, "scheme": args.scheme_name,
+            "options": args.options, "seed": args.seed,
             "pairs": [{k: _finite_or_none(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
         })
         return 0
-    table = [[f"{r['a']} vs {r['b']}", f"{r['sw2']:.4f}", f"± {r['stderr']:.4f}", f"{r['chamfer']:.4f}"] for r in rows]
+    table = [[f"{r['a']} vs {r['b']}", f"{r['sw2']:.4f}", f"± {r['stderr']:.4f}" if math.isfinite(r["stderr"]) else "-",
+              f"{r['chamfer']:.4f}"] for r in rows]
     print(_table(["pair", "SW_2", "stderr", "Chamfer"], table, right={1, 2, 3}))
     print()
     print(textwrap.fill(
         f"Each row compares two bundled shapes through {args.n_samples} seeded surface samples each; "
         f"smaller means more alike (rows run from the closest pair to the farthest). SW_2 is the sliced "
-        f"2-Wasserstein distance estimated from L={args.n_projections} random directions ({args.scheme}), "
+        f"2-Wasserstein distance estimated from L={args.n_projections} directions ({_scheme_text(args)}), "
         "± one standard error of that estimate, and Chamfer the summed mean squared nearest-neighbour "
         "distances both ways.",
         width=100,
