@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export KEOPS_CACHE_FOLDER := $(CURDIR)/.cache/keops
 export MPLBACKEND := Agg
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run test bench bench-schemes lint clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py
+
+bench-schemes: $(STAMP)
+	$(BIN)/python tools/schemes_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check geom plugins tools datasets tests
