@@ -74,7 +74,13 @@ class Representation(abc.ABC):
     A representation turns raw input into a :class:`Measure` (:meth:`build`), and projects a support
     onto lines given by directions (:meth:`project`). ``linear = True`` promises that
     ``project(x, theta) == x @ theta.T``; the core then runs a fused, chunked kernel that never holds
-    all projections in memory. ``domain`` says where 1-D transport happens: ``"line"``.
+    all projections in memory. ``domain`` says where 1-D transport happens: ``"line"``, or
+    ``"circle"`` for projections that are positions on the circle R/Z of length 1 (``project`` returns
+    values in ``[0, 1)``; transport along the circle, as POT's ``wasserstein_circle``).
+
+    The directions a scheme draws are ``(L, direction_dim)`` unit rows, uniform on the sphere for
+    ``"mc"``; ``project`` may read a row as another object (a 2-frame, a symmetric matrix), so that
+    uniform rows give the law of directions the representation's distance is defined with.
     """
 
     name: str = ""

@@ -156,7 +156,11 @@ def _check_directions(directions, dim: int, like: torch.Tensor, name: str) -> to
 
 def sliced_costs(mu: Measure, nu: Measure, directions: torch.Tensor, p: float) -> torch.Tensor:
     """``(B, L)`` per-slice ``W_p^p`` between the projections of ``mu`` and ``nu``, differentiable."""
-    space = get_representation(mu.kind)
+    return representation_costs(get_representation(mu.kind), mu, nu, directions, p)
+
+
+def representation_costs(space, mu: Measure, nu: Measure, directions: torch.Tensor, p: float) -> torch.Tensor:
+    """:func:`sliced_costs` with the representation ``space`` given (registered or not)."""
     # The fast path pairs sorted atoms and treats weights as constants: not when they need gradients.
     weights_grad = torch.is_grad_enabled() and (mu.weights.requires_grad or nu.weights.requires_grad)
     uniform = mu.uniform and nu.uniform and mu.n_points == nu.n_points and not weights_grad
@@ -164,12 +168,22 @@ def sliced_costs(mu: Measure, nu: Measure, directions: torch.Tensor, p: float) -
         return _ot1d.LinearSlicedCost.apply(
             mu.support, nu.support, directions, mu.weights, nu.weights, p, uniform
         )
+    if space.domain == "circle":  # projections are positions on the circle R/Z (length 1)
+        from . import _circle
+
+        def cost(u, v):
+            return _circle.circle_costs(u, v, mu.weights, nu.weights, p)
+    elif space.domain == "line":
+        def cost(u, v):
+            return _ot1d.ProjectedCost.apply(u, v, mu.weights, nu.weights, p, uniform)
+    else:
+        raise ValueError(f"representation {mu.kind!r}: expected domain 'line' or 'circle', got {space.domain!r}")
     B, N, M = mu.batch_size, mu.n_points, nu.n_points
     parts = []
     for l0, l1 in _ot1d.direction_chunks(directions.shape[0], B, N + M):
         th = directions[l0:l1]
         u, v = space.project(mu.support, th), space.project(nu.support, th)  # (B, Lc, N), (B, Lc, M)
-        parts.append(_ot1d.ProjectedCost.apply(u, v, mu.weights, nu.weights, p, uniform))
+        parts.append(cost(u, v))
     return torch.cat(parts, -1)
 
 

@@ -281,14 +281,12 @@ def _registered_name(cls) -> str | None:
 
 def _sliced(rep: Representation, name: str | None, mu: Measure, nu: Measure, theta: torch.Tensor, p: float):
     """``SW_p(mu, nu)`` with the given directions: through the core when ``cls`` is registered, else
-    through the representation's own projections and the core's 1-D transport."""
+    through the representation's own projections and the core's 1-D transport (line or circle)."""
     if name is not None:
         return sliced_wasserstein(mu, nu, directions=theta, p=p)
-    from ._ot1d import ProjectedCost
+    from .sliced import representation_costs
 
-    u, v = rep.project(mu.support, theta), rep.project(nu.support, theta)  # (B, L, N), (B, L, M)
-    uniform = mu.uniform and nu.uniform and mu.n_points == nu.n_points
-    mean = ProjectedCost.apply(u, v, mu.weights, nu.weights, float(p), uniform).mean(-1)  # (B,)
+    mean = representation_costs(rep, mu, nu, theta, float(p)).mean(-1)  # (B,)
     tiny = torch.finfo(mean.dtype).tiny
     value = torch.where(mean > 0, mean.clamp_min(tiny).pow(1.0 / p), 0.0)
     return value if mu.batched else value[0]

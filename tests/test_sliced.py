@@ -464,6 +464,18 @@ def test_generic_representation_is_used(nonlinear_points, monkeypatch):
     assert calls == [1]
 
 
+def test_a_representation_with_an_unknown_domain_is_an_error_naming_it():
+    from geom.sliced import representation_costs
+
+    mu = geom.measure(cloud(1, 5, 2))  # loads the plugins
+
+    class OnATorus(_registry.tables["representations"]["points"][0]):
+        linear, domain = False, "torus"
+
+    with pytest.raises(ValueError, match="expected domain 'line' or 'circle', got 'torus'"):
+        representation_costs(OnATorus(), mu, mu, torch.eye(2), 2.0)
+
+
 def test_measures_of_different_kinds_are_refused(nonlinear_points):
     x = cloud(1, 5, 2)
     with pytest.raises(ValueError, match="mu, nu: expected measures of the same kind"):
