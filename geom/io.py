@@ -17,9 +17,10 @@ import numpy as np
 
 from ._checks import check_positive_int, describe
 
-__all__ = ["SUFFIXES", "read_mesh", "read_points", "sample_surface"]
+__all__ = ["ARRAY_SUFFIXES", "SUFFIXES", "read_array", "read_mesh", "read_points", "sample_surface"]
 
 SUFFIXES = (".npy", ".npz", ".obj", ".off", ".pcd", ".ply", ".stl", ".xyz")
+ARRAY_SUFFIXES = (".npy", ".npz")
 _ACCEPTED = (
     f"a file path with suffix {', '.join(SUFFIXES)}, a trimesh Trimesh / PointCloud / Scene "
     "or an open3d PointCloud / TriangleMesh"
@@ -142,14 +143,8 @@ def _load_file(path: pathlib.Path, where: str):
     if path.stat().st_size == 0:
         raise ValueError(f"obj: could not read {where}: it is empty (0 bytes)")
     try:
-        if suffix == ".npy":
-            return np.load(path, allow_pickle=False), None
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                keys = list(archive.keys())
-                if "points" not in keys and len(keys) != 1:
-                    raise ValueError(f"expected an array named 'points' or a single array, got keys {keys}")
-                return archive["points" if "points" in keys else keys[0]], None
+        if suffix in ARRAY_SUFFIXES:
+            return _read_array(path, suffix), None
         if suffix == ".xyz":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "Empty input file": checked below
@@ -159,6 +154,34 @@ def _load_file(path: pathlib.Path, where: str):
         return _read_trimesh_file(path, suffix)
     except (ValueError, OSError, EOFError, KeyError, IndexError, UnicodeDecodeError) as exc:
         raise ValueError(f"obj: could not read {where} as {suffix[1:].upper()}: {exc}") from exc
+
+
+def read_array(path) -> np.ndarray:
+    """The array of a ``.npy`` file, or of a ``.npz`` archive (its array ``points``, or its only array).
+
+    Any shape: representations other than point clouds read their input from such files (stacks of
+    SPD matrices ``(N, n, n)``, unit vectors ``(N, d)``). Errors name the file and what was wrong.
+    """
+    path = pathlib.Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in ARRAY_SUFFIXES:
+        raise ValueError(f"obj: expected a .npy or .npz file, got '{path}'")
+    if not path.exists():
+        raise FileNotFoundError(f"obj: no such file '{path}'")
+    try:
+        return _read_array(path, suffix)
+    except (ValueError, OSError, EOFError, KeyError) as exc:
+        raise ValueError(f"obj: could not read file '{path}' as {suffix[1:].upper()}: {exc}") from exc
+
+
+def _read_array(path: pathlib.Path, suffix: str) -> np.ndarray:
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    with np.load(path, allow_pickle=False) as archive:
+        keys = list(archive.keys())
+        if "points" not in keys and len(keys) != 1:
+            raise ValueError(f"expected an array named 'points' or a single array, got keys {keys}")
+        return archive["points" if "points" in keys else keys[0]]
 
 
 def _read_trimesh_file(path: pathlib.Path, suffix: str):

@@ -10,6 +10,7 @@ raw input to a Measure.
 from __future__ import annotations
 
 import abc
+import os
 
 import torch
 
@@ -134,7 +135,8 @@ def measure(obj, kind: str | None = None, weights=None, **options) -> Measure:
     Args:
         obj: a Measure (returned as is), a numpy array, torch tensor or nested list of shape ``(N, D)``
             or ``(B, N, D)`` (``(N,)`` means N points on the line), a file path (.ply .obj .off .stl
-            .pcd .xyz .npy .npz), or a trimesh / open3d point cloud or mesh. Meshes become seeded,
+            .pcd .xyz .npy .npz), or a trimesh / open3d point cloud or mesh. For other kinds, a
+            ``.npy`` / ``.npz`` file is read and its array handed to the representation. Meshes become seeded,
             area-uniform surface samples (options ``n_samples=2048``, ``seed=0``).
         kind: registered representation name (see :func:`geom.representations`); default ``"points"``.
         weights: ``(N,)`` or ``(B, N)`` non-negative weights, normalised to sum to 1 per measure; zero
@@ -149,6 +151,7 @@ def measure(obj, kind: str | None = None, weights=None, **options) -> Measure:
     >>> mu.weights.tolist()
     [[0.25, 0.75]]
     """
+    from .io import ARRAY_SUFFIXES, read_array
     from .registry import get_representation
 
     if isinstance(obj, Measure):
@@ -158,4 +161,7 @@ def measure(obj, kind: str | None = None, weights=None, **options) -> Measure:
                 "on an existing Measure (build a new one from its support)"
             )
         return obj
-    return get_representation(kind or "points").build(obj, weights=weights, **options)
+    kind = kind or "points"
+    if kind != "points" and isinstance(obj, (str, os.PathLike)) and str(obj).lower().endswith(ARRAY_SUFFIXES):
+        obj = read_array(obj)  # array files hold any kind's input; point clouds read their files themselves
+    return get_representation(kind).build(obj, weights=weights, **options)

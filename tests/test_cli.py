@@ -102,6 +102,22 @@ def test_scheme_options_reach_the_scheme(capsys, files):
     assert rc == 0 and "no standard error" in out and "nan" not in out, (out, err)
 
 
+def test_compare_reads_array_files_of_other_kinds(capsys, tmp_path):
+    g = np.random.default_rng(1)
+    paths = []
+    for k, shift in enumerate((1.0, 2.0)):
+        a = g.normal(size=(20, 3, 3))
+        np.save(tmp_path / f"spd{k}.npy", a @ a.transpose(0, 2, 1) + shift * np.eye(3))
+        paths.append(tmp_path / f"spd{k}.npy")
+    doc = compare_json(capsys, *paths, "--kind", "spd", "--seed", "2")
+    expected = geom.sliced_wasserstein(geom.measure(np.load(paths[0]), kind="spd"),
+                                       geom.measure(np.load(paths[1]), kind="spd"), n_projections=64, seed=2)
+    assert doc["kind"] == "spd" and doc["value"] == float(expected) and doc["n_points"] == {"a": 20, "b": 20}
+    np.save(tmp_path / "indefinite.npy", -np.load(paths[0]))
+    assert_user_error(*run(capsys, "compare", paths[0], tmp_path / "indefinite.npy", *SMALL, "--kind", "spd"),
+                      "X[0]", "eigenvalue")
+
+
 def test_compare_same_seed_same_output_other_seed_other_value(capsys, files):
     outs = [run(capsys, "compare", files["sphere"], files["torus"], *SMALL, "--seed", s) for s in ("5", "5", "6")]
     assert outs[0] == outs[1]

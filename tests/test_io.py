@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import trimesh
 
 import geom
@@ -401,3 +402,23 @@ def test_shared_meshes(meshes_dir, name):
     v, f = read_mesh(meshes_dir / name)
     assert len(f) > 0 and f.max() < len(v)
     assert geom.measure(meshes_dir / name, n_samples=64, seed=0).n_points == 64
+
+
+def test_array_files_feed_every_kind(tmp_path):
+    """.npy / .npz files hold any kind's input: their array goes to the representation unchanged."""
+    g = np.random.default_rng(0)
+    a = g.normal(size=(6, 3, 3))
+    spd = a @ a.transpose(0, 2, 1) + np.eye(3)  # (6, 3, 3) SPD
+    np.save(tmp_path / "spd.npy", spd)
+    np.savez(tmp_path / "spd.npz", matrices=spd)
+    for name in ("spd.npy", "spd.npz"):
+        assert np.array_equal(geom.io.read_array(tmp_path / name), spd)
+        from_file = geom.measure(tmp_path / name, kind="spd")
+        assert torch.equal(from_file.support, geom.measure(spd, kind="spd").support)
+    with pytest.raises(ValueError, match=r"obj: expected a \.npy or \.npz file, got '.*spd\.ply'"):
+        geom.io.read_array(tmp_path / "spd.ply")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        geom.io.read_array(tmp_path / "missing.npy")
+    np.savez(tmp_path / "two.npz", a=spd, b=spd)
+    with pytest.raises(ValueError, match=r"two\.npz.*a single array"):
+        geom.measure(tmp_path / "two.npz", kind="spd")

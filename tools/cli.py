@@ -141,8 +141,14 @@ def _pm(stderr: float) -> str:
     return f" ± {_fmt(stderr)}" if math.isfinite(stderr) else ", no standard error"
 
 
+SAMPLING_KINDS = ("points", "mesh")
+"""Kinds that sample mesh surfaces, and so take ``--n-samples`` and ``--seed``."""
+
+
 def _load(path: pathlib.Path, args: argparse.Namespace) -> geom.Measure:
-    return geom.measure(str(path), kind=args.kind, n_samples=args.n_samples, seed=args.seed)
+    kind = args.kind or "points"
+    options = dict(n_samples=args.n_samples, seed=args.seed) if kind in SAMPLING_KINDS else {}
+    return geom.measure(str(path), kind=kind, **options)
 
 
 def _metric(name: str, mu: geom.Measure, nu: geom.Measure) -> float:

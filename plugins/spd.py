@@ -1,0 +1,403 @@
+"""Measures of symmetric positive definite (SPD) matrices: ``"spd"``, ``"spd-logsw"``, ``"spd-affine"``.
+
+From *Sliced-Wasserstein on Symmetric Positive Definite Matrices for M/EEG Signals*, Clément Bonet,
+Benoît Malézieux, Alain Rakotomamonjy, Lucas Drumetz, Thomas Moreau, Matthieu Kowalski, Nicolas
+Courty (ICML 2023). A measure is a weighted set of SPD matrices ``X_i`` (``(N, n, n)`` or batches
+``(B, N, n, n)``, e.g. covariance matrices of M/EEG epochs, see :func:`covariances`); a direction is
+a symmetric matrix ``A`` with ``||A||_F = 1`` and each matrix goes to one number:
+
+- ``"spd"`` (SPDSW, log-Euclidean): ``t = <A, log X>_F`` with ``A = P diag(theta) P^T``, ``theta``
+  uniform on S^(n-1) and ``P`` Haar on O(n). The support is ``vec(log X)`` (below), ``D = n(n+1)/2``
+  coordinates. A scheme's unit row of length ``n + n^2`` is read as ``theta`` (first ``n`` entries,
+  normalised) and ``P`` (the Q factor, signs fixed so ``diag R > 0``, of the last ``n^2`` entries as
+  an ``n x n`` matrix). Uniform rows give exactly the SPDSW law: the two blocks of a normalised
+  Gaussian vector are independent Gaussians up to one positive factor, so ``theta`` is uniform on
+  S^(n-1) and independent of ``P``; the sign-fixed Q factor of a (scaled) Gaussian matrix is Haar.
+- ``"spd-logsw"`` (log-SW): the Euclidean sliced Wasserstein distance of ``vec(log X)``, directions
+  uniform on the unit sphere of Sym(n) (``A = vec^-1(row)``, D-dimensional rows). It is ``linear``,
+  so the core's fused kernel and the control variates (``scheme="cv"``) apply. It differs from SPDSW
+  only in the law of ``A``: both are invariant under ``A -> Q A Q^T``, but the eigenvalues of a
+  uniform unit symmetric matrix are not uniform on S^(n-1) (they repel, as in the Gaussian
+  orthogonal ensemble), so the two distances weight the slices differently.
+- ``"spd-affine"`` (HSPDSW, affine-invariant metric ``d(X, Y) = ||log(X^-1/2 Y X^-1/2)||_F``):
+  ``t = -B^A(X)``, minus the Busemann function of the geodesic ``exp(s A)``, with ``A`` drawn as for
+  ``"spd"``. With ``theta`` sorted decreasingly (columns of ``P`` alike) and ``P^T X P = U D U^T``,
+  ``U`` upper unitriangular and ``D`` diagonal, ``t = sum_i theta_i log D_ii = <A, log(P D P^T)>``:
+  the horospherical group ``U`` leaves ``B^A`` invariant, and on matrices commuting with ``A`` it is
+  the log-Euclidean projection. ``D`` comes from a Cholesky factorisation of the index-reversed
+  matrix. The support keeps the matrices themselves, ``(B, N, n, n)``.
+
+``vec`` is the orthonormal basis of Sym(n): the ``n`` diagonal entries, then ``sqrt(2) X_ij`` for
+``i < j`` (row-major), so ``<A, B>_F = vec(A) . vec(B)`` (:func:`sym_to_vec`, :func:`vec_to_sym`).
+Logarithms use ``torch.linalg.eigh`` with a Daleckii-Krein backward that is finite for repeated
+eigenvalues (:func:`spd_log`). User directions given as ``(L, n, n)`` symmetric unit-Frobenius
+matrices become rows with :func:`matrices_to_rows` (``"spd"``, ``"spd-affine"``) or
+:func:`sym_to_vec` (``"spd-logsw"``).
+
+>>> import geom, math, torch
+>>> from geom_plugins.spd import matrices_to_rows
+>>> X = torch.diag_embed(torch.exp(torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)))  # (2, 2, 2)
+>>> mu, nu = geom.measure(X, kind="spd"), geom.measure(X * math.exp(2), kind="spd")  # log X + 2 I
+>>> A = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]], dtype=torch.float64)  # one direction, A = diag(1, 0)
+>>> round(geom.sliced_wasserstein(mu, nu, directions=matrices_to_rows(A)).item(), 6)
+2.0
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+import geom
+from geom._checks import check_real, describe
+from geom.measure import Measure, normalize_weights
+
+from .points import as_support
+
+__all__ = [
+    "AffineInvariantSPD",
+    "LogEuclideanSPD",
+    "LogSlicedSPD",
+    "busemann_projections",
+    "check_spd",
+    "covariances",
+    "matrices_to_rows",
+    "rows_to_frames",
+    "rows_to_matrices",
+    "spd_log",
+    "sym_to_vec",
+    "vec_to_sym",
+]
+
+_WORK_BYTES = 1 << 26  # working memory of the affine-invariant projections per chunk (~64 MiB)
+
+
+# ----------------------------------------------------------------- Sym(n) coordinates
+
+
+def _triu(n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.triu_indices(n, n, 1, device=device).unbind(0)
+
+
+def sym_to_vec(S: torch.Tensor) -> torch.Tensor:
+    """``(..., n, n)`` symmetric -> ``(..., n(n+1)/2)``: diagonal, then ``sqrt(2) S_ij`` for ``i < j``."""
+    n = S.shape[-1]
+    i, j = _triu(n, S.device)
+    return torch.cat([S.diagonal(dim1=-2, dim2=-1), math.sqrt(2.0) * S[..., i, j]], -1)
+
+
+def vec_to_sym(v: torch.Tensor, n: int | None = None) -> torch.Tensor:
+    """Inverse of :func:`sym_to_vec`: ``(..., D)`` -> ``(..., n, n)`` with ``D = n(n+1)/2``."""
+    n = _order(v.shape[-1], "v") if n is None else n
+    i, j = _triu(n, v.device)
+    upper = v.new_zeros(*v.shape[:-1], n, n)
+    upper[..., i, j] = v[..., n:] / math.sqrt(2.0)
+    return torch.diag_embed(v[..., :n]) + upper + upper.transpose(-1, -2)
+
+
+def _order(D: int, name: str) -> int:
+    n = int(round((math.sqrt(8 * D + 1) - 1) / 2))
+    if n * (n + 1) // 2 != D:
+        raise ValueError(f"{name}: expected n(n+1)/2 log coordinates, got {D}")
+    return n
+
+
+# ----------------------------------------------------------------- the matrix logarithm
+
+
+class _SymLog(torch.autograd.Function):
+    """``log X`` of symmetric positive definite ``X`` by ``eigh``; backward by divided differences."""
+
+    @staticmethod
+    def forward(ctx, X):
+        w, V = torch.linalg.eigh(X)  # (..., n), (..., n, n)
+        logw = w.log()
+        ctx.save_for_backward(w, V, logw)
+        return (V * logw.unsqueeze(-2)) @ V.transpose(-1, -2)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, G):
+        w, V, logw = ctx.saved_tensors
+        # Daleckii-Krein: D log(X)[E] = V (K o V^T E V) V^T, K_ij = (log w_i - log w_j) / (w_i - w_j), 1/w_i on ties
+        wi, wj = w.unsqueeze(-1), w.unsqueeze(-2)  # (..., n, 1), (..., 1, n)
+        dw = wi - wj
+        tie = dw.abs() <= 1e3 * torch.finfo(w.dtype).eps * torch.maximum(wi, wj)
+        safe = torch.where(tie, torch.ones_like(dw), dw)
+        K = torch.where(tie, 2.0 / (wi + wj), torch.log1p(safe / wj) / safe)  # log1p: accurate when w_i ~ w_j
+        Vt = V.transpose(-1, -2)
+        return V @ (K * (Vt @ G @ V)) @ Vt
+
+
+def spd_log(X: torch.Tensor) -> torch.Tensor:
+    """Matrix logarithm of ``(..., n, n)`` SPD matrices, differentiable (finite for repeated eigenvalues)."""
+    return _SymLog.apply(X)
+
+
+# ----------------------------------------------------------------- input validation
+
+
+def _index(k: tuple, batched: bool) -> str:
+    return f"X[{', '.join(map(str, k if batched else k[1:]))}]"
+
+
+def check_spd(X: torch.Tensor, *, batched: bool, name: str = "obj", atol: float | None = None) -> torch.Tensor:
+    """Validate a ``(B, N, n, n)`` stack of SPD matrices and return it symmetrised, ``(X + X^T) / 2``.
+
+    Raises ValueError naming the first offending matrix (``X[i]``, or ``X[b, i]`` for batches) and
+    what is wrong with it: non-finite entries, asymmetry beyond ``atol`` (default
+    ``sqrt(eps) * max(1, max |X|)`` of the dtype), or an eigenvalue ``<= 0``.
+    """
+    Xd = X.detach()
+    bad = ~torch.isfinite(Xd).flatten(2).all(-1)  # (B, N)
+    if bool(bad.any()):
+        k = tuple(bad.nonzero()[0].tolist())
+        raise ValueError(f"{name}: {_index(k, batched)} has non-finite entries (nan or inf)")
+    scale = max(1.0, Xd.abs().max().item())
+    tol = math.sqrt(torch.finfo(Xd.dtype).eps) * scale if atol is None else atol
+    asym = (Xd - Xd.transpose(-1, -2)).abs().flatten(2).amax(-1)  # (B, N)
+    if bool((asym > tol).any()):
+        k = tuple((asym > tol).nonzero()[0].tolist())
+        raise ValueError(
+            f"{name}: {_index(k, batched)} is not symmetric (max |X - X^T| = {asym[k].item():.3g} > "
+            f"tolerance {tol:.3g})"
+        )
+    S = (X + X.transpose(-1, -2)) / 2
+    lo = torch.linalg.eigvalsh(S.detach())[..., 0]  # (B, N) smallest eigenvalues
+    if bool((lo <= 0).any()):
+        k = tuple((lo <= 0).nonzero()[0].tolist())
+        raise ValueError(
+            f"{name}: {_index(k, batched)} has eigenvalue {lo[k].item():.6g}; expected positive definite "
+            "matrices (for covariances with more channels than samples use shrinkage)"
+        )
+    return S
+
+
+def _matrices(obj) -> tuple[torch.Tensor, bool]:
+    """Raw input -> ``(B, N, n, n)`` float tensor and whether it was batched."""
+    X = as_support(obj)
+    if X.ndim not in (3, 4) or X.shape[-1] != X.shape[-2]:
+        raise ValueError(f"obj: expected SPD matrices of shape (N, n, n) or (B, N, n, n), got {describe(X)}")
+    batched = X.ndim == 4
+    if not batched:
+        X = X[None]
+    if X.shape[0] == 0 or X.shape[1] == 0 or X.shape[-1] == 0:
+        raise ValueError(f"obj: expected at least one matrix of size n >= 1, got shape {tuple(X.shape)}")
+    return X, batched
+
+
+# ----------------------------------------------------------------- directions
+
+
+def rows_to_frames(rows: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(L, n + n^2)`` rows -> ``theta (L, n)`` unit vectors and ``P (L, n, n)`` orthogonal matrices.
+
+    ``theta`` is the first block normalised, ``P`` the Q factor of the second block (as an ``n x n``
+    matrix, row-major) with the signs of its columns fixed so that ``diag R > 0``.
+    """
+    if rows.ndim != 2 or rows.shape[1] != n + n * n:
+        raise ValueError(f"directions: expected shape (L, {n + n * n}) for {n}x{n} matrices, got {tuple(rows.shape)}")
+    theta = rows[:, :n]
+    theta = theta / theta.norm(dim=1, keepdim=True).clamp_min(torch.finfo(rows.dtype).tiny)  # (L, n)
+    Q, R = torch.linalg.qr(rows[:, n:].reshape(-1, n, n))  # (L, n, n)
+    sign = torch.where(R.diagonal(dim1=-2, dim2=-1) < 0, -1.0, 1.0).to(rows.dtype)  # (L, n)
+    return theta, Q * sign.unsqueeze(-2)
+
+
+def rows_to_matrices(rows: torch.Tensor, n: int) -> torch.Tensor:
+    """``(L, n + n^2)`` rows -> ``A = P diag(theta) P^T``, ``(L, n, n)`` symmetric with ``||A||_F = 1``."""
+    theta, P = rows_to_frames(rows, n)
+    return (P * theta.unsqueeze(-2)) @ P.transpose(-1, -2)
+
+
+def matrices_to_rows(A) -> torch.Tensor:
+    """``(L, n, n)`` symmetric unit-Frobenius matrices -> ``(L, n + n^2)`` unit rows that
+    :func:`rows_to_matrices` reads back as ``A`` (use them as ``directions=`` for ``"spd"`` and
+    ``"spd-affine"``).
+
+    With ``A = V diag(w) V^T`` (``eigh``), the row is ``(w, vec V) / sqrt(1 + n)``: ``|w| = 1``, and
+    the QR factorisation of an orthogonal ``V`` gives back ``V`` once the signs are fixed.
+    """
+    A = torch.as_tensor(A)
+    if not A.is_floating_point():
+        A = A.to(torch.float64)
+    if A.ndim != 3 or A.shape[-1] != A.shape[-2] or A.shape[0] < 1:
+        raise ValueError(f"A: expected (L, n, n) symmetric matrices, got {describe(A)}")
+    asym = (A - A.transpose(-1, -2)).abs().amax().item()
+    if asym > math.sqrt(torch.finfo(A.dtype).eps):
+        raise ValueError(f"A: expected symmetric matrices, got max |A - A^T| = {asym:.3g}")
+    norms = A.flatten(1).norm(dim=1)
+    if bool(((norms - 1).abs() > 1e-4).any()):
+        k = int((norms - 1).abs().argmax())
+        raise ValueError(f"A: expected unit Frobenius norms, got A[{k}] with norm {norms[k].item():.6g}")
+    n = A.shape[-1]
+    w, V = torch.linalg.eigh((A + A.transpose(-1, -2)) / 2)  # (L, n), (L, n, n)
+    w = w / w.norm(dim=1, keepdim=True)
+    return torch.cat([w, V.reshape(-1, n * n)], 1) / math.sqrt(1 + n)
+
+
+# ----------------------------------------------------------------- affine-invariant projections
+
+
+def busemann_projections(X: torch.Tensor, theta: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """``t = -B^A(X)`` for ``A = P diag(theta) P^T``: ``(B, N, n, n)``, ``(L, n)``, ``(L, n, n)`` -> ``(B, L, N)``.
+
+    Sort ``theta`` decreasingly (and ``P``'s columns alike); with ``P^T X P = U D U^T``, ``U`` upper
+    unitriangular, ``t = sum_i theta_i log D_ii``. Reversing the index order turns ``U D U^T`` into
+    ``L' D' L'^T``, whose ``D'`` is the squared diagonal of the Cholesky factor.
+    """
+    order = theta.argsort(dim=1, descending=True)  # (L, n)
+    theta = theta.gather(1, order).flip(-1)  # (L, n), increasing: the reversed index order
+    Pr = P.gather(2, order.unsqueeze(1).expand_as(P)).flip(-1)  # (L, n, n)
+    B, N, n = X.shape[0], X.shape[1], X.shape[-1]
+    step = max(1, _WORK_BYTES // max(1, B * N * n * n * X.element_size() * 4))
+    parts = []
+    for l0 in range(0, theta.shape[0], step):
+        Pc = Pr[l0:l0 + step]  # (Lc, n, n)
+        Y = torch.einsum("lji,bnjk,lkm->blnim", Pc, X, Pc)  # (B, Lc, N, n, n) = Pr^T X Pr
+        C = torch.linalg.cholesky((Y + Y.transpose(-1, -2)) / 2)
+        logd = 2 * C.diagonal(dim1=-2, dim2=-1).log()  # (B, Lc, N, n)
+        parts.append((logd * theta[l0:l0 + step, None, :]).sum(-1))  # (B, Lc, N)
+    return torch.cat(parts, 1)
+
+
+# ----------------------------------------------------------------- representations
+
+
+def _build(kind: str, obj, weights, options, *, log: bool) -> Measure:
+    atol = options.pop("atol", None)
+    if options:
+        raise TypeError(f"unknown options for kind {kind!r}: {sorted(options)} (accepted: atol)")
+    if atol is not None:
+        atol = check_real(atol, "atol", ">= 0", lambda v: v >= 0)
+    X, batched = _matrices(obj)
+    S = check_spd(X, batched=batched, atol=atol)  # (B, N, n, n)
+    support = sym_to_vec(spd_log(S)) if log else S  # (B, N, D) or (B, N, n, n)
+    w, uniform = normalize_weights(weights, support, batched=batched)
+    return Measure(support, w, kind=kind, batched=batched, uniform=uniform)
+
+
+class LogEuclideanSPD(geom.Representation):
+    """``"spd"``: SPDSW, ``t = <A, log X>_F``, ``A = P diag(theta) P^T`` read from ``n + n^2`` rows.
+
+    Support: ``vec(log X)``, ``(B, N, n(n+1)/2)``. Option ``atol``: tolerance of the symmetry check.
+    """
+
+    name = "spd"
+
+    def build(self, obj, *, weights=None, **options):
+        return _build(self.name, obj, weights, options, log=True)
+
+    def direction_dim(self, mu):
+        n = _order(mu.dim, "support")
+        return n + n * n
+
+    def project(self, support, directions):
+        n = _order(support.shape[-1], "support")
+        A = sym_to_vec(rows_to_matrices(directions, n))  # (L, D)
+        return torch.matmul(A, support.transpose(1, 2))  # (B, L, N)
+
+
+class LogSlicedSPD(geom.Representation):
+    """``"spd-logsw"``: Euclidean SW of ``vec(log X)``, directions uniform on the unit sphere of Sym(n).
+
+    Linear on the ``(B, N, n(n+1)/2)`` log coordinates; a row ``r`` is the direction ``vec_to_sym(r)``.
+    """
+
+    name = "spd-logsw"
+    linear = True
+
+    def build(self, obj, *, weights=None, **options):
+        return _build(self.name, obj, weights, options, log=True)
+
+    def project(self, support, directions):
+        return torch.matmul(directions, support.transpose(1, 2))  # (B, L, N)
+
+
+class AffineInvariantSPD(geom.Representation):
+    """``"spd-affine"``: HSPDSW, Busemann projections of the affine-invariant metric.
+
+    Support: the (symmetrised) matrices, ``(B, N, n, n)``; rows of length ``n + n^2`` as for ``"spd"``.
+    """
+
+    name = "spd-affine"
+
+    def build(self, obj, *, weights=None, **options):
+        return _build(self.name, obj, weights, options, log=False)
+
+    def direction_dim(self, mu):
+        n = mu.support.shape[-1]
+        return n + n * n
+
+    def project(self, support, directions):
+        theta, P = rows_to_frames(directions, support.shape[-1])
+        return busemann_projections(support, theta, P)
+
+
+# ----------------------------------------------------------------- covariance matrices
+
+
+def covariances(x, *, shrinkage="ledoit-wolf", center: bool = True, return_shrinkage: bool = False):
+    """Covariance matrices of multichannel time series, shrunk towards a scaled identity.
+
+    ``S = x_c x_c^T / T`` per item (``x_c``: each channel minus its mean over time when ``center``),
+    then ``(1 - s) S + s (tr S / C) I``. With ``shrinkage="ledoit-wolf"``, ``s`` is the Ledoit-Wolf
+    (2004) estimate per item: ``s = min(b^2, d^2) / d^2`` with ``d^2 = ||S - m I||^2``, ``m = tr S / C``,
+    ``b^2 = T^-2 sum_t ||x_t x_t^T - S||^2`` (Frobenius norms; the same as scikit-learn's
+    ``ledoit_wolf``). A number in ``[0, 1]`` is a fixed ``s``; ``None`` or ``0`` is the plain estimate.
+
+    Args:
+        x: ``(N, C, T)`` array or tensor: N items, C channels, T time samples.
+        shrinkage: ``"ledoit-wolf"`` (default), a number in ``[0, 1]``, or ``None``.
+        center: subtract each channel's mean over time first.
+        return_shrinkage: also return the ``(N,)`` shrinkage coefficients used.
+
+    Returns:
+        ``(N, C, C)`` SPD matrices (and ``(N,)`` coefficients); differentiable in ``x``.
+
+    Raises:
+        ValueError: wrong shape, non-finite values, or a result that is not positive definite
+            (e.g. no shrinkage with ``C >= T``), naming the item.
+    """
+    x = as_support(x)
+    if x.ndim != 3 or min(x.shape) < 1:
+        raise ValueError(f"x: expected time series of shape (N, channels, times), got {describe(x)}")
+    if not bool(torch.isfinite(x.detach()).all()):
+        k = int((~torch.isfinite(x.detach())).flatten(1).any(1).nonzero()[0])
+        raise ValueError(f"x: expected finite values, got nan or inf in x[{k}]")
+    N, C, T = x.shape
+    if center:
+        x = x - x.mean(-1, keepdim=True)
+    S = x @ x.transpose(1, 2) / T  # (N, C, C)
+    eye = torch.eye(C, dtype=x.dtype, device=x.device)
+    m = S.diagonal(dim1=1, dim2=2).sum(-1) / C  # (N,)
+    if isinstance(shrinkage, str):
+        if shrinkage != "ledoit-wolf":
+            raise ValueError(f"shrinkage: expected 'ledoit-wolf', a number in [0, 1] or None, got {shrinkage!r}")
+        with torch.no_grad():
+            d2 = ((S - m[:, None, None] * eye) ** 2).sum((1, 2))  # (N,)
+            # sum_t ||x_t x_t^T - S||^2 = sum_t |x_t|^4 - T ||S||^2 (since sum_t x_t x_t^T = T S)
+            b2 = ((x**2).sum(1) ** 2).sum(-1) / T**2 - (S**2).sum((1, 2)) / T  # (N,)
+            s = torch.where(d2 > 0, torch.minimum(b2.clamp_min(0), d2) / d2.clamp_min(torch.finfo(x.dtype).tiny), 0.0)
+    elif shrinkage is None:
+        s = torch.zeros(N, dtype=x.dtype, device=x.device)
+    else:
+        s = torch.full((N,), check_real(shrinkage, "shrinkage", "in [0, 1]", lambda v: 0 <= v <= 1),
+                       dtype=x.dtype, device=x.device)
+    out = (1 - s)[:, None, None] * S + (s * m)[:, None, None] * eye  # (N, C, C)
+    lo = torch.linalg.eigvalsh(out.detach())[:, 0]  # (N,)
+    if bool((lo <= 0).any()):
+        k = int((lo <= 0).nonzero()[0])
+        raise ValueError(
+            f"x: the covariance of x[{k}] is not positive definite (eigenvalue {lo[k].item():.3g}; "
+            f"{C} channels, {T} times, shrinkage {s[k].item():.3g}); use shrinkage > 0 or more times"
+        )
+    return (out, s) if return_shrinkage else out
+
+
+@geom.hookimpl
+def geom_register_representations(register):
+    register("spd", LogEuclideanSPD)
+    register("spd-logsw", LogSlicedSPD)
+    register("spd-affine", AffineInvariantSPD)
