@@ -17,7 +17,7 @@ import numpy as np
 
 from ._checks import check_positive_int, describe
 
-__all__ = ["ARRAY_SUFFIXES", "SUFFIXES", "read_array", "read_mesh", "read_points", "sample_surface"]
+__all__ = ["ARRAY_SUFFIXES", "SUFFIXES", "read_array", "read_mesh", "read_points", "sample_surface", "surface_draws"]
 
 SUFFIXES = (".npy", ".npz", ".obj", ".off", ".pcd", ".ply", ".stl", ".xyz")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -32,7 +32,8 @@ def sample_surface(vertices, faces, n_samples: int, *, seed: int = 0) -> np.ndar
 
     Faces are drawn with probability proportional to their area (zero-area faces never), then a
     point uniform in the face through barycentric coordinates ``(1 - sqrt(r1), sqrt(r1) (1 - r2),
-    sqrt(r1) r2)``. Only a numpy Generator seeded with ``seed`` is used: same seed, same samples.
+    sqrt(r1) r2)`` (:func:`surface_draws`). Only a numpy Generator seeded with ``seed`` is used: same
+    seed, same samples.
 
     Args:
         vertices: ``(V, D)`` coordinates, ``D >= 2``.
@@ -45,6 +46,18 @@ def sample_surface(vertices, faces, n_samples: int, *, seed: int = 0) -> np.ndar
 
     >>> sample_surface([[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]], 4).shape
     (4, 3)
+    """
+    face, bary = surface_draws(vertices, faces, n_samples, seed=seed)  # (N,), (N, 3)
+    tri = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)[face]]  # (N, 3, D)
+    return np.einsum("nk,nkd->nd", bary, tri).astype(np.float32)
+
+
+def surface_draws(vertices, faces, n_samples: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The random draws behind :func:`sample_surface`: face indices ``(N,)`` and barycentric
+    coordinates ``(N, 3)``; sample ``k`` is ``sum_j bary[k, j] * vertices[faces[face[k], j]]``.
+
+    Callers that need gradients with respect to the vertices (mesh measures) combine the vertices
+    themselves with these fixed draws. Inputs are validated as for :func:`sample_surface`.
     """
     n_samples = check_positive_int(n_samples, "n_samples")
     v = np.asarray(vertices)
@@ -67,12 +80,10 @@ def sample_surface(vertices, faces, n_samples: int, *, seed: int = 0) -> np.ndar
     cdf = np.cumsum(area)
     cdf /= cdf[-1]
     # side="right" with u < 1 never lands on a face whose cdf step is zero (zero area)
-    idx = np.searchsorted(cdf, rng.random(n_samples), side="right")  # (N,)
+    face = np.searchsorted(cdf, rng.random(n_samples), side="right")  # (N,)
     r1, r2 = rng.random((2, n_samples, 1))  # (N, 1) each
     s = np.sqrt(r1)
-    t = tri[idx]  # (N, 3, D)
-    points = (1 - s) * t[:, 0] + s * (1 - r2) * t[:, 1] + s * r2 * t[:, 2]  # (N, D)
-    return points.astype(np.float32)
+    return face, np.concatenate([1 - s, s * (1 - r2), s * r2], 1)  # (N,), (N, 3)
 
 
 def read_points(obj, *, n_samples: int = 2048, seed: int = 0) -> np.ndarray:

@@ -87,6 +87,10 @@ class Representation(abc.ABC):
     name: str = ""
     linear: bool = False
     domain: str = "line"
+    #: Kinds of one family hold measures in the same space with the same support layout and
+    #: projection (``"points"``: point clouds, samples and centroids of mesh surfaces), so they can be
+    #: compared with each other; ``""``: comparable with its own kind only.
+    family: str = ""
 
     @abc.abstractmethod
     def build(self, obj, *, weights=None, **options) -> Measure:

@@ -23,6 +23,7 @@ from torch.autograd.function import once_differentiable
 from . import _keops
 from ._checks import GeomWarning
 from .measure import measure
+from .registry import check_same_space
 
 __all__ = ["chamfer_distance", "energy_distance", "hausdorff_distance", "warm_keops_cache"]
 
@@ -82,8 +83,7 @@ def _kernel(name: str, backend, x: torch.Tensor, y: torch.Tensor):
 def _prepare(mu, nu):
     """Measures -> supports ``(B, N, D)``, ``(B, M, D)``, weights ``(B, N)``, ``(B, M)`` and ``batched``."""
     mu, nu = measure(mu), measure(nu)
-    if mu.kind != nu.kind:
-        raise ValueError(f"mu, nu: expected measures of the same kind, got {mu.kind!r} and {nu.kind!r}")
+    check_same_space(mu, nu)
     if mu.support.ndim != 3 or nu.support.ndim != 3:
         raise ValueError(f"mu, nu: expected point supports (B, N, D), got kind {mu.kind!r}")
     if mu.dim != nu.dim:

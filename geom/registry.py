@@ -24,6 +24,7 @@ from ._checks import GeomWarning
 __all__ = [
     "PluginError",
     "PluginInfo",
+    "check_same_space",
     "get_representation",
     "get_scheme",
     "hookimpl",
@@ -186,6 +187,17 @@ def register_representation(name: str, cls: type) -> None:
 
 def get_scheme(name: str) -> type:
     return _registry.get("schemes", name)
+
+
+def check_same_space(mu, nu) -> None:
+    """ValueError unless ``mu`` and ``nu`` can be compared: the same kind, or kinds of one ``family``
+    (measures in the same space, such as point clouds and samples of mesh surfaces)."""
+    if mu.kind == nu.kind:
+        return
+    a, b = get_representation(mu.kind), get_representation(nu.kind)
+    if not (a.family and a.family == b.family):
+        raise ValueError(f"mu, nu: expected measures of the same kind (or of one family), got {mu.kind!r} "
+                         f"(family {a.family or None!r}) and {nu.kind!r} (family {b.family or None!r})")
 
 
 def get_representation(name: str):

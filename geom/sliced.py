@@ -24,7 +24,7 @@ import torch
 from . import _ot1d
 from ._checks import check_finite, check_p, check_positive_int, describe
 from .measure import Measure, measure
-from .registry import get_representation, get_scheme
+from .registry import check_same_space, get_representation, get_scheme
 
 __all__ = ["EstimateContext", "SlicedResult", "SlicingScheme", "make_generator", "resolve_scheme", "sliced_costs", "sliced_wasserstein"]
 
@@ -223,8 +223,7 @@ def sliced_wasserstein(
     """
     p = check_p(p)
     mu, nu = measure(mu), measure(nu)
-    if mu.kind != nu.kind:
-        raise ValueError(f"mu, nu: expected measures of the same kind, got {mu.kind!r} and {nu.kind!r}")
+    check_same_space(mu, nu)
     if mu.dim != nu.dim:
         raise ValueError(f"mu, nu: expected the same dimension, got {mu.dim} and {nu.dim}")
     if mu.batch_size != nu.batch_size and 1 not in (mu.batch_size, nu.batch_size):

@@ -17,23 +17,26 @@ from geom.measure import Measure, normalize_weights
 _ACCEPTED = "an array, tensor or nested list of shape (N, D) or (B, N, D), a file path, a trimesh or open3d object"
 
 
-def as_support(obj) -> torch.Tensor:
-    """Numeric input -> float tensor (float64 kept, everything else float32; autograd kept)."""
+def as_support(obj, name: str = "obj", expected: str = _ACCEPTED) -> torch.Tensor:
+    """Numeric input -> float tensor (float64 kept, everything else float32; autograd kept).
+
+    Errors name the argument ``name`` and say ``expected``.
+    """
     if isinstance(obj, torch.Tensor):
         t = obj
     elif isinstance(obj, np.ndarray):
         if obj.dtype.kind not in "biuf":
-            raise TypeError(f"obj: expected a numeric array, got dtype {obj.dtype}")
+            raise TypeError(f"{name}: expected a numeric array, got dtype {obj.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(obj))
     elif isinstance(obj, (list, tuple)):
         try:
             t = torch.tensor(obj, dtype=torch.float32)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(f"obj: expected {_ACCEPTED}; the nested list is not a numeric array ({exc})") from exc
+            raise TypeError(f"{name}: expected {expected}; the nested list is not a numeric array ({exc})") from exc
     else:
-        raise TypeError(f"obj: expected {_ACCEPTED}, got {describe(obj)}")
+        raise TypeError(f"{name}: expected {expected}, got {describe(obj)}")
     if t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"obj: expected real coordinates, got dtype {t.dtype}")
+        raise TypeError(f"{name}: expected real coordinates, got dtype {t.dtype}")
     if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):
         t = t.to(torch.float32)
     return t
@@ -43,6 +46,7 @@ class PointCloud(geom.Representation):
     """Weighted point clouds in R^D."""
 
     linear = True
+    family = "points"
 
     def build(self, obj, *, weights=None, **options):
         if isinstance(obj, (str, bytes)) or hasattr(obj, "__fspath__") or not isinstance(

@@ -476,10 +476,20 @@ def test_a_representation_with_an_unknown_domain_is_an_error_naming_it():
         representation_costs(OnATorus(), mu, mu, torch.eye(2), 2.0)
 
 
-def test_measures_of_different_kinds_are_refused(nonlinear_points):
-    x = cloud(1, 5, 2)
+def test_measures_of_different_kinds_compare_only_within_a_family(nonlinear_points, restore_registry):
+    x, y = cloud(1, 5, 2), cloud(2, 6, 2)
+    # the generic-path kind subclasses the point clouds: the same family, so comparable, same value
+    mixed = geom.sliced_wasserstein(geom.measure(x, kind=nonlinear_points), y, n_projections=4, seed=0)
+    assert mixed.item() == pytest.approx(geom.sliced_wasserstein(x, y, n_projections=4, seed=0).item(), rel=1e-6)
+
+    class Loner(_registry.tables["representations"]["points"][0]):
+        family = ""
+
+    geom.register_representation("loner-test-kind", Loner)
     with pytest.raises(ValueError, match="mu, nu: expected measures of the same kind"):
-        geom.sliced_wasserstein(geom.measure(x, kind=nonlinear_points), x, n_projections=4, seed=0)
+        geom.sliced_wasserstein(geom.measure(x, kind="loner-test-kind"), y, n_projections=4, seed=0)
+    with pytest.raises(ValueError, match="mu, nu: expected measures of the same kind"):
+        geom.chamfer_distance(geom.measure(x, kind="loner-test-kind"), y)
 
 
 # --------------------------------------------------------------------------------------------------
