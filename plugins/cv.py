@@ -57,9 +57,10 @@ Options:
         data-dependent schemes (those with their own ``fit`` or ``lift``) are refused. The base's
         ``estimate`` averages the corrected slices and gives their standard error.
 
-Scope: the control variates are built for ``p = 2`` on linear representations (point clouds,
-``project(x, theta) = x @ theta.T``). For ``p != 2`` or another representation the estimate falls
-back to the plain mean of ``"mc"`` and its standard error.
+Scope: the control variates are built for ``p = 2`` on linear representations (``project(x, theta) =
+x @ theta.T``: point clouds, meshes, ``"spd-logsw"``, ``"graph"``). For ``p != 2`` the estimate falls
+back to the plain mean of ``"mc"`` and its standard error; on other representations (spheres, SPDSW)
+the Gaussian fits of the projections have no meaning, and the scheme raises a ValueError saying so.
 """
 
 import math
@@ -136,8 +137,11 @@ class ControlVariates(geom.SlicingScheme):
         return C, EC / d
 
     def estimate(self, costs, context):
-        if context.p != 2 or not get_representation(context.mu.kind).linear:
-            return super().estimate(costs, context)  # the control variates are built for W_2^2 of linear slices
+        if not get_representation(context.mu.kind).linear:
+            raise ValueError(f"scheme 'cv': control variates need linear projections (point clouds, meshes, "
+                             f"'spd-logsw', 'graph'); kind {context.mu.kind!r} projects otherwise: use 'mc' or 'qmc'")
+        if context.p != 2:
+            return super().estimate(costs, context)  # the control variates are built for W_2^2
         L = costs.shape[-1]
         if L < 2 and self.gamma is None:
             return super().estimate(costs, context)  # gamma cannot be estimated from one slice

@@ -291,3 +291,11 @@ def test_a_randomised_qmc_base_gives_its_own_standard_error():
     one = geom.sliced_wasserstein(x, y, scheme="cv", base="qmc", n_projections=96, seed=0, return_result=True)
     assert math.isnan(one.stderr.item())  # one randomisation (qmc's default): no error bar
 
+
+
+def test_representations_that_do_not_project_linearly_are_refused():
+    x = torch.nn.functional.normalize(torch.randn(30, 3, generator=torch.Generator().manual_seed(0)), dim=1)
+    mu, nu = geom.measure(x, kind="sphere"), geom.measure(x.flip(0)[:20], kind="sphere")
+    with pytest.raises(ValueError, match="scheme 'cv': control variates need linear projections.*'sphere'"):
+        geom.sliced_wasserstein(mu, nu, scheme="cv", n_projections=16, seed=0)
+    geom.sliced_wasserstein(mu, nu, scheme="mc", n_projections=16, seed=0)  # the same pair works elsewhere

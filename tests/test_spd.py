@@ -236,9 +236,9 @@ def test_control_variates_on_logsw_are_exact_on_log_domain_shifts(kinds):
     assert abs(mc.mean().item() - exact) < 4.5 * mc.std().item() / math.sqrt(20)
     assert mc.var().item() > 1e-4
     torch.testing.assert_close(cv, torch.full_like(cv, exact), rtol=1e-9, atol=0)
-    # the SPDSW kind is not linear: "cv" falls back to the plain mean there
-    a = sw("spd", X, Y, n_projections=L, seed=3, scheme="cv")
-    torch.testing.assert_close(a, sw("spd", X, Y, n_projections=L, seed=3), rtol=1e-12, atol=0)
+    # the SPDSW kind is not linear: "cv" says so instead of returning a meaningless correction
+    with pytest.raises(ValueError, match="control variates need linear projections.*'spd'"):
+        sw("spd", X, Y, n_projections=L, seed=3, scheme="cv")
 
 
 # ---------------------------------------------------------------- covariance helper
