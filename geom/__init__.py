@@ -12,12 +12,15 @@ __version__ = "0.1.0"
 
 from . import io
 from ._checks import GeomWarning
+from .datasets import Dataset, load_dataset
 from .measure import Measure, Representation, measure
 from .reductions import chamfer_distance, energy_distance, hausdorff_distance
 from .registry import (
     PluginError,
+    datasets,
     hookimpl,
     plugins,
+    register_dataset,
     register_representation,
     register_scheme,
     representations,
@@ -26,6 +29,7 @@ from .registry import (
 from .sliced import EstimateContext, SlicedResult, SlicingScheme, sliced_wasserstein
 
 __all__ = [
+    "Dataset",
     "EstimateContext",
     "GeomWarning",
     "Measure",
@@ -35,12 +39,15 @@ __all__ = [
     "SlicingScheme",
     "__version__",
     "chamfer_distance",
+    "datasets",
     "energy_distance",
     "hausdorff_distance",
     "hookimpl",
     "io",
+    "load_dataset",
     "measure",
     "plugins",
+    "register_dataset",
     "register_representation",
     "register_scheme",
     "representations",

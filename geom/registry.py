@@ -25,11 +25,14 @@ __all__ = [
     "PluginError",
     "PluginInfo",
     "check_same_space",
+    "datasets",
+    "get_dataset",
     "get_representation",
     "get_scheme",
     "hookimpl",
     "hookspec",
     "plugins",
+    "register_dataset",
     "register_representation",
     "register_scheme",
     "representations",
@@ -55,6 +58,10 @@ class _Specs:
     def geom_register_representations(self, register):
         """Register measure representations: call ``register(name, cls)`` once per representation."""
 
+    @hookspec
+    def geom_register_datasets(self, register):
+        """Register datasets: call ``register(name, cls)`` once per dataset (cls subclasses geom.Dataset)."""
+
 
 @dataclass
 class PluginInfo:
@@ -65,11 +72,13 @@ class PluginInfo:
     version: str | None = None
     schemes: list[str] = field(default_factory=list)
     representations: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
     error: str | None = None
 
 
 class _Registry:
-    kinds = {"schemes": "geom_register_schemes", "representations": "geom_register_representations"}
+    kinds = {"schemes": "geom_register_schemes", "representations": "geom_register_representations",
+             "datasets": "geom_register_datasets"}
 
     def __init__(self):
         self._lock = threading.RLock()
@@ -121,14 +130,16 @@ class _Registry:
         info.error = f"{type(exc).__name__}: {exc}"
         info.schemes.clear()
         info.representations.clear()
+        info.datasets.clear()
         warnings.warn(f"geom plugin {info.name!r} {what} and is skipped: {info.error}", GeomWarning, stacklevel=4)
 
     @staticmethod
     def _check(kind: str, name, cls) -> tuple[str, type]:
+        from .datasets import Dataset
         from .measure import Representation
         from .sliced import SlicingScheme
 
-        base = SlicingScheme if kind == "schemes" else Representation
+        base = {"schemes": SlicingScheme, "representations": Representation, "datasets": Dataset}[kind]
         if not isinstance(name, str) or not name:
             raise TypeError(f"name: expected a non-empty string, got {name!r}")
         if not (isinstance(cls, type) and issubclass(cls, base)):
@@ -153,7 +164,7 @@ class _Registry:
         table = self.tables[kind]
         if name not in table:
             known = ", ".join(sorted(table)) or "none"
-            arg = "scheme" if kind == "schemes" else "kind"
+            arg = {"schemes": "scheme", "representations": "kind", "datasets": "name"}[kind]
             raise ValueError(f"{arg}: unknown {kind[:-1]} {name!r}; registered {kind}: {known}")
         return table[name][0]
 
@@ -185,8 +196,26 @@ def register_representation(name: str, cls: type) -> None:
     _registry.add("representations", name, cls, RUNTIME)
 
 
+def datasets() -> list[str]:
+    """Sorted names of the registered datasets (see :func:`geom.load_dataset`)."""
+    _registry.load()
+    return sorted(_registry.tables["datasets"])
+
+
+def register_dataset(name: str, cls: type) -> None:
+    """Register a :class:`~geom.Dataset` subclass under ``name`` at run time."""
+    _registry.load()
+    _registry.add("datasets", name, cls, RUNTIME)
+
+
 def get_scheme(name: str) -> type:
     return _registry.get("schemes", name)
+
+
+def get_dataset(name: str) -> type:
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a registered dataset name, got {name!r}")
+    return _registry.get("datasets", name)
 
 
 def check_same_space(mu, nu) -> None:

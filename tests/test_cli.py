@@ -197,7 +197,7 @@ def test_plugins_table_shows_versions_and_failures(capsys, monkeypatch):
     rc, out, _ = run(capsys, "plugins")
     assert rc == 0
     rows = {line.split()[0]: line for line in out.splitlines()[2:]}
-    assert rows["mc"].split() == ["mc", "geom", "0.1.0", "mc", "-", "ok"]
+    assert rows["mc"].split() == ["mc", "geom", "0.1.0", "mc", "-", "-", "ok"]
     assert "thirdparty" in rows["broken"] and "9.9" in rows["broken"]
     assert rows["broken"].endswith("failed: ImportError: no module named nothing")
 

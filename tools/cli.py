@@ -7,6 +7,7 @@ touching :func:`main`::
     geom compare A B [--scheme S] [--option KEY=VALUE ...] [--n-projections L] [--p P] [--seed K]
                      [--metrics chamfer,energy] [--kind K] [--n-samples N] [--json]
     geom plugins [--json]
+    geom datasets [--json]
     geom demo [--n-projections L] [--seed K] [--n-samples N] [--scheme S] [--json]
 
 User errors (bad values, missing or unreadable files, broken plugins) end as one line
@@ -231,10 +232,35 @@ def _run_plugins(args: argparse.Namespace) -> int:
         return 0
     rows = [
         [i.name, i.distribution or "-", i.version or "-", ", ".join(i.schemes) or "-",
-         ", ".join(i.representations) or "-", f"failed: {i.error}" if i.error else "ok"]
+         ", ".join(i.representations) or "-", ", ".join(i.datasets) or "-",
+         f"failed: {i.error}" if i.error else "ok"]
         for i in infos
     ]
-    print(_table(["plugin", "distribution", "version", "schemes", "representations", "status"], rows))
+    print(_table(["plugin", "distribution", "version", "schemes", "representations", "datasets", "status"], rows))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+
+
+def _configure_datasets(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+
+
+def _run_datasets(args: argparse.Namespace) -> int:
+    from geom.registry import get_dataset
+
+    entries = [(name, get_dataset(name)) for name in geom.datasets()]
+    if args.json:
+        _print_json([{"name": n, "description": c.description, "options": dict(c.options)} for n, c in entries])
+        return 0
+    if not entries:
+        print("no datasets registered")
+        return 0
+    for name, cls in entries:
+        print(f"{name}: {cls.description or '(no description)'}")
+        for option, text in cls.options.items():
+            print(f"    {option}: {text}")
     return 0
 
 
@@ -305,6 +331,8 @@ COMMANDS: dict[str, Command] = {
     "plugins": Command("list installed plugins and what each registers", _configure_plugins, _run_plugins),
     "demo": Command("compare every pair of the bundled sample shapes (the job of `make run`)",
                     _configure_demo, _run_demo),
+    "datasets": Command("list registered datasets, their descriptions and options", _configure_datasets,
+                        _run_datasets),
 }
 """Command name -> :class:`Command`; ``geom <name>`` runs it."""
 

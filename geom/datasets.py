@@ -1,0 +1,65 @@
+"""Datasets: one door, :func:`load_dataset`, to every registered collection of shapes or measures.
+
+A dataset is a map-style collection (``len``, indexing, iteration; usable with
+``torch.utils.data.DataLoader``) of ``(item, label)`` pairs: ``item`` a ``(n_points, 3)`` tensor by
+default, or what the dataset's options ask for (a :class:`geom.Measure` of another kind, a mesh), and
+``label`` an int indexing :attr:`Dataset.classes`. Loaders for files on disk and generators of
+synthetic data register through the hook ``geom_register_datasets(register)``, exactly as schemes
+and representations do; ``geom datasets`` lists them with their descriptions and options.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+
+__all__ = ["Dataset", "load_dataset"]
+
+
+class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
+    """Base class of registered datasets (the plugin contract).
+
+    Subclasses take ``root`` (a folder, for loaders of files; ``None`` for generators) and keyword
+    options in ``__init__``, validate them (errors name the option or the path, what was expected and
+    what came), and implement ``__len__`` and ``__getitem__(i) -> (item, label)``.
+
+    Class attributes:
+        description: one line for ``geom datasets``.
+        options: option name -> one line (with its default), for ``geom datasets``.
+
+    Attributes:
+        classes: class names in label order.
+    """
+
+    description: str = ""
+    options: dict[str, str] = {}
+    classes: list[str] = []
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Number of items."""
+
+    @abc.abstractmethod
+    def __getitem__(self, index: int):
+        """``(item, label)`` of item ``index`` (negative indices count from the end)."""
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} items, {len(self.classes)} classes)"
+
+
+def load_dataset(name: str, root=None, **options) -> Dataset:
+    """The registered dataset ``name`` (see :func:`geom.datasets`), read from ``root`` or generated.
+
+    Args:
+        name: registered dataset name.
+        root: folder the dataset reads (loaders); ``None`` for generators.
+        **options: the dataset's options (``geom datasets`` lists them), e.g. ``split``, ``n_points``,
+            ``seed``.
+    """
+    from .registry import get_dataset
+
+    return get_dataset(name)(root=root, **options)
