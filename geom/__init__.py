@@ -10,7 +10,7 @@ Slicing schemes and measure representations are plugins (pluggy, entry-point gro
 
 __version__ = "0.1.0"
 
-from . import io
+from . import flows, io
 from ._checks import GeomWarning
 from .datasets import Dataset, load_dataset
 from .measure import Measure, Representation, measure
@@ -41,6 +41,7 @@ __all__ = [
     "chamfer_distance",
     "datasets",
     "energy_distance",
+    "flows",
     "hausdorff_distance",
     "hookimpl",
     "io",

@@ -1,0 +1,536 @@
+"""Particle flows driven by sliced optimal transport: the users of the estimator that move clouds.
+
+Every flow takes any slicing scheme (a registered name or an instance, whose state, such as the
+``"reservoir"``'s, is kept from step to step), a ``seed`` or ``generator``, records its trajectory at
+chosen steps, and returns a :class:`FlowResult`. An optional ``callback(step, particles, value)``
+runs after every step (a tool's progress bar and checkpoints); returning ``False`` stops the flow
+cleanly at that step.
+
+* :func:`sw_flow`, the SW gradient flow (the point-cloud interpolation experiment of the
+  quasi-Monte Carlo and control-variate sliced Wasserstein papers): particles follow
+  ``-grad SW_p^p(mu_x, nu)`` by Adam or SGD. The source weights stay fixed.
+* :func:`swf`, the Sliced-Wasserstein Flow of *Sliced-Wasserstein Flows: Nonparametric Generative
+  Modeling via Optimal Transport and Diffusions*, Antoine Liutkus, Umut Simsekli, Szymon Majewski,
+  Alain Durmus and Fabian-Robert Stoter (ICML 2019): at each step, on fresh directions, every
+  particle's projection is sent through the 1-D optimal transport map to the target's projection
+  (the target quantile function composed with the particles' CDF); the displacements, averaged
+  over the directions, move the particles, plus optional Gaussian noise (entropic regularisation).
+* :func:`conditional_swf`, from *Nonparametric Generative Modeling with Conditional
+  Sliced-Wasserstein Flows*, Chao Du, Tianbo Li, Tianyu Pang, Shuicheng Yan and Min Lin (ICML
+  2023): the SWF on joint vectors ``[x, label_scale * onehot(label)]`` whose label block never
+  moves (class-conditional sampling), with masked coordinates held fixed (inpainting).
+
+Recorded values (``FlowResult.values``) are ``SW_p`` to the target on ``eval_projections`` uniform
+directions drawn once at the start from the flow's generator (common random numbers: the curve is
+smooth and comparable across schemes); the ``value`` given to the callback is the flow's own
+estimate on the slices of that step, at the positions the step started from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import _ot1d
+from ._checks import check_p, check_positive_int, check_real, describe
+from .measure import Measure, measure
+from .registry import check_same_space, get_representation
+from .sliced import EstimateContext, SlicingScheme, make_generator, resolve_scheme, sliced_wasserstein
+
+__all__ = ["FlowResult", "conditional_swf", "sw_flow", "swf"]
+
+
+@dataclass
+class FlowResult:
+    """What a flow returns.
+
+    Attributes:
+        particles: ``(N, d)`` final positions (detached).
+        trajectory: ``(T, N, d)`` positions at the recorded steps (detached, on the CPU).
+        steps: ``(T,)`` the step number of each recorded frame (0 is the start).
+        values: ``(T,)`` the flow's objective at the recorded steps (for example SW_2 to the target).
+        info: method, options and anything else a tool writes into its JSON summary.
+    """
+
+    particles: torch.Tensor
+    trajectory: torch.Tensor
+    steps: torch.Tensor
+    values: torch.Tensor
+    info: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- shared machinery
+
+
+def _cloud(obj, name: str) -> Measure:
+    """One point cloud (batch size 1) of a linear representation, from anything geom.measure takes."""
+    try:
+        m = measure(obj)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name}: {exc}") from None
+    if m.batch_size != 1:
+        raise ValueError(f"{name}: expected one cloud (N, d), got a batch of {m.batch_size}")
+    if m.support.ndim != 3 or not get_representation(m.kind).linear:
+        raise ValueError(f"{name}: expected a point cloud (N, d), got a measure of kind {m.kind!r}")
+    return m
+
+
+def _pair(source, target) -> tuple[Measure, Measure]:
+    mu, nu = _cloud(source, "source"), _cloud(target, "target")
+    check_same_space(mu, nu)
+    if mu.dim != nu.dim:
+        raise ValueError(f"source, target: expected the same dimension, got {mu.dim} and {nu.dim}")
+    if mu.device != nu.device:
+        raise ValueError(f"source, target: expected the same device, got {mu.device} and {nu.device}")
+    dtype = torch.promote_types(mu.dtype, nu.dtype)
+    return mu.to(dtype), nu.to(dtype)
+
+
+def _record_set(record_every, steps: int) -> set[int]:
+    """Steps to record: ``None`` (about 100 frames), an int (every k-th step), or explicit steps."""
+    if record_every is None:
+        record_every = max(1, steps // 100)
+    if isinstance(record_every, int) and not isinstance(record_every, bool):
+        k = check_positive_int(record_every, "record_every")
+        return set(range(0, steps + 1, k)) | {steps}
+    if isinstance(record_every, Sequence) and not isinstance(record_every, str):
+        out = set()
+        for s in record_every:
+            if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= steps:
+                raise ValueError(f"record_every: expected steps in [0, {steps}], got {s!r}")
+            out.add(s)
+        if not out:
+            raise ValueError("record_every: expected at least one step, got an empty list")
+        return out
+    raise TypeError(f"record_every: expected a positive int or a list of steps, got {describe(record_every)}")
+
+
+def _check_callback(callback):
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable (step, particles, value) or None, got {describe(callback)}")
+
+
+def _generator(seed, generator) -> torch.Generator:
+    gen = make_generator(seed, generator)
+    if gen is None:  # neither given: a fresh OS-seeded generator (never torch's global one)
+        gen = torch.Generator()
+        gen.seed()
+    return gen
+
+
+def _eval_directions(n: int, dim: int, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """``(n, dim)`` uniform unit rows for the recorded values, drawn once from their own generator
+    (seeded with ``gen``'s seed), so the flow's generator drives the steps alone: a flow stopped at
+    step k and continued with the same generator and scheme instance repeats the uninterrupted run."""
+    n = check_positive_int(n, "eval_projections")
+    own = torch.Generator().manual_seed(gen.initial_seed())
+    theta = torch.randn(n, dim, generator=own, dtype=torch.float64)
+    return (theta / theta.norm(dim=1, keepdim=True)).to(device=like.device, dtype=like.dtype)
+
+
+def _run(step, x0, weights, nu, *, steps, record, callback, eval_dirs, p, view=lambda x: x):
+    """The loop every flow shares.
+
+    ``step(k) -> (x, value)`` moves the particles from step ``k - 1`` to step ``k``; frames at the
+    steps in ``record`` hold ``view(x)`` and ``SW_p(x, nu)`` on ``eval_dirs`` (``weights (1, N)``). Returns the final
+    particles, the trajectory, the recorded steps, the values and the last step done.
+    """
+    frames, at, values = [], [], []
+    uniform = bool((weights == weights[:, :1]).all())
+
+    def keep(k, x):
+        mu = Measure(x.detach()[None], weights, kind=nu.kind, batched=False, uniform=uniform)
+        with torch.no_grad():
+            v = sliced_wasserstein(mu, nu, p=p, directions=eval_dirs)
+        frames.append(view(x.detach()).to("cpu", copy=True))
+        at.append(k)
+        values.append(float(v))
+
+    x, done = x0, 0
+    if 0 in record:
+        keep(0, x)
+    for k in range(1, steps + 1):
+        x, value = step(k)
+        done = k
+        stop = callback is not None and callback(k, view(x.detach()).clone(), value) is False
+        if k in record or (stop and record):
+            keep(k, x)
+        if stop:
+            break
+    trajectory = torch.stack(frames) if frames else view(x0.detach()).new_empty(0, *view(x0).shape).cpu()
+    return (view(x.detach()), trajectory, torch.tensor(at, dtype=torch.long),
+            torch.tensor(values, dtype=torch.float64), done)
+
+
+# ----------------------------------------------------------------------------- SW gradient flow
+
+
+def sw_flow(
+    source,
+    target,
+    *,
+    steps: int,
+    lr: float,
+    optimizer: str = "adam",
+    scheme="mc",
+    n_projections: int = 128,
+    p: float = 2,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    record_every=None,
+    callback=None,
+    eval_projections: int = 256,
+    optimizer_state: dict | None = None,
+    **scheme_options,
+) -> FlowResult:
+    """Move the source's points along ``-grad SW_p^p`` to the target (Adam or SGD).
+
+    The gradient of ``SW_p^p`` with respect to point ``x_i`` carries its mass ``a_i`` (``1/N`` for a
+    uniform cloud); the step divides it out, so ``x_i <- x_i - lr * grad_i / a_i`` for SGD (the
+    Wasserstein gradient: the step size does not depend on N) and Adam runs on ``grad_i / a_i``.
+    Zero-weight points do not move. Each step draws fresh directions from the one scheme instance.
+
+    Args:
+        source: ``(N, d)`` cloud (array, tensor, file or Measure); its weights stay fixed.
+        target: ``(M, d)`` cloud.
+        steps: number of steps, ``>= 1``.
+        lr: step size, ``> 0``.
+        optimizer: ``"adam"`` or ``"sgd"``.
+        scheme: registered scheme name or a :class:`SlicingScheme` instance (kept across steps).
+        n_projections: directions per step.
+        p: the order of ``SW_p``; the flow descends ``SW_p^p``.
+        seed, generator: the randomness (one of them; neither: a fresh OS-seeded generator, whose seed
+            is ``info["seed"]``).
+        record_every: ``None`` (about 100 frames), an int k (steps 0, k, 2k, ... and the last) or a list
+            of steps.
+        callback: ``callback(step, particles (N, d), value)`` after every step; ``False`` stops.
+        eval_projections: directions of the recorded ``SW_p`` values.
+        optimizer_state: ``info["optimizer_state"]`` of an earlier run, to continue it (Adam's moments).
+        **scheme_options: options of the named scheme.
+
+    Returns:
+        :class:`FlowResult`; ``values`` are ``SW_p`` to the target at the recorded steps;
+        ``info["optimizer_state"]`` the optimizer's state dict.
+
+    To continue a run (stopped by its callback, say) exactly, call again with ``source =
+    result.particles``, the same generator object (or one with its state restored), the same scheme
+    instance and ``optimizer_state = result.info["optimizer_state"]``.
+
+    >>> import torch, geom.flows
+    >>> x = torch.zeros(8, 2, dtype=torch.float64); y = x + 1
+    >>> r = geom.flows.sw_flow(x, y, steps=100, lr=0.05, seed=0)
+    >>> bool(r.values[-1] < 0.05 * r.values[0])
+    True
+    """
+    mu, nu = _pair(source, target)
+    steps = check_positive_int(steps, "steps")
+    lr = check_real(lr, "lr", "> 0", lambda v: v > 0)
+    p = check_p(p)
+    n_projections = check_positive_int(n_projections, "n_projections")
+    if not isinstance(optimizer, str) or optimizer.lower() not in ("adam", "sgd"):
+        raise ValueError(f"optimizer: expected 'adam' or 'sgd', got {optimizer!r}")
+    optimizer = optimizer.lower()
+    _check_callback(callback)
+    record = _record_set(record_every, steps)
+    inst = resolve_scheme(scheme, scheme_options)
+    gen = _generator(seed, generator)
+    eval_dirs = _eval_directions(eval_projections, mu.dim, gen, mu.support)
+
+    a = mu.weights[0]  # (N,)
+    inv_mass = torch.where(a > 0, 1.0 / a.clamp_min(torch.finfo(a.dtype).tiny), 0.0)[:, None]  # (N, 1)
+    x = mu.support[0].detach().clone().requires_grad_(True)  # (N, d)
+    opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)([x], lr=lr)
+    if optimizer_state is not None:
+        if not isinstance(optimizer_state, dict):
+            raise TypeError(f"optimizer_state: expected the dict info['optimizer_state'] of a run, got "
+                            f"{describe(optimizer_state)}")
+        try:
+            opt.load_state_dict(optimizer_state)
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"optimizer_state: does not fit a {optimizer} optimizer of this flow ({exc})") from None
+
+    def step(k):
+        opt.zero_grad(set_to_none=True)
+        cur = Measure(x[None], mu.weights, kind=mu.kind, batched=False, uniform=mu.uniform)
+        value = sliced_wasserstein(cur, nu, p=p, n_projections=n_projections, scheme=inst, generator=gen)
+        value.pow(p).backward()
+        x.grad.mul_(inv_mass)  # (N, d) Wasserstein gradient: independent of N
+        opt.step()
+        return x, float(value.detach())
+
+    particles, traj, at, values, done = _run(step, x, mu.weights, nu, steps=steps, record=record,
+                                            callback=callback, eval_dirs=eval_dirs, p=p)
+    info = dict(method="sw", optimizer=optimizer, lr=lr, p=p, n_projections=n_projections,
+                scheme=type(inst).__name__, steps=steps, steps_done=done, stopped=done < steps,
+                seed=gen.initial_seed(), eval_projections=eval_dirs.shape[0],
+                value=f"SW_{p:g} to the target on {eval_dirs.shape[0]} fixed uniform directions",
+                optimizer_state=opt.state_dict())
+    return FlowResult(particles.clone(), traj, at, values, info)
+
+
+# ----------------------------------------------------------------------------- SWF and conditional SWF
+
+
+def transport_targets(u: torch.Tensor, a: torch.Tensor, v: torch.Tensor, b: torch.Tensor, *, same_uniform: bool = False):
+    """Where the 1-D optimal transport map sends each particle, row by row.
+
+    Args:
+        u: ``(L, N)`` projections of the particles, masses ``a (N,)``.
+        v: ``(L, M)`` projections of the target, masses ``b (M,)``.
+        same_uniform: ``N == M`` with uniform masses (the k-th smallest goes to the k-th smallest).
+
+    Returns:
+        ``T (L, N)``: the mean of the target quantile function over the particle's mass interval
+        ``[F(u_i^-), F(u_i)]`` (``F`` the particles' CDF), i.e. the barycentric projection of the
+        monotone coupling, which is ``Q_nu(F(u_i))`` when each particle meets one target atom; and
+        ``costs (L,)``: ``W_2^2`` of each row.
+    """
+    L, N = u.shape
+    us, pu = _ot1d.sort_rows(u, True)  # (L, N)
+    vs, pv = _ot1d.sort_rows(v, not same_uniform)  # (L, M)
+    us, vs = us.to(u.device, torch.float64), vs.to(u.device, torch.float64)
+    pu = pu.to(u.device)
+    if same_uniform:
+        T_sorted = vs
+        costs = (vs - us).square().mean(-1)
+    else:
+        a64, b64 = a.to(torch.float64), b.to(torch.float64)
+        a_s, b_s = a64[pu], b64[pv.to(u.device)]  # (L, N), (L, M) masses in sorted order
+        A = a_s.cumsum(-1)
+        A = A / A[:, -1:]  # particle levels F(u_i)
+        B = b_s.cumsum(-1)
+        B = B / B[:, -1:]
+        C = (b_s * vs).cumsum(-1)  # int_0^{B_j} Q_nu
+        Bp = torch.cat([B.new_zeros(L, 1), B[:, :-1]], -1)  # B_{j-1}
+        Cp = torch.cat([C.new_zeros(L, 1), C[:, :-1]], -1)
+
+        def integral(s):  # int_0^s Q_nu, piecewise linear in s
+            j = torch.searchsorted(B, s).clamp_(max=B.shape[1] - 1)
+            return Cp.gather(-1, j) + vs.gather(-1, j) * (s - Bp.gather(-1, j)), j
+
+        hi, j = integral(A)
+        lo, _ = integral(torch.cat([A.new_zeros(L, 1), A[:, :-1]], -1))
+        mass = A - torch.cat([A.new_zeros(L, 1), A[:, :-1]], -1)  # (L, N)
+        T_sorted = torch.where(mass > 0, (hi - lo) / mass.clamp_min(1e-300), vs.gather(-1, j))
+        # W_2^2 = int F^-1^2 - 2 int F^-1 G^-1 + int G^-1^2, with int F^-1 G^-1 = sum_i u_i mass_i T_i.
+        costs = ((mass * us * (us - 2 * T_sorted)).sum(-1) + (b_s * vs * vs).sum(-1) / B[:, -1]).clamp_min(0)
+    T = torch.empty_like(T_sorted).scatter_(-1, pu, T_sorted)  # back to the particles' order
+    return T, costs
+
+
+def _swf_core(x0, a, nu, frozen, *, steps, step_size, n_projections, noise, inst, gen, record, callback,
+              eval_dirs, view, method, info):
+    """The SWF loop on ``x0 (N, D)`` with masses ``a (N,)``; ``frozen (N, D)`` bool coordinates never move."""
+    N, D = x0.shape
+    nb = nu.support[0]  # (M, D)
+    b = nu.weights[0]
+    same_uniform = bool(nu.uniform and N == nu.n_points and bool((a == a[0]).all()))
+    uniform_src = bool((a == a[0]).all())
+    if type(inst).lift is not SlicingScheme.lift:
+        raise ValueError(f"scheme: the SWF moves particles along directions of their own space; "
+                         f"{type(inst).__name__} lifts the measures to another space (use sw_flow)")
+    fits = type(inst).fit is not SlicingScheme.fit
+    sigma = math.sqrt(2.0 * noise * step_size)
+    x = x0.detach().clone()
+    space = get_representation(nu.kind)
+
+    def step(k):
+        nonlocal x
+        cur = Measure(x[None], a[None], kind=nu.kind, batched=False, uniform=uniform_src)
+        if fits:
+            inst.fit(cur, nu, p=2.0, generator=gen)
+        theta = inst.directions(n_projections, space.direction_dim(cur), generator=gen)
+        theta = torch.as_tensor(theta).to(device=x.device, dtype=torch.float64)  # (L, D)
+        L = theta.shape[0]
+        th = theta.to(x.dtype)
+        u, v = th @ x.T, th @ nb.T  # (L, N), (L, M) in the data's dtype (float32 sorts fastest)
+        T, costs = transport_targets(u, a, v, b, same_uniform=same_uniform)
+        # E[d theta theta^T] = I: d / L sum_l (T_l - u_l) theta_l estimates the full displacement.
+        drift = (D / L) * ((T - u.double()).T @ theta)  # (N, D)
+        move = (step_size * drift).to(x.dtype)
+        if sigma > 0:
+            move += sigma * torch.randn(N, D, generator=gen, dtype=torch.float64).to(x)
+        x = x + move if frozen is None else torch.where(frozen, x, x + move)  # observed: bit-identical
+        ctx = EstimateContext(cur, nu, theta.to(x.dtype), 2.0, gen)
+        mean, _ = inst.estimate(costs.to(x.dtype)[None], ctx)  # stateful schemes update here
+        return x, math.sqrt(max(float(mean[0]), 0.0))
+
+    particles, traj, at, values, done = _run(step, x, a[None], nu, steps=steps, record=record,
+                                            callback=callback, eval_dirs=eval_dirs, p=2.0, view=view)
+    info.update(method=method, step_size=step_size, noise=noise, n_projections=n_projections,
+                scheme=type(inst).__name__, steps=steps, steps_done=done, stopped=done < steps,
+                seed=gen.initial_seed(), eval_projections=eval_dirs.shape[0],
+                value=f"SW_2 to the target on {eval_dirs.shape[0]} fixed uniform directions")
+    return FlowResult(particles.clone(), traj, at, values, info)
+
+
+def _check_swf_args(steps, step_size, n_projections, noise, callback, record_every):
+    steps = check_positive_int(steps, "steps")
+    step_size = check_real(step_size, "step_size", "> 0", lambda v: v > 0)
+    n_projections = check_positive_int(n_projections, "n_projections")
+    noise = check_real(noise, "noise", ">= 0", lambda v: v >= 0)
+    _check_callback(callback)
+    return steps, step_size, n_projections, noise, _record_set(record_every, steps)
+
+
+def _mask(mask, N: int, d: int, device) -> torch.Tensor | None:
+    """``None``, ``(d,)`` or ``(N, d)`` booleans (True = observed, never moves) -> ``(N, d)`` or None."""
+    if mask is None:
+        return None
+    m = torch.as_tensor(mask)
+    if m.dtype != torch.bool:
+        raise TypeError(f"mask: expected booleans (True = observed coordinate), got dtype {m.dtype}")
+    if tuple(m.shape) not in ((d,), (N, d)):
+        raise ValueError(f"mask: expected shape ({d},) or ({N}, {d}), got {tuple(m.shape)}")
+    return m.to(device).expand(N, d).clone()
+
+
+def swf(
+    source,
+    target,
+    *,
+    steps: int,
+    step_size: float,
+    n_projections: int = 128,
+    noise: float = 0.0,
+    scheme="mc",
+    mask=None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    record_every=None,
+    callback=None,
+    eval_projections: int = 256,
+    **scheme_options,
+) -> FlowResult:
+    """Sliced-Wasserstein Flow (Liutkus et al., 2019): particles follow 1-D OT maps on fresh slices.
+
+    One step, with ``L`` fresh directions ``theta_l`` and ``u_il = <theta_l, x_i>``::
+
+        x_i <- x_i + step_size * (d / L) sum_l (T_l(u_il) - u_il) theta_l + sqrt(2 noise step_size) z_i
+
+    with ``T_l`` the 1-D optimal transport map from the particles' projection to the target's
+    (:func:`transport_targets`: the target quantile function composed with the particles' CDF, target
+    weights allowed) and ``z_i`` standard Gaussian. Scaling: for uniform directions ``E[d theta
+    theta^T] = I``, so the ``d / L`` sum estimates the whole displacement; ``step_size = 1`` is a full
+    step whatever ``d`` (with ``L = d`` orthonormal directions it is the iterative distribution
+    transfer step), and ``step_size = 1 / d`` with one direction moves each projection exactly onto
+    its target quantile. The paper's drift averages over the sphere without the factor ``d``: its
+    step ``h`` is ``d * step_size`` and its regularisation ``lambda`` is ``noise / d``. With
+    ``noise = 0`` the step is the Wasserstein gradient step of ``SW_2^2 / 2`` times ``d``.
+
+    Args:
+        source: ``(N, d)`` initial particles (array, tensor, file or Measure), usually noise.
+        target: ``(M, d)`` target cloud, weights allowed.
+        steps: number of steps, ``>= 1``.
+        step_size: fraction of the full transport step, ``> 0`` (``<= 1`` is stable).
+        n_projections: fresh directions per step.
+        noise: entropic regularisation ``>= 0`` (variance ``2 noise step_size`` per step and coordinate).
+        scheme: registered name or :class:`SlicingScheme` instance (kept across steps); schemes that
+            lift the measures to another space are refused.
+        mask: ``(d,)`` or ``(N, d)`` booleans: True coordinates never move (inpainting).
+        seed, generator, record_every, callback, eval_projections: as in :func:`sw_flow`; a run is
+            continued exactly from ``result.particles`` with the same generator and scheme instance.
+
+    Returns:
+        :class:`FlowResult`; ``values`` are ``SW_2`` to the target at the recorded steps.
+    """
+    mu, nu = _pair(source, target)
+    steps, step_size, n_projections, noise, record = _check_swf_args(
+        steps, step_size, n_projections, noise, callback, record_every)
+    frozen = _mask(mask, mu.n_points, mu.dim, mu.device)
+    inst = resolve_scheme(scheme, scheme_options)
+    gen = _generator(seed, generator)
+    eval_dirs = _eval_directions(eval_projections, mu.dim, gen, mu.support)
+    return _swf_core(mu.support[0], mu.weights[0], nu, frozen, steps=steps, step_size=step_size,
+                     n_projections=n_projections, noise=noise, inst=inst, gen=gen, record=record,
+                     callback=callback, eval_dirs=eval_dirs, view=lambda x: x, method="swf", info={})
+
+
+def _labels(labels, n: int, name: str, what: str) -> np.ndarray:
+    arr = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name}: expected one label per {what} point, shape ({n},), got {arr.shape}")
+    return arr
+
+
+def conditional_swf(
+    source,
+    target,
+    source_labels,
+    target_labels,
+    *,
+    steps: int,
+    step_size: float,
+    label_scale: float,
+    n_projections: int = 128,
+    noise: float = 0.0,
+    scheme="mc",
+    mask=None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    record_every=None,
+    callback=None,
+    eval_projections: int = 256,
+    **scheme_options,
+) -> FlowResult:
+    """Conditional SWF (Du et al., 2023): the SWF of joint vectors ``[x, label_scale * onehot(label)]``.
+
+    The target is the joint cloud of its points and labels; every particle carries its
+    conditioning class in a label block that never moves, so the projections of the label block
+    pull each particle towards the target points of its class (the larger ``label_scale``, the
+    closer to a flow per class). ``mask`` holds observed coordinates of ``x`` fixed (inpainting). The
+    step, its ``d / L`` scaling (``d`` the joint dimension: the estimate of the full displacement of
+    the moving block stays unbiased) and the noise are those of :func:`swf`.
+
+    Args:
+        source: ``(N, d)`` initial particles.
+        target: ``(M, d)`` target cloud.
+        source_labels: ``(N,)`` the class each particle is drawn for (every class must occur in the target).
+        target_labels: ``(M,)`` the target points' classes (ints or strings).
+        label_scale: weight ``> 0`` of the label block.
+        mask: ``(d,)`` or ``(N, d)`` booleans over ``x``: True coordinates never move.
+        steps, step_size, n_projections, noise, scheme, seed, generator, record_every, callback,
+        eval_projections, **scheme_options: as in :func:`swf`.
+
+    Returns:
+        :class:`FlowResult` of the ``x`` part (``(N, d)`` particles, ``(T, N, d)`` trajectory);
+        ``values`` are ``SW_2`` between the joint clouds; ``info["classes"]`` lists the classes in the
+        order of the one-hot block.
+    """
+    mu, nu = _pair(source, target)
+    N, M, d = mu.n_points, nu.n_points, mu.dim
+    ls, lt = _labels(source_labels, N, "source_labels", "source"), _labels(target_labels, M, "target_labels", "target")
+    label_scale = check_real(label_scale, "label_scale", "> 0", lambda v: v > 0)
+    steps, step_size, n_projections, noise, record = _check_swf_args(
+        steps, step_size, n_projections, noise, callback, record_every)
+    frozen_x = _mask(mask, N, d, mu.device)
+    classes = np.unique(lt)
+    missing = sorted(set(np.unique(ls).tolist()) - set(classes.tolist()))
+    if missing:
+        raise ValueError(f"source_labels: classes {missing[:5]} have no target points (target classes: "
+                         f"{classes.tolist()[:10]})")
+    K = len(classes)
+
+    def joint(x, labels):
+        onehot = torch.zeros(x.shape[0], K, dtype=x.dtype, device=x.device)
+        idx = torch.as_tensor(np.searchsorted(classes, labels), device=x.device)
+        onehot[torch.arange(x.shape[0], device=x.device), idx] = label_scale
+        return torch.cat([x, onehot], 1)  # (n, d + K)
+
+    z0 = joint(mu.support[0], ls)
+    nu_joint = Measure(joint(nu.support[0], lt)[None], nu.weights, kind=nu.kind, batched=False, uniform=nu.uniform)
+    frozen = torch.zeros(N, d + K, dtype=torch.bool, device=mu.device)
+    frozen[:, d:] = True  # the label block never moves
+    if frozen_x is not None:
+        frozen[:, :d] = frozen_x
+    inst = resolve_scheme(scheme, scheme_options)
+    gen = _generator(seed, generator)
+    eval_dirs = _eval_directions(eval_projections, d + K, gen, mu.support)
+    info = dict(label_scale=label_scale, classes=classes.tolist(), masked=frozen_x is not None)
+    return _swf_core(z0, mu.weights[0], nu_joint, frozen, steps=steps, step_size=step_size,
+                     n_projections=n_projections, noise=noise, inst=inst, gen=gen, record=record,
+                     callback=callback, eval_dirs=eval_dirs, view=lambda z: z[:, :d], method="cswf", info=info)
