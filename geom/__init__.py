@@ -14,6 +14,7 @@ from . import flows, io
 from ._checks import GeomWarning
 from .datasets import Dataset, load_dataset
 from .measure import Measure, Representation, measure
+from .mmd import energy_slicing_constant, mmd_flow, sliced_energy_distance
 from .reductions import chamfer_distance, energy_distance, hausdorff_distance
 from .registry import (
     PluginError,
@@ -41,17 +42,20 @@ __all__ = [
     "chamfer_distance",
     "datasets",
     "energy_distance",
+    "energy_slicing_constant",
     "flows",
     "hausdorff_distance",
     "hookimpl",
     "io",
     "load_dataset",
     "measure",
+    "mmd_flow",
     "plugins",
     "register_dataset",
     "register_representation",
     "register_scheme",
     "representations",
     "schemes",
+    "sliced_energy_distance",
     "sliced_wasserstein",
 ]

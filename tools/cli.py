@@ -9,6 +9,10 @@ touching :func:`main`::
     geom plugins [--json]
     geom datasets [--json]
     geom demo [--n-projections L] [--seed K] [--n-samples N] [--scheme S] [--json]
+    geom flow SOURCE TARGET --method sw|swf|mmd [--scheme S] [--option KEY=VALUE ...] [--steps N] [--lr X]
+              [--n-projections L] [--n-points N] [--seed K] [--record-every K] --out DIR [--resume | --force]
+    geom generate --method swf|cswf|mmd --dataset NAME [--n-samples N] [--steps N] [--seed K] [--class C]
+                  --out DIR [--force]
 
 User errors (bad values, missing or unreadable files, broken plugins) end as one line
 ``geom: error: <message>`` on stderr and exit status 2, never a traceback.
@@ -30,6 +34,8 @@ from typing import Callable
 import geom
 from geom._checks import check_p, check_positive_int
 from geom.registry import get_scheme
+
+from .flow_cli import configure_flow, configure_generate, run_flow, run_generate
 
 __all__ = ["COMMANDS", "METRICS", "USER_ERRORS", "Command", "build_parser", "main"]
 
@@ -333,6 +339,10 @@ COMMANDS: dict[str, Command] = {
                     _configure_demo, _run_demo),
     "datasets": Command("list registered datasets, their descriptions and options", _configure_datasets,
                         _run_datasets),
+    "flow": Command("flow a point cloud onto another (sw, swf, mmd): trajectory, frames, loss curve, summary",
+                    configure_flow, run_flow),
+    "generate": Command("generate samples of a dataset from noise (swf, cswf, mmd): grid PNG, W2 and energy to "
+                        "held-out data", configure_generate, run_generate),
 }
 """Command name -> :class:`Command`; ``geom <name>`` runs it."""
 

@@ -1,0 +1,339 @@
+"""``geom flow`` (tools/flow_cli.py), run in-process through ``cli.main(argv)``.
+
+Files are checked against the library (the same flow called directly gives the same particles),
+interrupts are real SIGINTs sent from inside the flow's callback, and a resumed run must repeat the
+uninterrupted one bit for bit.
+"""
+
+import json
+import os
+import pathlib
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+import geom
+import geom.flows
+from geom_datasets import shapes
+from geom_tools import cli, flow_cli
+
+SAMPLES = pathlib.Path(shapes.__file__).parent / "samples"
+SMALL = ["--n-points", "96", "--n-projections", "32"]
+
+
+def run(capsys, *argv):
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_user_error(rc, out, err, *needles):
+    assert rc == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if line.startswith("geom")]
+    assert len(lines) == 1 and lines[0].startswith("geom: error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def load(out):
+    with np.load(out / "trajectory.npz") as z:
+        traj = {k: z[k] for k in z.files}
+    return traj, json.loads((out / "summary.json").read_text())
+
+
+@pytest.fixture
+def pair():
+    return SAMPLES / "sphere.ply", SAMPLES / "torus.ply"
+
+
+def interrupt_at(monkeypatch, step):
+    """Send a real SIGINT to this process when the flow's callback reaches ``step``."""
+    original = flow_cli._Monitor.__call__
+
+    def call(self, k, particles, value):
+        if self.offset + k == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, k, particles, value)
+
+    monkeypatch.setattr(flow_cli._Monitor, "__call__", call)
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def test_sw_flow_between_bundled_shapes_writes_every_output(capsys, tmp_path, pair):
+    out = tmp_path / "run"
+    rc, stdout, err = run(capsys, "flow", *pair, "--method", "sw", "--steps", 60, "--lr", 0.03,
+                          "--record-every", 20, "--seed", 4, *SMALL, "--out", out)
+    assert rc == 0, err
+    assert "geom flow sw" in err  # the progress bar
+    traj, summary = load(out)
+    assert traj["trajectory"].shape == (4, 96, 3)
+    assert traj["steps"].tolist() == [0, 20, 40, 60]
+    # the start is the seeded surface sample of SOURCE, as geom.measure draws it
+    mu = geom.measure(str(pair[0]), kind="points", n_samples=96, seed=4)
+    nu = geom.measure(str(pair[1]), kind="points", n_samples=96, seed=4)
+    np.testing.assert_allclose(traj["trajectory"][0], mu.support[0].double().numpy(), rtol=0, atol=1e-7)
+    # the same flow called in the library gives the same particles and values
+    lib = geom.flows.sw_flow(mu.support[0].double(), nu.support[0].double(), steps=60, lr=0.03, n_projections=32,
+                             seed=4, record_every=20)
+    np.testing.assert_array_equal(traj["trajectory"][-1], lib.particles.numpy())
+    np.testing.assert_allclose(traj["values"], lib.values.numpy(), rtol=1e-12)
+    assert traj["values"][-1] < 0.3 * traj["values"][0]
+    import trimesh
+
+    ply = trimesh.load(out / "final.ply")
+    np.testing.assert_allclose(np.asarray(ply.vertices), traj["trajectory"][-1], atol=1e-6)
+    for name in ("frames.png", "loss.png", "checkpoint.pt"):
+        assert (out / name).stat().st_size > 0
+    assert summary["method"] == "sw" and summary["seed"] == 4 and summary["steps_done"] == 60
+    assert summary["start_value"] == pytest.approx(traj["values"][0])
+    assert summary["end_value"] == pytest.approx(traj["values"][-1])
+    assert summary["version"] == geom.__version__ and summary["complete"] is True
+    assert summary["command"][:3] == ["geom", "flow", str(pair[0])]
+    assert f"{summary['end_value']:.4g}" in stdout
+
+
+def test_swf_from_noise_in_two_dimensions_to_an_array_file(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    target = tmp_path / "ring.npy"
+    angle = rng.uniform(0, 2 * np.pi, 200)
+    np.save(target, np.stack([np.cos(angle), np.sin(angle)], 1) * 3)
+    out = tmp_path / "run"
+    rc, _, err = run(capsys, "flow", "noise", target, "--method", "swf", "--steps", 40, *SMALL, "--out", out)
+    assert rc == 0, err
+    traj, summary = load(out)
+    assert traj["trajectory"].shape[1:] == (96, 2) and summary["dim"] == 2
+    start = torch.randn(96, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    np.testing.assert_array_equal(traj["trajectory"][0], start.numpy())  # noise: seeded N(0, I) in d = 2
+    radius = np.linalg.norm(traj["trajectory"][-1], axis=1)
+    assert abs(np.median(radius) - 3) < 0.3  # the particles reached the ring of radius 3
+    assert traj["values"][-1] < 0.2 * traj["values"][0]
+    import trimesh
+
+    xyz = np.asarray(trimesh.load(out / "final.ply").vertices)
+    np.testing.assert_allclose(xyz[:, :2], traj["trajectory"][-1], atol=1e-5)
+    assert np.all(xyz[:, 2] == 0)
+
+
+def test_dataset_items_as_source_and_target(capsys, tmp_path):
+    out = tmp_path / "run"
+    rc, _, err = run(capsys, "flow", "dataset:shapes:0", "dataset:shapes:3", "--method", "swf", "--steps", 10,
+                     *SMALL, "--seed", 2, "--out", out)
+    assert rc == 0, err
+    traj, _ = load(out)
+    item, _ = geom.load_dataset("shapes", n_points=96, seed=2)[0]
+    np.testing.assert_array_equal(traj["trajectory"][0], item.double().numpy())
+
+
+def test_weighted_target_keeps_its_weights(capsys, tmp_path):
+    """A digit item is a pixel measure with intensity weights: the flow must fit the weighted measure."""
+    out = tmp_path / "run"
+    rc, _, err = run(capsys, "flow", "noise", "dataset:digits:0", "--method", "swf", "--steps", 60,
+                     "--n-points", 150, "--out", out)
+    assert rc == 0, err
+    traj, summary = load(out)
+    assert traj["trajectory"].shape[1:] == (150, 2)
+    item, _ = geom.load_dataset("digits", seed=0)[0]
+    final = torch.from_numpy(traj["trajectory"][-1])
+    weighted = float(geom.sliced_wasserstein(final, item, n_projections=512, seed=0))
+    uniform = float(geom.sliced_wasserstein(final, item.support[0][item.weights[0] > 0], n_projections=512, seed=0))
+    assert weighted < 0.5 * uniform
+
+
+def test_force_overwrites_a_finished_run(capsys, tmp_path, pair):
+    out = tmp_path / "run"
+    assert run(capsys, "flow", *pair, "--method", "swf", "--steps", 5, *SMALL, "--out", out)[0] == 0
+    rc, _, err = run(capsys, "flow", *pair, "--method", "swf", "--steps", 7, *SMALL, "--out", out, "--force")
+    assert rc == 0, err
+    assert load(out)[1]["steps_done"] == 7
+
+
+# ---------------------------------------------------------------------------------------------- interrupt and resume
+
+
+@pytest.mark.parametrize("method", ["sw", "swf"])
+def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(capsys, tmp_path, pair, monkeypatch, method):
+    args = ["flow", *pair, "--method", method, "--steps", 30, "--record-every", 10, "--scheme", "qmc", *SMALL]
+    whole = tmp_path / "whole"
+    assert run(capsys, *args, "--out", whole)[0] == 0
+
+    part = tmp_path / "part"
+    with monkeypatch.context() as m:
+        interrupt_at(m, 13)
+        rc, _, err = run(capsys, *args, "--out", part)
+    assert rc == 130
+    line = [x for x in err.splitlines() if x.startswith("geom: interrupted")]
+    assert len(line) == 1 and "at step 13 of 30" in line[0] and "--resume" in line[0]
+    _, summary = load(part)
+    assert summary["steps_done"] == 13 and summary["complete"] is False
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+    rc, _, err = run(capsys, *args, "--out", part, "--resume")
+    assert rc == 0, err
+    a, sa = load(whole)
+    b, sb = load(part)
+    np.testing.assert_array_equal(b["trajectory"][-1], a["trajectory"][-1])  # same generator, scheme, Adam state
+    assert b["steps"].tolist() == [0, 10, 13, 20, 30]  # the stop frame is kept
+    keep = [0, 1, 3, 4]
+    np.testing.assert_array_equal(b["trajectory"][keep], a["trajectory"])
+    np.testing.assert_array_equal(b["values"][keep], a["values"])
+    assert sb["end_value"] == sa["end_value"] and sb["resumed"] is True
+
+
+def test_resume_extends_a_finished_run(capsys, tmp_path, pair):
+    args = ["flow", *pair, "--method", "sw", *SMALL]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert run(capsys, *args, "--steps", 20, "--record-every", 5, "--out", whole)[0] == 0
+    assert run(capsys, *args, "--steps", 12, "--record-every", 5, "--out", part)[0] == 0
+    rc, _, err = run(capsys, *args, "--steps", 20, "--record-every", 5, "--out", part, "--resume")
+    assert rc == 0, err
+    np.testing.assert_array_equal(load(part)[0]["trajectory"][-1], load(whole)[0]["trajectory"][-1])
+
+
+def test_mmd_flow_runs_and_resumes(capsys, tmp_path, pair, monkeypatch):
+    out = tmp_path / "run"
+    args = ["flow", *pair, "--method", "mmd", "--steps", 30, *SMALL, "--out", out]
+    with monkeypatch.context() as m:
+        interrupt_at(m, 10)
+        assert run(capsys, *args)[0] == 130
+    rc, _, err = run(capsys, *args, "--resume")
+    assert rc == 0, err
+    traj, summary = load(out)
+    assert summary["steps_done"] == 30 and traj["steps"][-1] == 30 and traj["steps"][0] == 0
+    assert traj["values"][-1] < 0.5 * traj["values"][0]
+
+
+def test_resume_refuses_changed_arguments_and_missing_checkpoints(capsys, tmp_path, pair):
+    out = tmp_path / "run"
+    args = ["flow", *pair, "--method", "swf", *SMALL, "--out", out]
+    assert run(capsys, *args, "--steps", 5)[0] == 0
+    assert_user_error(*run(capsys, *args, "--steps", 9, "--seed", 1, "--resume"), "--resume", "seed=0")
+    assert_user_error(*run(capsys, *args, "--steps", 9, "--lr", 0.1, "--resume"), "lr=0.5")
+    assert_user_error(*run(capsys, *args, "--steps", 5, "--resume"), "already did 5 steps")
+    assert_user_error(*run(capsys, "flow", *pair, "--method", "swf", "--out", tmp_path / "new", "--resume"),
+                      "--resume", "no checkpoint.pt")
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_is_one_line_exit_2(capsys, tmp_path, pair):
+    out = str(tmp_path / "o")
+    flat = tmp_path / "flat.npy"
+    np.save(flat, np.random.default_rng(0).normal(size=(50, 2)))
+    cases = [
+        (["--method", "nope"], ["--method", "'nope'"]),
+        (["--method", "sw", "--steps", "0"], ["--steps"]),
+        (["--method", "sw", "--lr", "-1"], ["--lr"]),
+        (["--method", "sw", "--n-points", "0"], ["--n-points"]),
+        (["--method", "sw", "--option", "bogus"], ["--option"]),
+    ]
+    for extra, needles in cases:
+        assert_user_error(*run(capsys, "flow", *pair, *extra, "--out", out), *needles)
+    assert_user_error(*run(capsys, "flow", flat, pair[1], "--method", "sw", "--out", out), "dimension", "2 and 3")
+    assert_user_error(*run(capsys, "flow", pair[0], "noise", "--method", "sw", "--out", out), "TARGET", "noise")
+    assert_user_error(*run(capsys, "flow", tmp_path / "none.ply", pair[1], "--method", "sw", "--out", out),
+                      "SOURCE", "none.ply")
+    assert_user_error(*run(capsys, "flow", "dataset:shapes:x", pair[1], "--method", "sw", "--out", out),
+                      "SOURCE", "INDEX")
+    assert_user_error(*run(capsys, "flow", "dataset:shapes:100000", pair[1], "--method", "sw", "--out", out),
+                      "SOURCE", "100000")
+    assert_user_error(*run(capsys, "flow", "dataset:nosuch:1", pair[1], "--method", "sw", "--out", out), "nosuch")
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_output_folder_errors(capsys, tmp_path, pair):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    base = ["flow", *pair, "--method", "swf", "--steps", 3, *SMALL]
+    assert_user_error(*run(capsys, *base, "--out", blocker / "sub"), "--out", "cannot write")
+    assert_user_error(*run(capsys, *base, "--out", blocker), "--out", "not a directory")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "other.txt").write_text("keep")
+    assert_user_error(*run(capsys, *base, "--out", busy), "--out", "not empty", "--force", "--resume")
+    assert (busy / "other.txt").read_text() == "keep"
+    rc, out, err = run(capsys, *base, "--out", busy, "--force", "--resume")  # argparse: mutually exclusive
+    assert rc == 2 and "not allowed with" in err
+
+
+# ---------------------------------------------------------------------------------------------- generate
+
+
+def gen_load(out):
+    with np.load(out / "samples.npz") as z:
+        return z["samples"], z["labels"], json.loads((out / "summary.json").read_text())
+
+
+def energy_oracle(x, y):
+    """Energy distance 2 E|X - Y| - E|X - X'| - E|Y - Y'| (V-statistics) by dense distances."""
+    return 2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean()
+
+
+def test_generate_cswf_digits_scores_against_independent_oracles(capsys, tmp_path):
+    import ot
+
+    out = tmp_path / "gen"
+    rc, stdout, err = run(capsys, "generate", "--method", "cswf", "--dataset", "digits", "--n-samples", 6,
+                          "--steps", 60, "--n-projections", 32, "--seed", 1, "--out", out)
+    assert rc == 0, err
+    samples, labels, summary = gen_load(out)
+    assert samples.shape == (60, 64) and labels.tolist() == np.repeat(np.arange(10), 6).tolist()
+    train = geom.load_dataset("digits", representation="vectors", split="train", seed=1)
+    test = geom.load_dataset("digits", representation="vectors", split="test", seed=1)
+    (x, y), (xt, _) = train.batch(), test.batch()
+    x, xt, s = x.double(), xt.double(), torch.from_numpy(samples)
+    # 1-NN classifier on the real training digits labels the samples with their conditioning class
+    predicted = y[torch.cdist(s, x).argmin(1)].numpy()
+    accuracy = float((predicted == labels).mean())
+    assert summary["nn1_accuracy"] == pytest.approx(accuracy)
+    assert accuracy > 0.7  # chance is 0.1
+    w2 = np.sqrt(ot.emd2([], [], ot.dist(samples, xt.numpy())))
+    assert summary["w2_to_held_out"] == pytest.approx(w2, rel=1e-6)
+    assert summary["energy_to_held_out"] == pytest.approx(float(energy_oracle(s, xt)), rel=1e-6, abs=1e-9)
+    # noise is far from the digits: the flow brought the samples close to held-out data
+    noise = torch.randn(60, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert summary["energy_to_held_out"] < 0.1 * float(energy_oracle(noise, xt))
+    assert (out / "samples.png").stat().st_size > 0
+    assert f"{accuracy:.3f}" in stdout
+
+
+def test_generate_one_class_unconditionally(capsys, tmp_path):
+    out = tmp_path / "gen"
+    rc, _, err = run(capsys, "generate", "--method", "swf", "--dataset", "digits", "--class", "3",
+                     "--n-samples", 30, "--steps", 60, "--n-projections", 32, "--out", out)
+    assert rc == 0, err
+    samples, _, summary = gen_load(out)
+    train = geom.load_dataset("digits", representation="vectors", split="train", seed=0)
+    x, y = train.batch()
+    predicted = y[torch.cdist(torch.from_numpy(samples), x.double()).argmin(1)]
+    assert float((predicted == 3).double().mean()) > 0.8
+    assert summary["classes"] == ["3"] and summary["n_train"] == int((y == 3).sum())
+
+
+@pytest.mark.parametrize("method", ["swf", "mmd"])
+def test_generate_point_cloud_dataset(capsys, tmp_path, method):
+    out = tmp_path / "gen"
+    rc, _, err = run(capsys, "generate", "--method", method, "--dataset", "gaussians", "--n-points", 64,
+                     "--n-samples", 100, "--steps", 60, "--n-projections", 32, "--out", out)
+    assert rc == 0, err
+    samples, _, summary = gen_load(out)
+    assert samples.shape == (100, 3) and summary["dim"] == 3
+    noise = torch.randn(100, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    data = geom.load_dataset("gaussians", n_points=64, seed=0)
+    pooled = torch.cat([data[i][0].double() for i in range(len(data))])
+    # the samples are closer to the data than the starting noise is
+    assert float(energy_oracle(torch.from_numpy(samples), pooled)) < 0.5 * float(energy_oracle(noise, pooled))
+
+
+def test_generate_bad_input(capsys, tmp_path):
+    out = tmp_path / "o"
+    base = ["generate", "--dataset", "digits", "--out", out]
+    assert_user_error(*run(capsys, *base, "--method", "gan"), "--method", "'gan'")
+    assert_user_error(*run(capsys, *base, "--method", "swf", "--steps", 0), "--steps")
+    assert_user_error(*run(capsys, *base, "--method", "swf", "--class", "11"), "--class", "11")
+    assert_user_error(*run(capsys, "generate", "--method", "swf", "--dataset", "nosuch", "--out", out), "nosuch")
