@@ -19,23 +19,11 @@ from geom.registry import PluginInfo
 from geom_datasets import shapes
 from geom_tools import cli
 
+from cli_helpers import assert_user_error, run
+
 SMALL = ["--n-samples", "256", "--n-projections", "64"]
 
 
-def run(capsys, *argv):
-    rc = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_user_error(rc, out, err, *needles):
-    assert rc == 2
-    assert out == ""
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("geom: error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 @pytest.fixture

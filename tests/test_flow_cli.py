@@ -17,16 +17,12 @@ import torch
 import geom
 import geom.flows
 from geom_datasets import shapes
-from geom_tools import cli, flow_cli
+from geom_tools import flow_cli
+
+from cli_helpers import run
 
 SAMPLES = pathlib.Path(shapes.__file__).parent / "samples"
 SMALL = ["--n-points", "96", "--n-projections", "32"]
-
-
-def run(capsys, *argv):
-    rc = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def assert_user_error(rc, out, err, *needles):
