@@ -92,11 +92,7 @@ def _searchsorted(levels: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     def job(k: int) -> None:
         out[k] = np.searchsorted(ln[k], qn[k])
 
-    if qn.size < _ot1d._PARALLEL_MIN or qn.shape[0] == 1:
-        for k in range(qn.shape[0]):
-            job(k)
-    else:
-        list(_ot1d._pool().map(job, range(qn.shape[0])))
+    _ot1d.run_tasks(job, ((k,) for k in range(qn.shape[0])), qn.size)
     return torch.from_numpy(out)
 
 

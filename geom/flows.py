@@ -132,23 +132,32 @@ def _eval_directions(n: int, dim: int, gen: torch.Generator, like: torch.Tensor)
     return (theta / theta.norm(dim=1, keepdim=True)).to(device=like.device, dtype=like.dtype)
 
 
-def _run(step, x0, weights, nu, *, steps, record, callback, eval_dirs, p, view=lambda x: x):
-    """The loop every flow shares.
-
-    ``step(k) -> (x, value)`` moves the particles from step ``k - 1`` to step ``k``; frames at the
-    steps in ``record`` hold ``view(x)`` and ``SW_p(x, nu)`` on ``eval_dirs`` (``weights (1, N)``). Returns the final
-    particles, the trajectory, the recorded steps, the values and the last step done.
-    """
-    frames, at, values = [], [], []
+def _sw_evaluator(weights, nu, eval_dirs, p):
+    """``evaluate(x) -> SW_p(x, nu)`` on the fixed ``eval_dirs``, for particles ``x (N, d)`` with ``weights (1, N)``."""
     uniform = bool((weights == weights[:, :1]).all())
 
-    def keep(k, x):
-        mu = Measure(x.detach()[None], weights, kind=nu.kind, batched=False, uniform=uniform)
+    def evaluate(x):
+        mu = Measure(x[None], weights, kind=nu.kind, batched=False, uniform=uniform)
         with torch.no_grad():
-            v = sliced_wasserstein(mu, nu, p=p, directions=eval_dirs)
+            return float(sliced_wasserstein(mu, nu, p=p, directions=eval_dirs))
+
+    return evaluate
+
+
+def _run(step, x0, *, steps, record, callback, evaluate, view=lambda x: x):
+    """The loop every flow shares.
+
+    ``step(k) -> (x, value)`` moves the particles from step ``k - 1`` to step ``k`` (``value``: the
+    step's own estimate, shown to ``callback``); frames at the steps in ``record`` hold ``view(x)`` and
+    ``evaluate(x)``. Returns the final particles, the trajectory, the recorded steps, the values and
+    the last step done.
+    """
+    frames, at, values = [], [], []
+
+    def keep(k, x):
+        values.append(evaluate(x.detach()))
         frames.append(view(x.detach()).to("cpu", copy=True))
         at.append(k)
-        values.append(float(v))
 
     x, done = x0, 0
     if 0 in record:
@@ -262,8 +271,8 @@ def sw_flow(
         opt.step()
         return x, float(value.detach())
 
-    particles, traj, at, values, done = _run(step, x, mu.weights, nu, steps=steps, record=record,
-                                            callback=callback, eval_dirs=eval_dirs, p=p)
+    particles, traj, at, values, done = _run(step, x, steps=steps, record=record, callback=callback,
+                                            evaluate=_sw_evaluator(mu.weights, nu, eval_dirs, p))
     info = dict(method="sw", optimizer=optimizer, lr=lr, p=p, n_projections=n_projections,
                 scheme=type(inst).__name__, steps=steps, steps_done=done, stopped=done < steps,
                 seed=gen.initial_seed(), eval_projections=eval_dirs.shape[0],
@@ -359,8 +368,8 @@ def _swf_core(x0, a, nu, frozen, *, steps, step_size, n_projections, noise, inst
         mean, _ = inst.estimate(costs.to(x.dtype)[None], ctx)  # stateful schemes update here
         return x, math.sqrt(max(float(mean[0]), 0.0))
 
-    particles, traj, at, values, done = _run(step, x, a[None], nu, steps=steps, record=record,
-                                            callback=callback, eval_dirs=eval_dirs, p=2.0, view=view)
+    particles, traj, at, values, done = _run(step, x, steps=steps, record=record, callback=callback,
+                                            evaluate=_sw_evaluator(a[None], nu, eval_dirs, 2.0), view=view)
     info.update(method=method, step_size=step_size, noise=noise, n_projections=n_projections,
                 scheme=type(inst).__name__, steps=steps, steps_done=done, stopped=done < steps,
                 seed=gen.initial_seed(), eval_projections=eval_dirs.shape[0],

@@ -38,21 +38,19 @@ step, as the paper's sliced MMD flow.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import torch
 
 from . import _ot1d
-from ._checks import check_positive_int, check_real, describe
-from .flows import FlowResult
+from ._checks import check_positive_int, check_real
+from .flows import FlowResult, _check_callback, _eval_directions, _generator, _record_set, _run
 from .measure import measure
 from .reductions import _prepare
 from .sliced import SlicedResult, _check_directions, make_generator, resolve_scheme
 
 __all__ = ["energy_slicing_constant", "mmd_flow", "sliced_energy_distance"]
-
-_STORE_BYTES = 1 << 29  # keep per-slice gradients for backward up to this size, else recompute
-
 
 def energy_slicing_constant(d: int) -> float:
     """``c_d = sqrt(pi) Gamma((d+1)/2) / Gamma(d/2)``, so that ``c_d E_theta |<theta, z>| = |z|``.
@@ -145,25 +143,29 @@ def _pooled(x, y, a, b):
     return pooled, np.concatenate([a_, -b_], -1), const
 
 
-def _cpu_chunk(x, y, theta, a, b, need, prepared=None):
+def _cpu_chunk(x, y, theta, a, b, need=(False,) * 4, up=None, prepared=None):
     """:func:`_energy_rows` for the linear projections ``x @ theta.T``, ``y @ theta.T`` on CPU, in numpy.
 
     Tasks on the core's sorting thread pool each take one batch item and a few directions, project,
-    sort (float32 values packed with their index into one int64 key, see :mod:`geom._ot1d`), and
-    write the energies and gradient rows, with work arrays reused per thread. Returns ``energy
-    (B, Lc)`` and ``(gu, gv, ga, gb)`` as torch tensors (None where not needed).
+    sort (float32 values packed with their index into one int64 key, see :mod:`geom._ot1d`), write
+    the energies and, for the inputs flagged in ``need`` (``x, y, a, b``), add ``up[k, l]`` times
+    slice ``l``'s gradient to per-thread sums (work arrays reused per thread). Returns ``energy
+    (B, Lc)`` and the summed gradients ``(gx (B, N, D), gy (B, M, D), ga (B, N), gb (B, M))`` as
+    float64 tensors (None where not needed).
     """
-    B, N, _ = x.shape
+    B, N, D = x.shape
     M, L = y.shape[1], theta.shape[0]
     K = N + M
     pooled, w, const = prepared or _pooled(x, y, a, b)  # (B, D, K), (B, K), [(a_0, b_0) or None]
     dtype = pooled.dtype
     th = theta.detach().numpy().astype(dtype)
+    th64 = th.astype(np.float64)
     energy = np.empty((B, L), dtype)
     need_s, need_w = need[0] or need[1], need[2] or need[3]
-    gs = np.empty((B, L, K), dtype) if need_s else None
-    gw = np.empty((B, L, K), np.float64) if need_w else None
+    ups = None if up is None else up.detach().numpy().astype(np.float64)  # (B, Lc)
     ws = _ot1d._Workspace()
+    sums: dict[int, tuple] = {}  # per thread: (B, D, K) support and (B, K) weight gradient sums
+    lock = threading.Lock()
 
     def task(k: int, l0: int, l1: int) -> None:
         r = l1 - l0
@@ -174,15 +176,27 @@ def _cpu_chunk(x, y, theta, a, b, need, prepared=None):
         wk = ws.get("w", (r, K), np.float64)
         if const[k] is None:
             np.take(w[k], perm, out=wk)  # sorted signed weights
-        else:  # constant weights per side: a sequential pass instead of a random gather
-            np.copyto(wk, np.where(perm < N, const[k][0], -const[k][1]))
+        else:  # constant weights per side: sequential passes instead of a random gather
+            first = ws.get("first", (r, K), np.bool_)
+            np.less(perm, N, out=first)  # an atom of the first measure
+            wk.fill(-const[k][1])
+            np.copyto(wk, const[k][0], where=first)
         P = ws.get("P", (r, K), np.float64)
         np.cumsum(wk, axis=-1, out=P)  # F - G between consecutive atoms
         gap = ws.get("gap", (r, K - 1), np.float64)
         np.subtract(s[:, 1:], s[:, :-1], out=gap)  # exact or nearly: neighbours in sorted order
         energy[k, l0:l1] = 2.0 * np.einsum("ij,ij,ij->i", P[:, :-1], P[:, :-1], gap)
+        if not (need_s or need_w):
+            return
+        ident = threading.get_ident()
+        if ident not in sums:
+            with lock:
+                sums[ident] = (np.zeros((B, D, K)) if need_s else None, np.zeros((B, K)) if need_w else None)
+        sum_s, sum_w = sums[ident]
         if r > 1:  # flat indices into the (r, K) block
             perm += (ws.iota(r) * K)[:, None]
+        flat = perm.reshape(-1)
+        scattered = ws.get("scattered", (r, K), np.float64)  # per-slice gradients in point order
         if need_s:
             below, above = ws.get("below", (r, K), np.float64), ws.get("above", (r, K), np.float64)
             np.subtract(wk, P, out=below)  # minus the weight strictly below
@@ -190,32 +204,34 @@ def _cpu_chunk(x, y, theta, a, b, need, prepared=None):
             _untie(s, below, above)
             below -= above
             below *= wk
-            below *= 2.0  # -2 w_k (weight below - weight above)
-            gs[k, l0:l1].reshape(-1)[perm.reshape(-1)] = below.reshape(-1)
+            below *= 2.0  # -2 w_k (weight below - weight above) = d energy / d s_k
+            scattered.reshape(-1)[flat] = below.reshape(-1)
+            scattered *= ups[k, l0:l1, None]
+            outer = ws.get("outer", (D, K), np.float64)
+            np.matmul(th64[l0:l1].T, scattered, out=outer)  # sum over these slices of up_l g_l theta_l
+            sum_s[k] += outer
         if need_w:
             t = s - s[:, K // 2 : K // 2 + 1].astype(np.float64)  # centred: sum_j w_j |s_k - s_j| is translation invariant
             wt = wk * t
             Q = np.cumsum(wt, axis=-1)
-            # h_k = sum_j w_j |s_k - s_j| = t_k (W_below - W_above) - (Q_below - Q_above)
+            # h_k = sum_j w_j |s_k - s_j| = t_k (W_below - W_above) - (Q_below - Q_above); d energy / d w_k = -2 h_k
             h = t * (2.0 * P - wk - P[:, -1:]) - (2.0 * Q - wt - Q[:, -1:])
-            gw[k, l0:l1].reshape(-1)[perm.reshape(-1)] = -2.0 * h.reshape(-1)
+            scattered.reshape(-1)[flat] = h.reshape(-1)
+            sum_w[k] -= 2.0 * (ups[k, l0:l1] @ scattered)
 
     step = max(1, _ot1d._TASK_ELEMENTS // K)
-    jobs = [(k, l0, min(L, l0 + step)) for k in range(B) for l0 in range(0, L, step)]
-    if len(jobs) == 1 or B * L * K < _ot1d._PARALLEL_MIN:
-        for job in jobs:
-            task(*job)
-    else:
-        list(_ot1d._pool().map(lambda job: task(*job), jobs))
+    _ot1d.run_tasks(task, ((k, l0, min(L, l0 + step)) for k in range(B) for l0 in range(0, L, step)), B * L * K)
     grads = [None] * 4
-    if gs is not None:
-        grads[0], grads[1] = torch.from_numpy(gs[..., :N]), torch.from_numpy(gs[..., N:])
-    if gw is not None:
-        grads[2], grads[3] = torch.from_numpy(gw[..., :N]), torch.from_numpy(-gw[..., N:])  # w = (a, -b)
+    if need_s:
+        total = torch.from_numpy(sum(v[0] for v in sums.values()).transpose(0, 2, 1))  # (B, K, D)
+        grads[0], grads[1] = total[:, :N], total[:, N:]
+    if need_w:
+        total = torch.from_numpy(sum(v[1] for v in sums.values()))  # (B, K)
+        grads[2], grads[3] = total[:, :N], -total[:, N:]  # w = (a, -b)
     return torch.from_numpy(energy), grads
 
 
-def _torch_chunk(x, y, theta, a, b, need):
+def _torch_chunk(x, y, theta, a, b, need=(False,) * 4, up=None):
     """:func:`_cpu_chunk` in torch, for any device (CUDA sorts with ``torch.sort``)."""
     B, N, _ = x.shape
     M, Lc = y.shape[1], theta.shape[0]
@@ -224,47 +240,50 @@ def _torch_chunk(x, y, theta, a, b, need):
     w = torch.cat([a, -b], -1).detach().to(torch.float64)[:, None].expand(B, Lc, K).reshape(B * Lc, K)
     value, gs, gw = _energy_rows(s, w, need[0] or need[1], need[2] or need[3])
     grads = [None] * 4
-    if gs is not None:
-        gs = gs.view(B, Lc, K)
-        grads[0], grads[1] = gs[..., :N], gs[..., N:]
+    if gs is not None:  # sum_l up_l g_l theta_l: (B, K, D)
+        total = torch.einsum("blk,bl,ld->bkd", gs.view(B, Lc, K).double(), up.double(), theta.double())
+        grads[0], grads[1] = total[:, :N], total[:, N:]
     if gw is not None:
-        gw = gw.view(B, Lc, K)
-        grads[2], grads[3] = gw[..., :N], -gw[..., N:]  # w = (a, -b)
+        total = torch.einsum("blk,bl->bk", gw.view(B, Lc, K), up.double())
+        grads[2], grads[3] = total[:, :N], -total[:, N:]  # w = (a, -b)
     return value.view(B, Lc).to(x.dtype), grads
 
 
-def _chunks(x, y, theta, a, b, need):
-    """Per chunk of directions: ``(l0, l1, energy (B, Lc), (gu (B, Lc, N), gv, ga, gb))``."""
-    B, K = x.shape[0], x.shape[1] + y.shape[1]
+def _energies(x, y, theta, a, b, need=(False,) * 4, up=None):
+    """``(B, L)`` 1-D energies of all slices and the gradients ``sum_l up[:, l] d energy_l / d input``
+    for the inputs ``x, y, a, b`` flagged in ``need`` (x's dtype, None elsewhere), chunk by chunk."""
+    B, N, _ = x.shape
     cpu = x.device.type == "cpu"
     prepared = _pooled(x, y, a, b) if cpu else None
-    for l0, l1 in _ot1d.direction_chunks(theta.shape[0], B, K, 12 if cpu else 128):
-        th = theta[l0:l1]
-        value, grads = _cpu_chunk(x, y, th, a, b, need, prepared) if cpu else _torch_chunk(x, y, th, a, b, need)
-        yield l0, l1, value, tuple(g if k else None for g, k in zip(grads, need))
+    energies = x.new_empty(B, theta.shape[0])
+    out = [torch.zeros(t.shape, dtype=torch.float64, device=t.device) if k else None for t, k in zip((x, y, a, b), need)]
+    for l0, l1 in _ot1d.direction_chunks(theta.shape[0], B, x.shape[1] + y.shape[1], 12 if cpu else 128):
+        th, u = theta[l0:l1], None if up is None else up[:, l0:l1]
+        if cpu:
+            energies[:, l0:l1], grads = _cpu_chunk(x, y, th, a, b, need, u, prepared)
+        else:
+            energies[:, l0:l1], grads = _torch_chunk(x, y, th, a, b, need, u)
+        for k, g in enumerate(grads):
+            if out[k] is not None:
+                out[k] += g
+    return energies, [g.to(t.dtype) if g is not None else None for g, t in zip(out, (x, y, a, b))]
 
 
 class _SlicedEnergy(torch.autograd.Function):
     """``(B, L)`` 1-D energy distances of ``x @ theta.T`` vs ``y @ theta.T`` with weights ``a``, ``b``.
 
-    Differentiable in ``x``, ``y``, ``a``, ``b`` (``theta`` is a constant). Per-slice gradients are
-    kept for backward when they fit in :data:`_STORE_BYTES`, else backward sorts again chunk by chunk.
+    Differentiable in ``x``, ``y``, ``a``, ``b`` (``theta`` is a constant). The forward pass also sums
+    the per-slice gradients (``O((N + M) d)`` memory, whatever the number of slices): a mean over
+    slices, the usual upstream, sends the same gradient to every slice and backward only scales
+    those sums. Any other upstream makes backward sort again, weighting each slice by its gradient.
     """
 
     @staticmethod
     def forward(ctx, x, y, theta, a, b):
         need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[3], ctx.needs_input_grad[4])
-        B, N, _ = x.shape
-        M, L = y.shape[1], theta.shape[0]
-        per_slice = sum(n for n, k in zip((N, M, 2 * N, 2 * M), need) if k) * x.element_size()
-        store = B * L * per_slice <= _STORE_BYTES
-        energies = x.new_empty(B, L)
-        saved = []
-        for l0, l1, value, grads in _chunks(x, y, theta, a, b, need if store else (False,) * 4):
-            energies[:, l0:l1] = value
-            if store and any(need):
-                saved.append((l0, l1, grads))
-        ctx.need, ctx.saved = need, saved if store else None
+        up = x.new_ones(x.shape[0], theta.shape[0]) if any(need) else None
+        energies, sums = _energies(x, y, theta, a, b, need, up)
+        ctx.need, ctx.sums = need, sums
         ctx.save_for_backward(x, y, theta, a, b)
         return energies
 
@@ -272,20 +291,11 @@ class _SlicedEnergy(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # (B, L)
         x, y, theta, a, b = ctx.saved_tensors
-        out = [torch.zeros_like(t) if k else None for t, k in zip((x, y, a, b), ctx.need)]
-        chunks = ctx.saved
-        if chunks is None:
-            chunks = ((l0, l1, g) for l0, l1, _, g in _chunks(x, y, theta, a, b, ctx.need))
-        for l0, l1, grads in chunks:
-            up = grad[:, l0:l1]  # (B, Lc)
-            for k, g in enumerate(grads):
-                if g is None:
-                    continue
-                if k < 2:  # support: (B, N, Lc) @ (B, Lc, D)
-                    out[k] += torch.matmul(g.transpose(1, 2), up[..., None] * theta[l0:l1])
-                else:  # weights: sum over slices
-                    out[k] += (up[..., None].to(g.dtype) * g).sum(1).to(out[k].dtype)
-        ctx.saved = None
+        if bool((grad == grad[:, :1]).all()):  # the same upstream for every slice of an item
+            scale = grad[:, 0]
+            out = [None if g is None else g * scale.view(-1, *[1] * (g.dim() - 1)).to(g.dtype) for g in ctx.sums]
+        else:
+            out = _energies(x, y, theta, a, b, ctx.need, grad)[1]
         gx, gy, ga, gb = out
         return gx, gy, None, ga, gb
 
@@ -358,25 +368,6 @@ def sliced_energy_distance(
     return value
 
 
-def _record_steps(record_every, steps: int) -> set[int]:
-    """Steps whose particles go into the trajectory (the start and the end always do)."""
-    if record_every is None:
-        return {0, steps}
-    if isinstance(record_every, int) and not isinstance(record_every, bool):
-        k = check_positive_int(record_every, "record_every")
-        return set(range(0, steps + 1, k)) | {steps}
-    try:
-        chosen = [int(s) if isinstance(s, int) and not isinstance(s, bool) else None for s in record_every]
-    except TypeError:
-        chosen = [None]
-    if None in chosen:
-        raise TypeError(f"record_every: expected a positive int or a list of steps, got {describe(record_every)}")
-    bad = [s for s in chosen if not 0 <= s <= steps]
-    if bad:
-        raise ValueError(f"record_every: expected steps in [0, {steps}], got {bad[0]}")
-    return set(chosen) | {0, steps}
-
-
 def mmd_flow(
     source,
     target,
@@ -390,6 +381,8 @@ def mmd_flow(
     generator: torch.Generator | None = None,
     record_every=None,
     callback=None,
+    eval_projections: int = 256,
+    velocity=None,
     **scheme_options,
 ) -> FlowResult:
     """Sliced MMD flow with the Riesz kernel ``r = 1``: particles descend the sliced energy distance.
@@ -413,16 +406,17 @@ def mmd_flow(
         n_projections: directions per step.
         scheme: name or instance of a scheme with uniform directions (a stateful instance keeps its
             state across steps).
-        seed, generator: the randomness of the directions (one of them).
-        record_every: a positive int (every k-th step) or a list of steps to keep in the trajectory;
-            the start and the end are always kept. Default: start and end only.
-        callback: ``callback(step, particles, value)``, called at every step ``0..steps`` with the
-            current particles ``(N, d)`` and the estimate there; returning False stops the flow.
+        seed, generator, record_every, callback, eval_projections: as in :func:`geom.flows.sw_flow`
+            (the callback sees each step's own estimate, taken before the step's move).
+        velocity: ``(N, d)`` initial velocity (default zero). To continue a run exactly, call again
+            with ``source = result.particles``, ``velocity = result.info["velocity"]``, the same
+            generator object (or one with its state restored) and the same scheme instance.
         **scheme_options: options of the named scheme.
 
     Returns:
-        A :class:`geom.flows.FlowResult`; ``values`` are the sliced energy estimates at the recorded
-        steps and ``info`` holds the options.
+        A :class:`geom.flows.FlowResult`; ``values`` are the sliced energy distances to the target on
+        ``eval_projections`` fixed uniform directions at the recorded steps; ``info`` holds the
+        options and the final ``velocity``.
     """
     mu, nu = measure(source), measure(target)
     if mu.batched or mu.support.ndim != 3:
@@ -435,54 +429,42 @@ def mmd_flow(
     lr = check_real(lr, "lr", "> 0", lambda v: v > 0)
     momentum = check_real(momentum, "momentum", "in [0, 1)", lambda v: 0 <= v < 1)
     n_projections = check_positive_int(n_projections, "n_projections")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback: expected a callable or None, got {describe(callback)}")
-    record = _record_steps(record_every, steps)
+    _check_callback(callback)
+    record = _record_set(record_every, steps)
     scheme = resolve_scheme(scheme, scheme_options)
-    generator = make_generator(seed, generator)
-    if generator is None:  # the flow's own randomness stays off torch's global RNG
-        generator = torch.Generator().manual_seed(0)
+    gen = _generator(seed, generator)
+    eval_dirs = _eval_directions(eval_projections, mu.dim, gen, mu.support)
 
     x = mu.support[0].detach().clone()  # (N, d)
     a = mu.weights[0].detach()  # (N,)
     target_measure = measure(nu.support[0].detach(), weights=nu.weights[0].detach())
-    velocity = torch.zeros_like(x)
-    frames, frame_steps, values = [], [], []
-    step = 0
-    while True:
-        xr = x.requires_grad_(step < steps)
-        with torch.set_grad_enabled(step < steps):
-            value = sliced_energy_distance(measure(xr, weights=a), target_measure, n_projections=n_projections,
-                                           scheme=scheme, generator=generator)
-        if step in record:
-            frames.append(x.detach().cpu().clone())
-            frame_steps.append(step)
-            values.append(float(value.detach()))
-        if (callback is not None and callback(step, x.detach(), float(value.detach())) is False) or step == steps:
-            break
+    if velocity is None:
+        velocity = torch.zeros_like(x)
+    else:
+        velocity = torch.as_tensor(velocity)
+        if tuple(velocity.shape) != tuple(x.shape):
+            raise ValueError(f"velocity: expected shape {tuple(x.shape)} like source, got {tuple(velocity.shape)}")
+        velocity = velocity.detach().to(x.device, x.dtype)
+
+    def step(k):
+        nonlocal x, velocity
+        xr = x.requires_grad_()
+        value = sliced_energy_distance(measure(xr, weights=a), target_measure, n_projections=n_projections,
+                                       scheme=scheme, generator=gen)
         (grad,) = torch.autograd.grad(value, xr)
         velocity = momentum * velocity - lr * grad / a[:, None]
         x = x.detach() + velocity
-        step += 1
-    if frame_steps[-1] != step:  # stopped early: the last particles close the trajectory
-        frames.append(x.detach().cpu().clone())
-        frame_steps.append(step)
-        values.append(float(value.detach()))
-    info = {
-        "method": "mmd",
-        "objective": "sliced energy distance (Riesz kernel r = 1)",
-        "steps": steps,
-        "steps_done": step,
-        "lr": lr,
-        "momentum": momentum,
-        "n_projections": n_projections,
-        "scheme": type(scheme).__name__,
-        "seed": seed,
-    }
-    return FlowResult(
-        particles=x.detach(),
-        trajectory=torch.stack(frames),
-        steps=torch.tensor(frame_steps),
-        values=torch.tensor(values, dtype=torch.float64),
-        info=info,
-    )
+        return x, float(value.detach())
+
+    def evaluate(x):
+        with torch.no_grad():
+            return float(sliced_energy_distance(measure(x, weights=a), target_measure, directions=eval_dirs))
+
+    particles, traj, at, values, done = _run(step, x, steps=steps, record=record, callback=callback,
+                                            evaluate=evaluate)
+    info = dict(method="mmd", objective="sliced energy distance (Riesz kernel r = 1)", lr=lr, momentum=momentum,
+                n_projections=n_projections, scheme=type(scheme).__name__, steps=steps, steps_done=done,
+                stopped=done < steps, seed=gen.initial_seed(), eval_projections=eval_dirs.shape[0],
+                value=f"sliced energy distance to the target on {eval_dirs.shape[0]} fixed uniform directions",
+                velocity=velocity.detach().clone())
+    return FlowResult(particles.clone(), traj, at, values, info)

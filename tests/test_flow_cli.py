@@ -19,19 +19,10 @@ import geom.flows
 from geom_datasets import shapes
 from geom_tools import flow_cli
 
-from cli_helpers import run
+from cli_helpers import assert_user_error, run
 
 SAMPLES = pathlib.Path(shapes.__file__).parent / "samples"
 SMALL = ["--n-points", "96", "--n-projections", "32"]
-
-
-def assert_user_error(rc, out, err, *needles):
-    assert rc == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.strip().splitlines() if line.startswith("geom")]
-    assert len(lines) == 1 and lines[0].startswith("geom: error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def load(out):
@@ -140,6 +131,58 @@ def test_weighted_target_keeps_its_weights(capsys, tmp_path):
     assert weighted < 0.5 * uniform
 
 
+def test_cswf_sends_each_part_to_the_same_part_of_the_target(capsys, tmp_path, pair):
+    out = tmp_path / "run"
+    rc, _, err = run(capsys, "flow", *pair, "--method", "cswf", "--labels", "z:3", "--steps", 60, *SMALL,
+                     "--out", out)
+    assert rc == 0, err
+    traj, summary = load(out)
+    assert summary["labels"] == "z:3" and summary["label_scale"] == 2.0 and summary["n_labels"] == 3
+    labels = traj["labels"]
+    mu = geom.measure(str(pair[0]), kind="points", n_samples=96, seed=0).support[0].double()
+    nu = geom.measure(str(pair[1]), kind="points", n_samples=96, seed=0).support[0].double()
+    # the labels are thirds of the source along z, and the library's flow gives the same particles
+    z_rank = np.argsort(np.argsort(mu[:, 2].numpy(), kind="stable"), kind="stable")
+    np.testing.assert_array_equal(labels, z_rank * 3 // 96)
+    target_labels = torch.from_numpy(np.argsort(np.argsort(nu[:, 2].numpy(), kind="stable"), kind="stable") * 3 // 96)
+    lib = geom.flows.conditional_swf(mu, nu, torch.from_numpy(labels), target_labels, steps=60, step_size=0.5,
+                                     label_scale=2.0, n_projections=32, seed=0)
+    np.testing.assert_array_equal(traj["trajectory"][-1], lib.particles.numpy())
+    # each part of the final cloud lies on its own part of the target: the nearest target point of
+    # a particle mostly carries the particle's label (a plain SWF mixes the parts of the torus)
+    final = torch.from_numpy(traj["trajectory"][-1])
+    nearest = target_labels[torch.cdist(final, nu).argmin(1)].numpy()
+    plain = geom.flows.swf(mu, nu, steps=60, step_size=0.5, n_projections=32, seed=0).particles
+    plain_nearest = target_labels[torch.cdist(plain, nu).argmin(1)].numpy()
+    assert (nearest == labels).mean() > 0.8 > (plain_nearest == labels).mean()
+
+
+def test_cswf_labels_from_npz_archives_and_label_errors(capsys, tmp_path, pair):
+    rng = np.random.default_rng(0)
+    src, dst = tmp_path / "src.npz", tmp_path / "dst.npz"
+    x = rng.normal(size=(60, 2))
+    y = np.concatenate([rng.normal(size=(30, 2)) * 0.2 + [4, 0], rng.normal(size=(30, 2)) * 0.2 - [4, 0]])
+    np.savez(src, points=x, labels=(x[:, 0] > 0).astype(int))  # right half -> right blob
+    np.savez(dst, points=y, labels=np.repeat([1, 0], 30))
+    out = tmp_path / "run"
+    rc, _, err = run(capsys, "flow", src, dst, "--method", "cswf", "--labels", "npz", "--label-scale", 10,
+                     "--steps", 80, "--n-projections", 32, "--out", out)
+    assert rc == 0, err
+    traj, _ = load(out)
+    final, labels = traj["trajectory"][-1], traj["labels"]
+    assert np.all(np.sign(final[:, 0]) == np.where(labels == 1, 1, -1))  # every particle reached its blob
+    base = ["flow", *pair, "--steps", 3, *SMALL, "--out", tmp_path / "bad"]
+    assert_user_error(*run(capsys, *base, "--method", "swf", "--labels", "z:2"), "--labels", "only used by")
+    assert_user_error(*run(capsys, *base, "--method", "cswf", "--labels", "w:2"), "--labels", "AXIS:K")
+    assert_user_error(*run(capsys, *base, "--method", "cswf", "--labels", "5:2"), "--labels", "below the dimension 3")
+    assert_user_error(*run(capsys, *base, "--method", "cswf", "--labels", "z:0"), "--labels", "K <= 96")
+    assert_user_error(*run(capsys, *base, "--method", "cswf", "--labels", "npz"), "--labels", ".npz", "SOURCE")
+    assert_user_error(*run(capsys, *base, "--method", "cswf", "--label-scale", -1), "--label-scale")
+    np.savez(tmp_path / "nolabels.npz", points=x)
+    assert_user_error(*run(capsys, "flow", tmp_path / "nolabels.npz", dst, "--method", "cswf", "--labels", "npz",
+                           "--out", tmp_path / "bad"), "--labels", "no 'labels' array")
+
+
 def test_force_overwrites_a_finished_run(capsys, tmp_path, pair):
     out = tmp_path / "run"
     assert run(capsys, "flow", *pair, "--method", "swf", "--steps", 5, *SMALL, "--out", out)[0] == 0
@@ -151,7 +194,7 @@ def test_force_overwrites_a_finished_run(capsys, tmp_path, pair):
 # ---------------------------------------------------------------------------------------------- interrupt and resume
 
 
-@pytest.mark.parametrize("method", ["sw", "swf"])
+@pytest.mark.parametrize("method", ["sw", "swf", "cswf", "mmd"])
 def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(capsys, tmp_path, pair, monkeypatch, method):
     args = ["flow", *pair, "--method", method, "--steps", 30, "--record-every", 10, "--scheme", "qmc", *SMALL]
     whole = tmp_path / "whole"
@@ -178,6 +221,7 @@ def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(capsys, tmp_p
     np.testing.assert_array_equal(b["trajectory"][keep], a["trajectory"])
     np.testing.assert_array_equal(b["values"][keep], a["values"])
     assert sb["end_value"] == sa["end_value"] and sb["resumed"] is True
+    assert a["values"][-1] < 0.7 * a["values"][0]
 
 
 def test_resume_extends_a_finished_run(capsys, tmp_path, pair):
@@ -188,19 +232,6 @@ def test_resume_extends_a_finished_run(capsys, tmp_path, pair):
     rc, _, err = run(capsys, *args, "--steps", 20, "--record-every", 5, "--out", part, "--resume")
     assert rc == 0, err
     np.testing.assert_array_equal(load(part)[0]["trajectory"][-1], load(whole)[0]["trajectory"][-1])
-
-
-def test_mmd_flow_runs_and_resumes(capsys, tmp_path, pair, monkeypatch):
-    out = tmp_path / "run"
-    args = ["flow", *pair, "--method", "mmd", "--steps", 30, *SMALL, "--out", out]
-    with monkeypatch.context() as m:
-        interrupt_at(m, 10)
-        assert run(capsys, *args)[0] == 130
-    rc, _, err = run(capsys, *args, "--resume")
-    assert rc == 0, err
-    traj, summary = load(out)
-    assert summary["steps_done"] == 30 and traj["steps"][-1] == 30 and traj["steps"][0] == 0
-    assert traj["values"][-1] < 0.5 * traj["values"][0]
 
 
 def test_resume_refuses_changed_arguments_and_missing_checkpoints(capsys, tmp_path, pair):

@@ -197,11 +197,26 @@ def test_mmd_flow_same_seed_callback_and_stop():
         return step < 7
 
     r4 = mmd_flow(source, target, steps=20, lr=0.05, n_projections=16, seed=5, callback=stop_at_7,
-                  record_every=[3])
-    assert seen == list(range(8)) and r4.info["steps_done"] == 7
+                  record_every=[0, 3])
+    assert seen == list(range(1, 8)) and r4.info["steps_done"] == 7
     assert r4.steps.tolist() == [0, 3, 7]
     r5 = mmd_flow(source, target, steps=7, lr=0.05, n_projections=16, seed=5)
     torch.testing.assert_close(r4.particles, r5.particles)  # stopping early == running fewer steps
+
+
+def test_mmd_flow_continued_with_its_velocity_repeats_the_uninterrupted_run():
+    source, target = flow_problem()
+    whole = mmd_flow(source, target, steps=20, lr=0.05, n_projections=16, seed=5, record_every=5)
+    gen = torch.Generator().manual_seed(5)
+    first = mmd_flow(source, target, steps=8, lr=0.05, n_projections=16, generator=gen)
+    rest = mmd_flow(first.particles, target, steps=12, lr=0.05, n_projections=16, generator=gen,
+                    velocity=first.info["velocity"], record_every=[2, 7, 12])
+    assert torch.equal(rest.particles, whole.particles)
+    assert torch.equal(rest.values, whole.values[[2, 3, 4]])  # steps 10, 15, 20
+    cold = mmd_flow(first.particles, target, steps=12, lr=0.05, n_projections=16, seed=5)
+    assert not torch.allclose(cold.particles, whole.particles)  # the velocity matters
+    with pytest.raises(ValueError, match=r"velocity: expected shape \(.*\) like source"):
+        mmd_flow(source, target, steps=2, velocity=torch.zeros(3, 3))
 
 
 def test_bad_input_errors():
@@ -256,34 +271,37 @@ def test_numpy_and_torch_kernels_agree(dtype, uniform):
         a, b = torch.full_like(a, 1 / 40), torch.full_like(b, 1 / 25)
     theta = torch.cat([torch.eye(3), unit_rows(5, 3, g, torch.float32)]).to(dtype)
     need = (True, True, True, True)
-    v_np, g_np = mmd._cpu_chunk(x, y, theta, a, b, need)
-    v_t, g_t = mmd._torch_chunk(x, y, theta, a, b, need)
+    up = torch.rand(2, theta.shape[0], generator=g, dtype=dtype)  # per-slice upstream gradients
+    v_np, g_np = mmd._cpu_chunk(x, y, theta, a, b, need, up)
+    v_t, g_t = mmd._torch_chunk(x, y, theta, a, b, need, up)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
     torch.testing.assert_close(v_np, v_t, **tol)
     for u, v in zip(g_np, g_t):
         torch.testing.assert_close(u.to(dtype), v.to(dtype), **tol)
 
 
-def test_backward_recomputes_when_gradients_are_not_stored(monkeypatch):
-    # Beyond _STORE_BYTES the backward sorts again; it must give the same gradients. One cloud is
-    # broadcast against a batch of three.
-    from geom import mmd
-
+def test_per_slice_upstream_gradients_weight_each_slice():
+    # The mean over slices scales gradients summed in the forward pass; any other use of the
+    # per-slice costs sorts again in backward. Both must equal the sum over slices of each slice's
+    # own gradient, weighted by its upstream. One cloud is broadcast against a batch of three.
     g = torch.Generator().manual_seed(13)
     x, y = torch.randn(30, 3, generator=g, dtype=torch.float64), torch.randn(3, 20, 3, generator=g, dtype=torch.float64)
     a = torch.rand(30, generator=g, dtype=torch.float64) + 0.1
     theta = unit_rows(6, 3, g)
+    up = torch.rand(3, 6, generator=g, dtype=torch.float64)
 
-    def grads():
+    def grads(fn, directions):
         xr, ar = x.clone().requires_grad_(), a.clone().requires_grad_()
-        value = sliced_energy_distance(geom.measure(xr, weights=ar), y, directions=theta)
-        assert value.shape == (3,)
-        return torch.autograd.grad(value.sum(), [xr, ar])
+        res = sliced_energy_distance(geom.measure(xr, weights=ar), y, directions=directions, return_result=True)
+        return torch.autograd.grad(fn(res), [xr, ar])
 
-    stored = grads()
-    monkeypatch.setattr(mmd, "_STORE_BYTES", 0)
-    for u, v in zip(stored, grads()):
-        torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-14)
+    weighted = grads(lambda res: (res.costs * up).sum(), theta)
+    mean = grads(lambda res: res.value.sum(), theta)
+    weighted_slices = [grads(lambda res: res.value @ up[:, l], theta[l : l + 1]) for l in range(6)]
+    slices = [grads(lambda res: res.value.sum(), theta[l : l + 1]) for l in range(6)]
+    for k in range(2):
+        torch.testing.assert_close(weighted[k], sum(s[k] for s in weighted_slices), rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(mean[k], sum(s[k] for s in slices) / 6, rtol=1e-12, atol=1e-14)
     for k in range(3):  # and the batch is item by item
         torch.testing.assert_close(sliced_energy_distance(geom.measure(x, weights=a), y[k], directions=theta),
                                    sliced_energy_distance(geom.measure(x, weights=a), y, directions=theta)[k])

@@ -4,9 +4,9 @@ The algorithms live in the library (:func:`geom.flows.sw_flow`, :func:`geom.flow
 :func:`geom.flows.conditional_swf`, :func:`geom.mmd.mmd_flow`); this module parses arguments, shows a
 progress bar (stderr), handles Ctrl-C and writes files::
 
-    geom flow SOURCE TARGET --method sw|swf|mmd [--scheme S] [--option KEY=VALUE ...] [--steps N]
+    geom flow SOURCE TARGET --method sw|swf|cswf|mmd [--scheme S] [--option KEY=VALUE ...] [--steps N]
               [--lr X] [--n-projections L] [--n-points N] [--seed K] [--record-every K]
-              --out DIR [--resume | --force]
+              [--labels SPEC] [--label-scale S] --out DIR [--resume | --force]
     geom generate --method swf|cswf|mmd --dataset NAME [--n-samples N] [--steps N] [--seed K]
               [--class C] --out DIR [--force]
 
@@ -14,14 +14,20 @@ SOURCE and TARGET are files (any format :func:`geom.measure` reads; meshes give 
 surface samples), ``dataset:NAME:INDEX`` (item INDEX of ``geom.load_dataset(NAME, seed=K)``) or, for
 SOURCE, ``noise`` (``--n-points`` standard Gaussian points in the target's dimension). ``--lr`` is
 the step size of each method: Adam's learning rate for ``sw``, the fraction of the full transport
-step for ``swf``, the length per step for ``mmd``.
+step for ``swf`` and ``cswf``, the length per step for ``mmd``.
+
+``cswf`` is the conditional SWF between labelled clouds: each point carries a part label and the
+flow sends every part of SOURCE to the same part of TARGET. ``--labels AXIS:K`` (default ``z:4``)
+cuts each cloud into K slabs of equal size along a coordinate (x, y, z or its index); ``--labels
+npz`` takes the ``labels`` arrays (one integer per point) of two ``.npz`` archives.
 
 ``geom flow`` writes into DIR: ``trajectory.npz`` (``trajectory (T, N, d)``, ``steps``, ``values``),
 ``final.ply`` (``final.npy`` when d > 3), ``frames.png``, ``loss.png``, ``summary.json`` and
 ``checkpoint.pt`` (particles, generator state, scheme instance, optimizer state, arguments). Ctrl-C
 stops at the current step, writes all of these and exits with status 130; ``--resume`` continues
-the run (``--steps`` may grow; any other differing argument is refused). For ``sw`` and ``swf`` the
-continued run repeats the uninterrupted one exactly; ``mmd`` restarts its momentum.
+the run (``--steps`` may grow; any other differing argument is refused) and repeats the
+uninterrupted one exactly, for every method (the checkpoint keeps Adam's moments for ``sw`` and the
+velocity for ``mmd``).
 """
 
 from __future__ import annotations
@@ -44,8 +50,8 @@ from geom._checks import check_positive_int
 
 __all__ = ["configure_flow", "configure_generate", "run_flow", "run_generate"]
 
-FLOW_METHODS = ("sw", "swf", "mmd")
-DEFAULT_LR = {"sw": 0.02, "swf": 0.5, "mmd": 0.05}
+FLOW_METHODS = ("sw", "swf", "cswf", "mmd")
+DEFAULT_LR = {"sw": 0.02, "swf": 0.5, "cswf": 0.5, "mmd": 0.05}
 """Step size of each method when ``--lr`` is not given."""
 RESUMABLE_KEYS = ("steps",)
 """Arguments that ``--resume`` may change."""
@@ -163,26 +169,29 @@ def _export_cloud(x: np.ndarray, out: pathlib.Path) -> str:
     return "final.ply"
 
 
-def _plot_frames(traj: np.ndarray, steps: np.ndarray, path: pathlib.Path, n_frames: int = 6) -> None:
-    """A strip of up to ``n_frames`` snapshots: 3-D scatter for d = 3, else the first two coordinates."""
+def _plot_frames(traj: np.ndarray, steps: np.ndarray, path: pathlib.Path, labels: np.ndarray | None = None,
+                 n_frames: int = 6) -> None:
+    """A strip of up to ``n_frames`` snapshots: 3-D scatter for d = 3, else the first two coordinates;
+    points coloured by their part label when there are labels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     T, _, d = traj.shape
+    colour = {} if labels is None else dict(c=labels % 10, cmap="tab10", vmin=0, vmax=10)
     pick = sorted(set(np.linspace(0, T - 1, min(n_frames, T)).round().astype(int).tolist()))
     lo, hi = traj.min(axis=(0, 1)), traj.max(axis=(0, 1))
     fig = plt.figure(figsize=(3 * len(pick), 3.2))
     for i, t in enumerate(pick):
         if d == 3:
             ax = fig.add_subplot(1, len(pick), i + 1, projection="3d")
-            ax.scatter(*traj[t].T, s=2)
+            ax.scatter(*traj[t].T, s=2, **colour)
             ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), zlim=(lo[2], hi[2]))
         else:
             ax = fig.add_subplot(1, len(pick), i + 1)
             y = traj[t, :, 1] if d > 1 else np.zeros(traj.shape[1])
-            ax.scatter(traj[t, :, 0], y, s=2)
+            ax.scatter(traj[t, :, 0], y, s=2, **colour)
             ax.set_xlim(lo[0], hi[0])
             if d > 1:
                 ax.set_ylim(lo[1], hi[1])
@@ -255,19 +264,25 @@ def configure_flow(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SOURCE", help="shape file, dataset:NAME:INDEX or noise")
     parser.add_argument("target", metavar="TARGET", help="shape file or dataset:NAME:INDEX")
     parser.add_argument("--method", required=True, metavar="M",
-                        help="sw (SW gradient flow, Adam), swf (sliced-Wasserstein flow) or mmd (sliced MMD flow)")
+                        help="sw (SW gradient flow, Adam), swf (sliced-Wasserstein flow), cswf (conditional SWF "
+                             "between labelled parts) or mmd (sliced MMD flow)")
     parser.add_argument("--scheme", default="mc", metavar="S", help="slicing scheme (default: mc; see `geom plugins`)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", dest="options",
                         help="an option of the scheme, repeatable (values read as JSON where they parse)")
     parser.add_argument("--steps", type=int, default=300, metavar="N", help="number of steps (default: 300)")
     parser.add_argument("--lr", type=float, default=None, metavar="X",
-                        help="step size (default: sw 0.02, swf 0.5, mmd 0.05)")
+                        help="step size (default: sw 0.02, swf and cswf 0.5, mmd 0.05)")
     parser.add_argument("--n-projections", type=int, default=128, metavar="L", help="directions per step (default: 128)")
     parser.add_argument("--n-points", type=int, default=1024, metavar="N",
                         help="points sampled from meshes / dataset items, and noise points (default: 1024)")
     parser.add_argument("--seed", type=int, default=0, metavar="K", help="seed of samples, noise and flow (default: 0)")
     parser.add_argument("--record-every", type=int, default=None, metavar="K",
                         help="record the particles every K steps (default: about 100 frames)")
+    parser.add_argument("--labels", default=None, metavar="SPEC",
+                        help="cswf: AXIS:K, K equal slabs of each cloud along x, y, z or a coordinate index "
+                             "(default: z:4), or npz: the 'labels' arrays of two .npz inputs")
+    parser.add_argument("--label-scale", type=float, default=None, metavar="S",
+                        help="cswf: weight of the one-hot label block (default: 2)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (absent or empty)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run whose checkpoint.pt is in DIR")
@@ -289,12 +304,21 @@ def _flow_settings(args) -> dict:
         raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
     if args.record_every is not None:
         check_positive_int(args.record_every, "--record-every")
+    labels, label_scale = args.labels, args.label_scale
+    if method == "cswf":
+        labels = "z:4" if labels is None else str(labels)
+        label_scale = 2.0 if label_scale is None else label_scale
+        if not (math.isfinite(label_scale) and label_scale > 0):
+            raise ValueError(f"--label-scale: expected a positive number, got {label_scale}")
+    elif labels is not None or label_scale is not None:
+        raise ValueError(f"--{'labels' if labels is not None else 'label-scale'}: only used by --method cswf, "
+                         f"got --method {method}")
     from .cli import _parse_options  # here: cli imports this module
 
     options = _parse_options(args.options)
     return dict(source=args.source, target=args.target, method=method, scheme=args.scheme, options=options,
                 steps=steps, lr=lr, n_projections=args.n_projections, n_points=args.n_points, seed=args.seed,
-                record_every=args.record_every)
+                record_every=args.record_every, labels=labels, label_scale=label_scale)
 
 
 def _record_steps(record_every: int | None, steps: int) -> list[int]:
@@ -302,7 +326,48 @@ def _record_steps(record_every: int | None, steps: int) -> list[int]:
     return sorted(set(range(0, steps + 1, k)) | {steps})
 
 
-def _run_method(s: dict, x, y, *, start: int, total: int, scheme, gen, opt_state, monitor) -> geom.flows.FlowResult:
+def _slab_labels(x: torch.Tensor, axis: int, k: int) -> torch.Tensor:
+    """``(N,)`` labels ``0..k-1``: the cloud cut into ``k`` slabs of equal size along coordinate ``axis``."""
+    rank = torch.empty(len(x), dtype=torch.long)
+    rank[torch.argsort(x[:, axis], stable=True)] = torch.arange(len(x))
+    return rank * k // len(x)
+
+
+def _npz_labels(text: str, n: int, what: str) -> torch.Tensor:
+    path = pathlib.Path(text).expanduser()
+    if path.suffix.lower() != ".npz" or not path.is_file():
+        raise ValueError(f"--labels: 'npz' takes the labels of .npz archives; {what} is '{text}'")
+    with np.load(path) as z:
+        if "labels" not in z.files:
+            raise ValueError(f"--labels: {what} '{text}' has no 'labels' array (it has {', '.join(z.files)})")
+        labels = z["labels"]
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"--labels: expected one integer label per point of {what}, shape ({n},), "
+                         f"got {labels.dtype} {labels.shape}")
+    return torch.from_numpy(labels.astype(np.int64))
+
+
+def _point_labels(spec: str, s: dict, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source and target part labels of ``--labels SPEC``."""
+    if spec == "npz":
+        return _npz_labels(s["source"], len(x), "SOURCE"), _npz_labels(s["target"], len(y), "TARGET")
+    axis_text, _, k_text = spec.partition(":")
+    d = x.shape[1]
+    axis = {"x": 0, "y": 1, "z": 2}.get(axis_text.lower(), axis_text)
+    try:
+        axis, k = int(axis), int(k_text)
+    except ValueError:
+        raise ValueError(f"--labels: expected AXIS:K (AXIS x, y, z or a coordinate index, K an integer) or npz, "
+                         f"got {spec!r}") from None
+    if not 0 <= axis < d:
+        raise ValueError(f"--labels: expected an axis below the dimension {d}, got {axis_text!r}")
+    if not 1 <= k <= min(len(x), len(y)):
+        raise ValueError(f"--labels: expected 1 <= K <= {min(len(x), len(y))} slabs, got {k}")
+    return _slab_labels(x, axis, k), _slab_labels(y, axis, k)
+
+
+def _run_method(s: dict, x, y, *, start: int, total: int, scheme, gen, opt_state, labels,
+                monitor) -> geom.flows.FlowResult:
     """Steps ``start + 1 .. total`` of the flow from particles ``x``; recorded steps are global."""
     remaining = total - start
     local = [t - start for t in _record_steps(s["record_every"], total) if t > start]
@@ -314,9 +379,11 @@ def _run_method(s: dict, x, y, *, start: int, total: int, scheme, gen, opt_state
         return geom.flows.sw_flow(x, y, lr=s["lr"], optimizer_state=opt_state, **common)
     if s["method"] == "swf":
         return geom.flows.swf(x, y, step_size=s["lr"], **common)
+    if s["method"] == "cswf":
+        return geom.flows.conditional_swf(x, y, *labels, step_size=s["lr"], label_scale=s["label_scale"], **common)
     from geom.mmd import mmd_flow
 
-    return mmd_flow(x, y, lr=s["lr"], **common)
+    return mmd_flow(x, y, lr=s["lr"], velocity=opt_state, **common)
 
 
 def run_flow(args: argparse.Namespace) -> int:
@@ -340,6 +407,7 @@ def run_flow(args: argparse.Namespace) -> int:
         y, wy = previous["target"], previous["target_weights"]
         x, wx = previous["particles"], previous["source_weights"]
         start, scheme, opt_state = previous["steps_done"], previous["scheme"], previous["optimizer_state"]
+        labels = previous["labels"]
         gen = torch.Generator()
         gen.set_state(previous["generator_state"])
     else:
@@ -354,6 +422,7 @@ def run_flow(args: argparse.Namespace) -> int:
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"--option: {exc}") from None
         start, opt_state = 0, None
+        labels = _point_labels(s["labels"], s, x, y) if s["method"] == "cswf" else None
         gen = torch.Generator().manual_seed(s["seed"])
 
     t0 = time.perf_counter()
@@ -362,7 +431,7 @@ def run_flow(args: argparse.Namespace) -> int:
     try:
         with _Monitor(bar, start) as monitor:
             result = _run_method(s, _as_input(x, wx), _as_input(y, wy), start=start, total=s["steps"], scheme=scheme, gen=gen,
-                                 opt_state=opt_state, monitor=monitor)
+                                 opt_state=opt_state, labels=labels, monitor=monitor)
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
@@ -378,7 +447,8 @@ def run_flow(args: argparse.Namespace) -> int:
     checkpoint = dict(settings=s, particles=result.particles.detach().cpu(), steps_done=done, target=y,
                       target_weights=wy, source_weights=wx,
                       generator_state=gen.get_state(), scheme=scheme,
-                      optimizer_state=result.info.get("optimizer_state"), trajectory=traj, steps=at, values=values,
+                      optimizer_state=result.info.get("velocity" if s["method"] == "mmd" else "optimizer_state"),
+                      labels=labels, trajectory=traj, steps=at, values=values,
                       seconds=elapsed, start_value=(previous or {}).get("start_value", float(values[0])))
     torch.save(checkpoint, out / "checkpoint.pt")
     _write_flow_outputs(out, s, checkpoint, result, args)
@@ -404,16 +474,23 @@ def _command_line(args) -> list[str]:
         argv += ["--lr", repr(args.lr)]
     if args.record_every is not None:
         argv += ["--record-every", str(args.record_every)]
+    if args.labels is not None:
+        argv += ["--labels", args.labels]
+    if args.label_scale is not None:
+        argv += ["--label-scale", repr(args.label_scale)]
     return argv
 
 
 def _write_flow_outputs(out: pathlib.Path, s: dict, ck: dict, result, args) -> None:
     traj = ck["trajectory"].numpy()
     steps, values = ck["steps"].numpy(), ck["values"].numpy()
-    np.savez(out / "trajectory.npz", trajectory=traj, steps=steps, values=values)
+    labels = None if ck["labels"] is None else ck["labels"][0].numpy()  # the particles' part labels
+    np.savez(out / "trajectory.npz", trajectory=traj, steps=steps, values=values,
+             **({} if labels is None else {"labels": labels}))
     final = _export_cloud(ck["particles"].numpy(), out)
-    _plot_frames(traj, steps, out / "frames.png")
-    label = "sliced energy distance" if s["method"] == "mmd" else "SW_2 to the target"
+    _plot_frames(traj, steps, out / "frames.png", labels)
+    label = {"mmd": "sliced energy distance", "cswf": "SW_2 of (point, label) to the target"}.get(
+        s["method"], "SW_2 to the target")
     _plot_loss(steps, values, label, out / "loss.png")
     summary = dict(
         command=_command_line(args), method=s["method"], scheme=s["scheme"], options=s["options"], seed=s["seed"],
@@ -423,6 +500,8 @@ def _write_flow_outputs(out: pathlib.Path, s: dict, ck: dict, result, args) -> N
         n_source=int(traj.shape[1]), n_target=int(ck["target"].shape[0]), dim=int(traj.shape[2]),
         final=final, seconds=round(ck["seconds"], 3), version=geom.__version__,
     )
+    if labels is not None:
+        summary.update(labels=s["labels"], label_scale=s["label_scale"], n_labels=int(len(np.unique(labels))))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
