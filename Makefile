@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export KEOPS_CACHE_FOLDER := $(CURDIR)/.cache/keops
 export MPLBACKEND := Agg
 
-.PHONY: setup run test bench bench-schemes lint clean
+.PHONY: setup run test bench bench-schemes bench-flows bench-energy lint clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,12 @@ bench: $(STAMP)
 
 bench-schemes: $(STAMP)
 	$(BIN)/python tools/schemes_bench.py
+
+bench-flows: $(STAMP)
+	$(BIN)/python tools/flows_bench.py
+
+bench-energy: $(STAMP)
+	$(BIN)/python tools/energy_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check geom plugins tools datasets tests

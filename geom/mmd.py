@@ -52,6 +52,10 @@ from .sliced import SlicedResult, _check_directions, make_generator, resolve_sch
 
 __all__ = ["energy_slicing_constant", "mmd_flow", "sliced_energy_distance"]
 
+_BUFFER = 8
+"""Slices whose support gradients a thread keeps in point order before adding them up in one product."""
+
+
 def energy_slicing_constant(d: int) -> float:
     """``c_d = sqrt(pi) Gamma((d+1)/2) / Gamma(d/2)``, so that ``c_d E_theta |<theta, z>| = |z|``.
 
@@ -111,16 +115,15 @@ def _energy_rows(s: torch.Tensor, w: torch.Tensor, need_s: bool, need_w: bool):
     return value, gs, gw
 
 
-def _untie(s: np.ndarray, below: np.ndarray, above: np.ndarray) -> None:
+def _untie(s: np.ndarray, gap: np.ndarray, below: np.ndarray, above: np.ndarray) -> None:
     """Give every member of a tie group of the sorted rows ``s (r, K)`` the ``below`` of its group's
     first member and the ``above`` of its last (in place): equal values count on neither side.
 
-    Ties are rare (float32 collisions, duplicated points), so only their positions are touched.
+    ``gap (r, K - 1)`` holds ``s[k + 1] - s[k]``, zero exactly at ties. Ties are rare (float32
+    collisions, duplicated points), so only their positions are touched.
     """
     r, K = s.shape
-    tied = np.flatnonzero(s[:, 1:] == s[:, :-1])  # flat in (r, K - 1): s[k] == s[k + 1]
-    if tied.size == 0:
-        return
+    tied = np.flatnonzero(gap == 0)  # flat in (r, K - 1): s[k] == s[k + 1]
     left = tied // (K - 1) * K + tied % (K - 1)  # flat in (r, K)
     members = np.union1d(left, left + 1)  # sorted flat positions in a tie group
     new = np.ones(members.size, bool)
@@ -164,8 +167,18 @@ def _cpu_chunk(x, y, theta, a, b, need=(False,) * 4, up=None, prepared=None):
     need_s, need_w = need[0] or need[1], need[2] or need[3]
     ups = None if up is None else up.detach().numpy().astype(np.float64)  # (B, Lc)
     ws = _ot1d._Workspace()
-    sums: dict[int, tuple] = {}  # per thread: (B, D, K) support and (B, K) weight gradient sums
+    step = max(1, _ot1d._TASK_ELEMENTS // K)  # directions per task
+    rows = max(step, _BUFFER)
+    c0, c1 = (0 if need[0] else N), (K if need[1] else N)  # columns whose support gradient is needed
+    sums: dict[int, list] = {}  # per thread: [(B, D, c1 - c0) support sums, (B, K) weight sums, buffer]
     lock = threading.Lock()
+
+    def flush(acc) -> None:
+        """Add the buffered slices of one thread to its support sums: one (D, n) @ (n, c1 - c0) product."""
+        k, n, rows, dirs = acc[2]
+        if n:
+            acc[0][k] += dirs[:n].T @ rows[:n, c0:c1]
+        acc[2][1] = 0
 
     def task(k: int, l0: int, l1: int) -> None:
         r = l1 - l0
@@ -190,41 +203,54 @@ def _cpu_chunk(x, y, theta, a, b, need=(False,) * 4, up=None, prepared=None):
             return
         ident = threading.get_ident()
         if ident not in sums:
-            with lock:
-                sums[ident] = (np.zeros((B, D, K)) if need_s else None, np.zeros((B, K)) if need_w else None)
-        sum_s, sum_w = sums[ident]
+            with lock:  # support: up to _BUFFER slices of gradients in point order, then one product
+                sums[ident] = [np.zeros((B, D, c1 - c0)) if need_s else None, np.zeros((B, K)) if need_w else None,
+                               [k, 0, np.empty((rows, K)), np.empty((rows, D))] if need_s else None]
+        acc = sums[ident]
         if r > 1:  # flat indices into the (r, K) block
             perm += (ws.iota(r) * K)[:, None]
         flat = perm.reshape(-1)
-        scattered = ws.get("scattered", (r, K), np.float64)  # per-slice gradients in point order
         if need_s:
-            below, above = ws.get("below", (r, K), np.float64), ws.get("above", (r, K), np.float64)
-            np.subtract(wk, P, out=below)  # minus the weight strictly below
-            np.subtract(P, P[:, -1:], out=above)  # minus the weight strictly above
-            _untie(s, below, above)
-            below -= above
-            below *= wk
-            below *= 2.0  # -2 w_k (weight below - weight above) = d energy / d s_k
-            scattered.reshape(-1)[flat] = below.reshape(-1)
-            scattered *= ups[k, l0:l1, None]
-            outer = ws.get("outer", (D, K), np.float64)
-            np.matmul(th64[l0:l1].T, scattered, out=outer)  # sum over these slices of up_l g_l theta_l
-            sum_s[k] += outer
+            # d energy / d s_k = -2 w_k (weight strictly below - weight strictly above) = 2 w_k (w_k - 2 P_k + P_K)
+            g = ws.get("g", (r, K), np.float64)
+            if np.count_nonzero(gap) == gap.size:  # no ties (the rule): one fused formula
+                np.multiply(P, -2.0, out=g)
+                g += wk
+                g += P[:, -1:]
+            else:  # a tie group counts on neither side of its members
+                above = ws.get("above", (r, K), np.float64)
+                np.subtract(wk, P, out=g)  # minus the weight strictly below
+                np.subtract(P, P[:, -1:], out=above)  # minus the weight strictly above
+                _untie(s, gap, g, above)
+                g -= above
+            g *= wk
+            g *= 2.0
+            buffer = acc[2]
+            if buffer[0] != k or buffer[1] + r > rows:
+                flush(acc)
+                buffer[0] = k
+            n = buffer[1]
+            buffer[2][n : n + r].reshape(-1)[flat] = g.reshape(-1)  # point order
+            np.multiply(th64[l0:l1], ups[k, l0:l1, None], out=buffer[3][n : n + r])  # up_l theta_l
+            buffer[1] = n + r
         if need_w:
+            scattered = ws.get("scattered", (r, K), np.float64)  # per-slice gradients in point order
             t = s - s[:, K // 2 : K // 2 + 1].astype(np.float64)  # centred: sum_j w_j |s_k - s_j| is translation invariant
             wt = wk * t
             Q = np.cumsum(wt, axis=-1)
             # h_k = sum_j w_j |s_k - s_j| = t_k (W_below - W_above) - (Q_below - Q_above); d energy / d w_k = -2 h_k
             h = t * (2.0 * P - wk - P[:, -1:]) - (2.0 * Q - wt - Q[:, -1:])
             scattered.reshape(-1)[flat] = h.reshape(-1)
-            sum_w[k] -= 2.0 * (ups[k, l0:l1] @ scattered)
+            acc[1][k] -= 2.0 * (ups[k, l0:l1] @ scattered)
 
-    step = max(1, _ot1d._TASK_ELEMENTS // K)
     _ot1d.run_tasks(task, ((k, l0, min(L, l0 + step)) for k in range(B) for l0 in range(0, L, step)), B * L * K)
     grads = [None] * 4
     if need_s:
-        total = torch.from_numpy(sum(v[0] for v in sums.values()).transpose(0, 2, 1))  # (B, K, D)
-        grads[0], grads[1] = total[:, :N], total[:, N:]
+        for acc in sums.values():
+            flush(acc)
+        total = torch.from_numpy(sum(acc[0] for acc in sums.values()).transpose(0, 2, 1))  # (B, c1 - c0, D)
+        grads[0] = total[:, : N - c0] if need[0] else None
+        grads[1] = total[:, N - c0 :] if need[1] else None
     if need_w:
         total = torch.from_numpy(sum(v[1] for v in sums.values()))  # (B, K)
         grads[2], grads[3] = total[:, :N], -total[:, N:]  # w = (a, -b)
