@@ -23,6 +23,10 @@ non-negative terms (no cancellation). The hand-written backward uses the same so
   the gradient of ``|s - s'|`` at ``s = s'`` is 0, as in :func:`geom.energy_distance`);
 * ``d ED / d w_k = -2 sum_j w_j |s_k - s_j|``, from running sums of ``w`` and ``w s``.
 
+The directions are constants, so the forward pass sums each slice's gradient (times ``theta_l`` for
+the supports) as it goes: memory ``O((N + M) d)`` for any number of slices, and backward, for the
+usual mean over slices, only scales the sums.
+
 As in :mod:`geom._ot1d`, sorting is the whole cost: on CPU the slices go through numpy tasks on the
 core's thread pool (numpy sorts ~10x faster than torch here), on CUDA through ``torch.sort``.
 
@@ -146,7 +150,7 @@ def _pooled(x, y, a, b):
     return pooled, np.concatenate([a_, -b_], -1), const
 
 
-def _cpu_chunk(x, y, theta, a, b, need=(False,) * 4, up=None, prepared=None):
+def _cpu_chunk(x, y, theta, a, b, need=(False,) * 4, up=None):
     """:func:`_energy_rows` for the linear projections ``x @ theta.T``, ``y @ theta.T`` on CPU, in numpy.
 
     Tasks on the core's sorting thread pool each take one batch item and a few directions, project,
@@ -159,7 +163,7 @@ def _cpu_chunk(x, y, theta, a, b, need=(False,) * 4, up=None, prepared=None):
     B, N, D = x.shape
     M, L = y.shape[1], theta.shape[0]
     K = N + M
-    pooled, w, const = prepared or _pooled(x, y, a, b)  # (B, D, K), (B, K), [(a_0, b_0) or None]
+    pooled, w, const = _pooled(x, y, a, b)  # (B, D, K), (B, K), [(a_0, b_0) or None]
     dtype = pooled.dtype
     th = theta.detach().numpy().astype(dtype)
     th64 = th.astype(np.float64)
@@ -277,22 +281,26 @@ def _torch_chunk(x, y, theta, a, b, need=(False,) * 4, up=None):
 
 def _energies(x, y, theta, a, b, need=(False,) * 4, up=None):
     """``(B, L)`` 1-D energies of all slices and the gradients ``sum_l up[:, l] d energy_l / d input``
-    for the inputs ``x, y, a, b`` flagged in ``need`` (x's dtype, None elsewhere), chunk by chunk."""
+    for the inputs ``x, y, a, b`` flagged in ``need`` (x's dtype, None elsewhere).
+
+    On CPU in one pass over the directions (the tasks' work arrays do not grow with ``L``); on other
+    devices chunk by chunk, since a chunk's projections and gradients are whole tensors there.
+    """
     B, N, _ = x.shape
-    cpu = x.device.type == "cpu"
-    prepared = _pooled(x, y, a, b) if cpu else None
-    energies = x.new_empty(B, theta.shape[0])
-    out = [torch.zeros(t.shape, dtype=torch.float64, device=t.device) if k else None for t, k in zip((x, y, a, b), need)]
-    for l0, l1 in _ot1d.direction_chunks(theta.shape[0], B, x.shape[1] + y.shape[1], 12 if cpu else 128):
-        th, u = theta[l0:l1], None if up is None else up[:, l0:l1]
-        if cpu:
-            energies[:, l0:l1], grads = _cpu_chunk(x, y, th, a, b, need, u, prepared)
-        else:
-            energies[:, l0:l1], grads = _torch_chunk(x, y, th, a, b, need, u)
-        for k, g in enumerate(grads):
-            if out[k] is not None:
-                out[k] += g
-    return energies, [g.to(t.dtype) if g is not None else None for g, t in zip(out, (x, y, a, b))]
+    L = theta.shape[0]
+    if x.device.type == "cpu":
+        energies, grads = _cpu_chunk(x, y, theta, a, b, need, up)
+    else:
+        energies = x.new_empty(B, L)
+        grads = [torch.zeros(t.shape, dtype=torch.float64, device=t.device) if k else None
+                 for t, k in zip((x, y, a, b), need)]
+        for l0, l1 in _ot1d.direction_chunks(L, B, x.shape[1] + y.shape[1], 128):
+            energies[:, l0:l1], part = _torch_chunk(x, y, theta[l0:l1], a, b, need,
+                                                    None if up is None else up[:, l0:l1])
+            for total, g in zip(grads, part):
+                if total is not None:
+                    total += g
+    return energies.to(x.dtype), [None if g is None else g.to(t.dtype) for g, t in zip(grads, (x, y, a, b))]
 
 
 class _SlicedEnergy(torch.autograd.Function):

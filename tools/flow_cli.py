@@ -23,11 +23,12 @@ npz`` takes the ``labels`` arrays (one integer per point) of two ``.npz`` archiv
 
 ``geom flow`` writes into DIR: ``trajectory.npz`` (``trajectory (T, N, d)``, ``steps``, ``values``),
 ``final.ply`` (``final.npy`` when d > 3), ``frames.png``, ``loss.png``, ``summary.json`` and
-``checkpoint.pt`` (particles, generator state, scheme instance, optimizer state, arguments). Ctrl-C
-stops at the current step, writes all of these and exits with status 130; ``--resume`` continues
-the run (``--steps`` may grow; any other differing argument is refused) and repeats the
-uninterrupted one exactly, for every method (the checkpoint keeps Adam's moments for ``sw`` and the
-velocity for ``mmd``).
+``checkpoint.pt`` (particles, generator state, scheme instance, Adam state or velocity, part labels,
+arguments); ``trajectory.npz`` also holds the particles' ``labels`` for ``cswf``. Ctrl-C stops at the
+current step, writes all of these and exits with status 130; ``--resume`` continues the run
+(``--steps`` may grow; any other differing argument is refused) and repeats the uninterrupted one
+exactly, for every method (the checkpoint keeps Adam's moments for ``sw`` and the velocity for
+``mmd``).
 """
 
 from __future__ import annotations
