@@ -22,6 +22,7 @@ the number of directions.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -47,13 +48,31 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def _blas_controller():
-    global _BLAS
-    if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
+_BLAS_LOCK = threading.Lock()
+_BLAS_USERS = 0  # run_tasks calls in flight, from any thread
+_BLAS_LIMIT = None  # their shared threadpoolctl limiter, restored by the last one out
 
-        _BLAS = ThreadpoolController()  # the BLAS numpy loaded, found once
-    return _BLAS
+
+@contextlib.contextmanager
+def _blas_one_thread():
+    """numpy's BLAS on one thread while any :func:`run_tasks` call of any thread is in flight."""
+    global _BLAS, _BLAS_USERS, _BLAS_LIMIT
+    with _BLAS_LOCK:
+        if _BLAS_USERS == 0:
+            if _BLAS is None:
+                from threadpoolctl import ThreadpoolController
+
+                _BLAS = ThreadpoolController()  # the BLAS numpy loaded, found once
+            _BLAS_LIMIT = _BLAS.limit(limits=1, user_api="blas")
+        _BLAS_USERS += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_USERS -= 1
+            if _BLAS_USERS == 0:
+                _BLAS_LIMIT.restore_original_limits()
+                _BLAS_LIMIT = None
 
 
 def run_tasks(task, jobs, elements: int) -> None:
@@ -69,7 +88,7 @@ def run_tasks(task, jobs, elements: int) -> None:
         for job in jobs:
             task(*job)
         return
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with _blas_one_thread():
         list(_pool().map(lambda job: task(*job), jobs))
 
 
