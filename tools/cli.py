@@ -339,7 +339,7 @@ COMMANDS: dict[str, Command] = {
                     _configure_demo, _run_demo),
     "datasets": Command("list registered datasets, their descriptions and options", _configure_datasets,
                         _run_datasets),
-    "flow": Command("flow a point cloud onto another (sw, swf, mmd): trajectory, frames, loss curve, summary",
+    "flow": Command("flow a point cloud onto another (sw, swf, cswf, mmd): trajectory, frames, loss curve, summary",
                     configure_flow, run_flow),
     "generate": Command("generate samples of a dataset from noise (swf, cswf, mmd): grid PNG, W2 and energy to "
                         "held-out data", configure_generate, run_generate),
