@@ -154,7 +154,7 @@ def _cpu_chunk(x, y, theta, a, b, need=(False,) * 4, up=None):
     """:func:`_energy_rows` for the linear projections ``x @ theta.T``, ``y @ theta.T`` on CPU, in numpy.
 
     Tasks on the core's sorting thread pool each take one batch item and a few directions, project,
-    sort (float32 values packed with their index into one int64 key, see :mod:`geom._ot1d`), write
+    sort (float32 values packed with their index into one float64 key, see :mod:`geom._ot1d`), write
     the energies and, for the inputs flagged in ``need`` (``x, y, a, b``), add ``up[k, l]`` times
     slice ``l``'s gradient to per-thread sums (work arrays reused per thread). Returns ``energy
     (B, Lc)`` and the summed gradients ``(gx (B, N, D), gy (B, M, D), ga (B, N), gb (B, M))`` as

@@ -1,8 +1,9 @@
-"""The sort pool's task runner: BLAS on one thread inside the pool, and put back afterwards, also when
-several threads run geom at once."""
+"""The sort pool: its task runner (BLAS on one thread inside the pool, put back afterwards, also when
+several threads run geom at once) and the float64-key argsort its tasks use."""
 
 import threading
 
+import numpy as np
 import pytest
 import torch
 from threadpoolctl import ThreadpoolController, threadpool_limits
@@ -55,3 +56,29 @@ def test_concurrent_callers_leave_blas_as_they_found_it(two_blas_threads):
     assert len(results) == 15 and all(torch.equal(r, expected) for r in results)
     assert blas_threads() == [2] * len(blas_threads())
     assert _ot1d._BLAS_USERS == 0
+
+
+@pytest.mark.parametrize("n", [1, 7, 1000, 70_000])
+def test_argsort_inplace_equals_a_stable_argsort(n):
+    # float64 keys with the index in their low mantissa bits: the values and the permutation of a
+    # stable argsort, on rows with many ties, negatives, zeros, subnormals and extreme magnitudes.
+    rng = np.random.default_rng(n)
+    rows = rng.standard_normal((3, n)).astype(np.float32)
+    rows[1] = rng.integers(-3, 4, n)  # mostly ties, negative ones included
+    special = np.array([0.0, 1e-45, -1e-45, 3e38, -3e38, 1e-38, -2.5, 2.5], dtype=np.float32)
+    rows[2, : min(n, 8)] = special[: min(n, 8)]
+    rows[2, 8 : min(n, 40)] = -2.5
+    values, perm = rows.copy(), np.empty(rows.shape, np.int64)
+    _ot1d._argsort_inplace(values, perm, _ot1d._Workspace())
+    expected = np.argsort(rows, axis=-1, kind="stable")
+    np.testing.assert_array_equal(perm, expected)
+    np.testing.assert_array_equal(values, np.take_along_axis(rows, expected, axis=-1))
+
+
+def test_argsort_inplace_puts_negative_zero_with_zero():
+    row = np.array([[0.0, -0.0, 1.0, -0.0, -1.0, 0.0]], dtype=np.float32)
+    values, perm = row.copy(), np.empty(row.shape, np.int64)
+    _ot1d._argsort_inplace(values, perm, _ot1d._Workspace())
+    assert perm[0].tolist()[0] == 4 and perm[0].tolist()[-1] == 2 and sorted(perm[0].tolist()) == list(range(6))
+    np.testing.assert_array_equal(values, row[:, perm[0]])  # the signs of the zeros travel with them
+    assert (values[0, 1:5] == 0).all()
