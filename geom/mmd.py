@@ -49,7 +49,7 @@ import torch
 
 from . import _ot1d
 from ._checks import check_positive_int, check_real
-from .flows import FlowResult, _check_callback, _eval_directions, _generator, _record_set, _run
+from .flows import FlowResult, _check_callback, _eval_directions, _generator, _pair, _record_set, _run
 from .measure import measure
 from .reductions import _prepare
 from .sliced import SlicedResult, _check_directions, make_generator, resolve_scheme
@@ -452,11 +452,7 @@ def mmd_flow(
         ``eval_projections`` fixed uniform directions at the recorded steps; ``info`` holds the
         options and the final ``velocity``.
     """
-    mu, nu = measure(source), measure(target)
-    if mu.batched or mu.support.ndim != 3:
-        raise ValueError(f"source: expected one point cloud (N, d), got {mu!r}")
-    if nu.batched or nu.support.ndim != 3 or nu.dim != mu.dim:
-        raise ValueError(f"target: expected a point cloud of dimension {mu.dim} like source, got {nu!r}")
+    mu, nu = _pair(source, target)
     if bool((mu.weights <= 0).any()):
         raise ValueError("source: expected positive weights for every particle, got a zero weight")
     steps = check_positive_int(steps, "steps")

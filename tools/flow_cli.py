@@ -49,7 +49,7 @@ import geom
 import geom.flows
 from geom._checks import check_positive_int
 
-__all__ = ["configure_flow", "configure_generate", "run_flow", "run_generate"]
+__all__ = ["configure_flow", "configure_generate", "exact_w2", "run_flow", "run_generate"]
 
 FLOW_METHODS = ("sw", "swf", "cswf", "mmd")
 DEFAULT_LR = {"sw": 0.02, "swf": 0.5, "cswf": 0.5, "mmd": 0.05}
@@ -408,7 +408,7 @@ def run_flow(args: argparse.Namespace) -> int:
         y, wy = previous["target"], previous["target_weights"]
         x, wx = previous["particles"], previous["source_weights"]
         start, scheme, opt_state = previous["steps_done"], previous["scheme"], previous["optimizer_state"]
-        labels = previous["labels"]
+        labels = previous.get("labels")  # None for checkpoints written before cswf existed
         gen = torch.Generator()
         gen.set_state(previous["generator_state"])
     else:
@@ -577,8 +577,8 @@ def _split_data(name: str, args):
     return x, y, xt, yt, list(data.classes), False
 
 
-def _w2_exact(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Exact W_2 between two uniform clouds (POT's network simplex)."""
+def exact_w2(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Exact W_2 between two uniform clouds (POT's network simplex); the benchmarks score flows with it too."""
     import ot
 
     M = torch.cdist(x, y).square().numpy()
@@ -676,13 +676,13 @@ def run_generate(args: argparse.Namespace) -> int:
     samples = r.particles.detach().cpu().double()  # (S, d)
 
     held = xt if method != "cswf" else xt[torch.isin(yt, torch.tensor(wanted))]
-    scores = dict(w2=_w2_exact(samples, held), energy=float(geom.energy_distance(samples, held)))
+    scores = dict(w2=exact_w2(samples, held), energy=float(geom.energy_distance(samples, held)))
     rng = np.random.default_rng(args.seed)  # a real training subset like the samples, as the reference
     if method == "cswf":
         ref = torch.cat([x[torch.from_numpy(rng.choice(np.flatnonzero((y == c).numpy()), n))] for c in wanted])
     else:
         ref = x[torch.from_numpy(rng.choice(len(x), min(len(samples), len(x)), replace=False))]
-    reference = dict(w2=_w2_exact(ref, held), energy=float(geom.energy_distance(ref, held)))
+    reference = dict(w2=exact_w2(ref, held), energy=float(geom.energy_distance(ref, held)))
     summary = dict(
         command=["geom", "generate", "--method", method, "--dataset", args.dataset, "--n-samples", str(n),
                  "--steps", str(steps), "--seed", str(args.seed), "--out", args.out]

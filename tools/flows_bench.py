@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import pathlib
 import platform
 import sys
@@ -34,6 +33,7 @@ import torch
 import geom
 import geom.flows
 from geom.mmd import mmd_flow
+from geom_tools.flow_cli import exact_w2
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "datasets" / "samples"
@@ -62,15 +62,6 @@ def load_pair(source: str, target: str, n: int, seed: int) -> tuple[torch.Tensor
     clouds = [geom.measure(str(SAMPLES / f"{name}.ply"), kind="points", n_samples=n, seed=seed + k).support[0]
               for k, name in enumerate((source, target))]
     return clouds[0].double(), clouds[1].double()
-
-
-def exact_w2(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Exact W_2 between two uniform clouds of the same size (POT's network simplex)."""
-    import ot
-
-    a = np.full(len(x), 1.0 / len(x))
-    b = np.full(len(y), 1.0 / len(y))
-    return math.sqrt(max(float(ot.emd2(a, b, (torch.cdist(x, y) ** 2).numpy(), numItermax=10**7)), 0.0))
 
 
 def flow(method: str, scheme, x: torch.Tensor, y: torch.Tensor, *, steps: int, L: int, every: int, seed: int):

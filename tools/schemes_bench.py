@@ -32,6 +32,7 @@ import torch
 import geom
 from geom.io import sample_surface
 from geom.registry import get_scheme
+from geom_tools.flow_cli import exact_w2
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MESHES = ROOT.parent / "shared" / "data" / "meshes"
@@ -192,29 +193,24 @@ def flows(configs, n: int, steps: int, L: int, lr: float, every: int):
     step, the same start and step size for all. Every ``every`` steps the exact W_2 between the whole
     clouds by POT's ``emd2``, which is 0 only when the flow has reached the target points.
     """
-    import ot
     from geom_datasets import shapes
     from tqdm import tqdm
 
     x0 = torch.from_numpy(sample_surface(*shapes.sphere(), n, seed=10)).double() * 0.6
     y = torch.from_numpy(sample_surface(*shapes.torus(), n, seed=11)).double()
-    a = torch.full((n,), 1.0 / n, dtype=torch.float64)
-
-    def w2(x):
-        return math.sqrt(max(float(ot.emd2(a, a, torch.cdist(x, y) ** 2, numItermax=10**7)), 0.0))
 
     curves = {}
     for label, name, options in tqdm(configs, desc="flows", unit="scheme", file=sys.stderr):
         scheme = get_scheme(name)(**options)
         x = x0.clone().requires_grad_()
-        curve = [(0, w2(x.detach()))]
+        curve = [(0, exact_w2(x.detach(), y))]
         for step in range(1, steps + 1):
             value = geom.sliced_wasserstein(x, y, scheme=scheme, n_projections=L, seed=step)
             (grad,) = torch.autograd.grad(value**2, x)
             with torch.no_grad():
                 x -= lr * n * grad  # SW_2^2 gradients carry a 1/N: step per point
             if step % every == 0 or step == steps:
-                curve.append((step, w2(x.detach())))
+                curve.append((step, exact_w2(x.detach(), y)))
         curves[label] = curve
     return curves
 
