@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
-__all__ = ["GeomWarning", "check_finite", "check_int", "check_p", "check_positive_int", "check_real", "describe"]
+__all__ = ["GeomWarning", "available_memory", "check_finite", "check_int", "check_memory", "check_p", "check_positive_int",
+           "check_real", "describe", "format_bytes"]
 
 
 class GeomWarning(UserWarning):
@@ -22,22 +24,51 @@ def describe(obj) -> str:
     return f"{type(obj).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
+def _is_bool(value) -> bool:
+    return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy.bool_ is no Integral, but refuse it
+
+
+def _as_int(value):
+    """Python and numpy integers (and 0-d integer tensors) -> int; anything else -> None."""
+    if _is_bool(value):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and not value.is_floating_point() \
+            and not value.is_complex() and value.dtype != torch.bool:
+        return int(value)
+    return None
+
+
+def _as_real(value):
+    """Python and numpy reals (and 0-d real tensors) -> float; anything else -> None."""
+    if _is_bool(value):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and not value.is_complex() and value.dtype != torch.bool:
+        return float(value)
+    return None
+
+
 def check_p(p) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
+    value = _as_real(p)
+    if value is None:
         raise TypeError(f"p: expected a number >= 1, got {describe(p)}")
-    if not math.isfinite(p) or p < 1:
+    if not math.isfinite(value) or value < 1:
         raise ValueError(f"p: expected a finite number >= 1, got {p!r}")
-    return float(p)
+    return value
 
 
 def check_int(value, name: str, *, minimum: int = 0) -> int:
     """An int ``>= minimum`` (bools refused); TypeError / ValueError naming ``name``."""
     expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-    if isinstance(value, bool) or not isinstance(value, int):
+    number = _as_int(value)
+    if number is None:
         raise TypeError(f"{name}: expected {expected}, got {describe(value)}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected {expected}, got {value}")
-    return value
+    if number < minimum:
+        raise ValueError(f"{name}: expected {expected}, got {number}")
+    return number
 
 
 def check_positive_int(value, name: str) -> int:
@@ -46,14 +77,59 @@ def check_positive_int(value, name: str) -> int:
 
 def check_real(value, name: str, expected: str, ok=lambda v: True) -> float:
     """A finite real number with ``ok(value)``; ``expected`` says which (``"> 0"``, ``"in (0, 1]"``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    number = _as_real(value)
+    if number is None:
         raise TypeError(f"{name}: expected a real number {expected}, got {describe(value)}")
-    if not (math.isfinite(value) and ok(value)):
+    if not (math.isfinite(number) and ok(number)):
         raise ValueError(f"{name}: expected a real number {expected}, got {value!r}")
-    return float(value)
+    return number
 
 
 def check_finite(t: torch.Tensor, name: str) -> None:
     if not bool(torch.isfinite(t).all()):
         bad = (~torch.isfinite(t)).nonzero()[0].tolist()
         raise ValueError(f"{name}: expected finite values, got {t[tuple(bad)].item()} at index {tuple(bad)}")
+
+
+def available_memory() -> int:
+    """Bytes of memory this process may still allocate: the machine's available memory (Linux
+    ``MemAvailable``), capped by a cgroup limit where one is set; 8 GiB where neither can be read."""
+    limit = None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            limit = int(text)
+            break
+    available = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    values = [v for v in (limit, available) if v is not None]
+    return min(values) if values else 8 << 30
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.3g} TiB"  # pragma: no cover
+
+
+def check_memory(nbytes: float, name: str, what: str = "") -> None:
+    """ValueError naming the argument ``name`` when a computation would need ``nbytes`` of memory
+    and more than the available memory (:func:`available_memory`); ``what`` says for what."""
+    free = available_memory()
+    if nbytes > free:
+        detail = f" for {what}" if what else ""
+        raise ValueError(f"{name}: this needs about {format_bytes(nbytes)} of memory{detail}, more than the "
+                         f"{format_bytes(free)} available; choose a smaller {name}")

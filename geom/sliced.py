@@ -71,6 +71,23 @@ class SlicingScheme(abc.ABC):
         """
         return measure
 
+    def state_dict(self) -> dict:
+        """The instance's state (what it learned or accumulated) as tensors and plain types only.
+
+        Checkpoints store it without pickle (arrays plus JSON, :mod:`geom._state`); a fresh instance
+        built with the same options and given it through :meth:`load_state_dict` continues exactly
+        where this one stopped. The default takes every attribute of the instance.
+        """
+        from ._state import scheme_state
+
+        return scheme_state(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned (ValueError naming what does not fit)."""
+        from ._state import load_scheme_state
+
+        load_scheme_state(self, state)
+
     @property
     def learns_from_data(self) -> bool:
         """True when the class overrides :meth:`fit` or :meth:`lift`: its slices depend on the data, so
