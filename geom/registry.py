@@ -4,15 +4,32 @@ Built-in schemes and representations enter exactly as a third-party package's do
 point in group ``"geom"`` naming a module with ``@geom.hookimpl`` functions. Each hook receives a
 ``register(name, cls)`` callback and may call it any number of times.
 
-Plugins load lazily, on the first look-up. A plugin that fails to import is skipped with a
-:class:`~geom.GeomWarning` naming it; ``GEOM_DISABLE_PLUGINS=a,b`` blocks entry points by name; a name
-registered twice is an error naming both plugins.
+Plugins load lazily, on the first look-up, all at once and all or nothing per plugin:
+
+- A plugin that raises anything while it is imported or while its hooks run (``SystemExit``,
+  ``KeyboardInterrupt`` and other ``BaseException`` subclasses included) is skipped as a whole, none of
+  its items registered, with a :class:`~geom.GeomWarning` naming it. Only a real Ctrl-C (SIGINT
+  arriving while plugins load) stops the loading; nothing is then kept, and the next look-up starts
+  over. A plugin that looks up the registry while it is being loaded is skipped the same way.
+- A name registered by two or more plugins is a conflict: :func:`schemes`, :func:`representations`
+  and :func:`datasets` omit it (they list the names that can be used), :func:`plugins` reports it
+  on each plugin involved, a :class:`~geom.GeomWarning` announces it once, and using the name raises
+  :class:`PluginError` naming every plugin and the ``GEOM_DISABLE_PLUGINS`` setting that resolves it.
+  Everything else keeps working.
+- ``GEOM_DISABLE_PLUGINS=a,b`` blocks entry points by name; a distribution whose entry points cannot
+  be read is skipped with a warning.
+
+Registering at run time (:func:`register_scheme` and friends) a name that is already taken, or in
+conflict, raises :class:`PluginError` at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as md
 import os
+import re
+import signal
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -65,7 +82,12 @@ class _Specs:
 
 @dataclass
 class PluginInfo:
-    """One plugin as ``geom plugins`` shows it."""
+    """One plugin as ``geom plugins`` shows it.
+
+    ``schemes``, ``representations`` and ``datasets`` list every name the plugin registered;
+    ``conflicts`` says which of them other plugins registered too (such names cannot be used);
+    ``error`` says why a skipped plugin was skipped (it then registers nothing).
+    """
 
     name: str
     distribution: str | None = None
@@ -74,6 +96,58 @@ class PluginInfo:
     representations: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     error: str | None = None
+    conflicts: list[str] = field(default_factory=list)
+
+
+def _failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _entry_points(notes: list[str]) -> list:
+    """The entry points of group ``"geom"``; distributions whose metadata cannot be read are skipped."""
+    try:
+        return list(md.entry_points(group=PROJECT))
+    except Exception:  # one malformed distribution: read them one at a time to find it
+        pass
+    eps, seen = [], set()
+    for dist in md.distributions():
+        where = getattr(dist, "_path", None) or "a distribution"
+        try:
+            name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
+            if name not in seen:  # the first on sys.path wins, as in importlib.metadata
+                seen.add(name)
+                eps.extend(dist.entry_points.select(group=PROJECT))
+        except Exception as exc:
+            notes.append(f"geom: the entry points of {where} cannot be read and are skipped: {_failure(exc)}")
+    return eps
+
+
+@contextlib.contextmanager
+def _sigint_seen():
+    """Yield a list that receives an item when SIGINT arrives, so that a real Ctrl-C can be told
+    from a plugin raising KeyboardInterrupt (only where Python handles SIGINT, in the main thread)."""
+    seen: list[int] = []
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.getsignal(signal.SIGINT) if main else None
+    if not callable(old):
+        yield seen
+        return
+
+    def handler(signum, frame):
+        seen.append(signum)
+        old(signum, frame)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        if signal.getsignal(signal.SIGINT) is handler:
+            signal.signal(signal.SIGINT, old)
+
+
+def _remedy(plugins: list[str]) -> str:
+    return " or ".join(f"GEOM_DISABLE_PLUGINS={','.join(o for o in plugins if o != keep)} keeps {keep!r}"
+                       for keep in plugins)
 
 
 class _Registry:
@@ -83,55 +157,95 @@ class _Registry:
     def __init__(self):
         self._lock = threading.RLock()
         self._loaded = False
-        self._error: PluginError | None = None
+        self._loading = False
         self.tables: dict[str, dict[str, tuple[type, str]]] = {k: {} for k in self.kinds}
+        self.conflicts: dict[str, dict[str, list[str]]] = {k: {} for k in self.kinds}  # name -> plugins
         self.info: dict[str, PluginInfo] = {}
 
     def load(self) -> None:
+        """Load every plugin once; the tables change only when the whole load has succeeded."""
         with self._lock:
-            if self._error is not None:
-                raise self._error
             if self._loaded:
                 return
+            if self._loading:
+                raise PluginError("the plugin registry was looked up while its plugins were loading; a plugin "
+                                  "may not use it at import or in its registration hooks")
+            self._loading = True
+            try:
+                tables, conflicts, info, notes = self._collect()
+            finally:
+                self._loading = False
+            self.tables, self.conflicts, self.info = tables, conflicts, info
             self._loaded = True
-            pm = pluggy.PluginManager(PROJECT)
-            pm.add_hookspecs(_Specs)
-            disabled = {n.strip() for n in os.environ.get("GEOM_DISABLE_PLUGINS", "").split(",") if n.strip()}
-            for ep in sorted(md.entry_points(group=PROJECT), key=lambda e: e.name):
-                if ep.name in disabled or ep.name in self.info:
+        for note in notes:  # after the commit: a warning turned into an error leaves a usable registry
+            warnings.warn(note, GeomWarning, stacklevel=4)
+
+    def _collect(self):
+        """Import the enabled plugins and run their hooks into fresh tables; ``self`` is not touched."""
+        pm = pluggy.PluginManager(PROJECT)
+        pm.add_hookspecs(_Specs)
+        disabled = {n.strip() for n in os.environ.get("GEOM_DISABLE_PLUGINS", "").split(",") if n.strip()}
+        info: dict[str, PluginInfo] = {}
+        declared: dict[str, str] = {}  # entry-point name -> its value
+        notes: list[str] = []
+        owners: dict[tuple[str, str], list[tuple[type, str]]] = {}  # (kind, name) -> [(cls, plugin), ...]
+        with _sigint_seen() as interrupted:
+            for ep in sorted(_entry_points(notes), key=lambda e: e.name):
+                if ep.name in disabled:
                     continue
-                dist = getattr(ep, "dist", None)
-                info = PluginInfo(ep.name, dist and dist.metadata["Name"], dist and dist.version)
-                self.info[ep.name] = info
+                if ep.name in declared:
+                    notes.append(f"geom plugin {ep.name!r} is declared twice, as {declared[ep.name]} and as "
+                                 f"{ep.value}; the second is skipped")
+                    continue
+                declared[ep.name] = ep.value
+                plugin = info[ep.name] = PluginInfo(ep.name)
+                staged: list[tuple[str, str, type]] = []  # a plugin's items count only if all its hooks finish
+                what = f"failed to load ({ep.value})"
                 try:
-                    pm.register(ep.load(), name=ep.name)
-                except Exception as exc:  # a broken plugin must never break geom
-                    self._skip(info, f"failed to load ({ep.value})", exc)
-            for kind, hook_name in self.kinds.items():
-                for impl in getattr(pm.hook, hook_name).get_hookimpls():
-                    info = self.info.setdefault(impl.plugin_name, PluginInfo(impl.plugin_name))
-                    if info.error:
-                        continue
-                    staged = []  # a plugin's items count only if its hook runs to the end
-                    try:
-                        impl.function(register=lambda n, c, _k=kind: staged.append(self._check(_k, n, c)))
-                    except Exception as exc:
-                        self._skip(info, f"raised in {hook_name}", exc)
-                        continue
-                    try:
-                        for name, cls in staged:
-                            self.add(kind, name, cls, impl.plugin_name)
-                    except PluginError as exc:
-                        self._error = exc
+                    dist = getattr(ep, "dist", None)
+                    if dist is not None:
+                        plugin.distribution, plugin.version = dist.metadata["Name"], dist.version
+                    module = ep.load()
+                    pm.register(module, name=ep.name)
+                    for kind, hook_name in self.kinds.items():
+                        what = f"raised in {hook_name}"
+                        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+                            if impl.plugin is module:
+                                impl.function(register=lambda n, c, _k=kind: self._stage(staged, _k, n, c))
+                except BaseException as exc:  # a broken plugin must never break geom; a real Ctrl-C does
+                    if interrupted:
                         raise
+                    plugin.error = _failure(exc)
+                    notes.append(f"geom plugin {ep.name!r} {what} and is skipped: {plugin.error}")
+                    continue
+                for kind, name, cls in staged:
+                    owners.setdefault((kind, name), []).append((cls, ep.name))
+                    getattr(plugin, kind).append(name)
+        tables = {k: {} for k in self.kinds}
+        conflicts = {k: {} for k in self.kinds}
+        for (kind, name), regs in owners.items():
+            if len(regs) == 1:
+                tables[kind][name] = regs[0]
+                continue
+            names = [p for _, p in regs]
+            conflicts[kind][name] = names
+            for p in names:
+                others = ", ".join(repr(o) for o in names if o != p)
+                info[p].conflicts.append(f"{kind[:-1]} {name!r} is also registered by {others}")
+            notes.append(f"geom: {self._conflict(kind, name, names)}")
+        return tables, conflicts, info, notes
 
     @staticmethod
-    def _skip(info: PluginInfo, what: str, exc: Exception) -> None:
-        info.error = f"{type(exc).__name__}: {exc}"
-        info.schemes.clear()
-        info.representations.clear()
-        info.datasets.clear()
-        warnings.warn(f"geom plugin {info.name!r} {what} and is skipped: {info.error}", GeomWarning, stacklevel=4)
+    def _conflict(kind: str, name: str, plugins: list[str]) -> str:
+        owners = ", ".join(repr(p) for p in plugins[:-1]) + f" and {plugins[-1]!r}"
+        return (f"{kind[:-1]} {name!r} is registered by plugins {owners}, and cannot be used until all but one "
+                f"are disabled: {_remedy(plugins)}")
+
+    def _stage(self, staged: list, kind: str, name, cls) -> None:
+        name, cls = self._check(kind, name, cls)
+        if any(k == kind and n == name for k, n, _ in staged):
+            raise PluginError(f"{kind[:-1]} {name!r} is registered twice by the same plugin")
+        staged.append((kind, name, cls))
 
     @staticmethod
     def _check(kind: str, name, cls) -> tuple[str, type]:
@@ -147,24 +261,29 @@ class _Registry:
         return name, cls
 
     def add(self, kind: str, name, cls, plugin: str) -> None:
+        """Register one item at run time: a name already taken (or in conflict) is an error at once."""
         name, cls = self._check(kind, name, cls)
         with self._lock:
             table = self.tables[kind]
-            if name in table:
-                raise PluginError(
-                    f"{kind[:-1]} {name!r} is registered twice: by plugin {table[name][1]!r} and by plugin "
-                    f"{plugin!r}; disable one with GEOM_DISABLE_PLUGINS"
-                )
+            taken = [table[name][1]] if name in table else self.conflicts[kind].get(name, [])
+            if taken:
+                by = " and by ".join(f"plugin {p!r}" for p in (*taken, plugin))
+                raise PluginError(f"{kind[:-1]} {name!r} is registered twice: by {by}; disable one with "
+                                  "GEOM_DISABLE_PLUGINS")
             table[name] = (cls, plugin)
             info = self.info.setdefault(plugin, PluginInfo(plugin))
             getattr(info, kind).append(name)
 
     def get(self, kind: str, name: str) -> type:
+        arg = {"schemes": "scheme", "representations": "kind", "datasets": "name"}[kind]
+        if not isinstance(name, str):
+            raise TypeError(f"{arg}: expected a registered {kind[:-1]} name, got {name!r}")
         self.load()
         table = self.tables[kind]
+        if name in self.conflicts[kind]:
+            raise PluginError(self._conflict(kind, name, self.conflicts[kind][name]))
         if name not in table:
             known = ", ".join(sorted(table)) or "none"
-            arg = {"schemes": "scheme", "representations": "kind", "datasets": "name"}[kind]
             raise ValueError(f"{arg}: unknown {kind[:-1]} {name!r}; registered {kind}: {known}")
         return table[name][0]
 
@@ -173,13 +292,14 @@ _registry = _Registry()
 
 
 def schemes() -> list[str]:
-    """Sorted names of the registered slicing schemes."""
+    """Sorted names of the registered slicing schemes (a name two plugins registered is left out)."""
     _registry.load()
     return sorted(_registry.tables["schemes"])
 
 
 def representations() -> list[str]:
-    """Sorted names of the registered measure representations (the ``kind=`` values)."""
+    """Sorted names of the registered measure representations (the ``kind=`` values; names in conflict
+    between plugins are left out)."""
     _registry.load()
     return sorted(_registry.tables["representations"])
 
@@ -197,7 +317,7 @@ def register_representation(name: str, cls: type) -> None:
 
 
 def datasets() -> list[str]:
-    """Sorted names of the registered datasets (see :func:`geom.load_dataset`)."""
+    """Sorted names of the registered datasets (see :func:`geom.load_dataset`; names in conflict are left out)."""
     _registry.load()
     return sorted(_registry.tables["datasets"])
 
@@ -209,12 +329,12 @@ def register_dataset(name: str, cls: type) -> None:
 
 
 def get_scheme(name: str) -> type:
+    """The :class:`~geom.SlicingScheme` subclass registered as ``name`` (PluginError for a name in conflict)."""
     return _registry.get("schemes", name)
 
 
 def get_dataset(name: str) -> type:
-    if not isinstance(name, str):
-        raise TypeError(f"name: expected a registered dataset name, got {name!r}")
+    """The :class:`~geom.Dataset` subclass registered as ``name`` (PluginError for a name in conflict)."""
     return _registry.get("datasets", name)
 
 
@@ -231,14 +351,13 @@ def check_same_space(mu, nu) -> None:
 
 def get_representation(name: str):
     """An instance of the representation registered as ``name`` (its ``name`` attribute set)."""
-    if not isinstance(name, str):
-        raise TypeError(f"kind: expected a registered representation name, got {name!r}")
     rep = _registry.get("representations", name)()
     rep.name = name
     return rep
 
 
 def plugins() -> list[PluginInfo]:
-    """Every plugin seen: entry points (with distribution and version) and run-time registrations."""
+    """Every plugin seen: entry points (with distribution and version, the reason a skipped one was
+    skipped, the names it shares with other plugins) and run-time registrations."""
     _registry.load()
     return sorted(_registry.info.values(), key=lambda i: i.name)

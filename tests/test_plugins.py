@@ -10,6 +10,7 @@ their plugins with ``GEOM_DISABLE_PLUGINS``.
 import importlib.metadata as md
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -114,6 +115,8 @@ with warnings.catch_warnings(record=True) as caught:
     attempt("representations", geom.representations)
     attempt("plugins", lambda: [dataclasses.asdict(i) for i in geom.plugins()])
     attempt("sw_mc", lambda: geom.sliced_wasserstein(x, y, scheme="mc", n_projections=64, seed=0).item())
+    attempt("sw_mc_again", lambda: geom.sliced_wasserstein(x, y, scheme="mc", n_projections=64, seed=0).item())
+    attempt("sw_qmc", lambda: geom.sliced_wasserstein(x, y, scheme="qmc", n_projections=64, seed=0).item())
     for name in ("fixedaxes", "negaxes", "firstaxis"):
         attempt("sw_" + name, lambda: geom.sliced_wasserstein(x, y, scheme=name, n_projections=3).item())
     attempt("sw_eye", lambda: geom.sliced_wasserstein(x, y, directions=torch.eye(3)).item())
@@ -233,14 +236,36 @@ def duplicate(site):
     return probe(site, others("dupmc"))
 
 
-def test_duplicate_name_is_an_error_naming_both_plugins(duplicate):
-    kind, message, is_plugin_error = duplicate["schemes_error"]
-    assert kind == "PluginError" and is_plugin_error, duplicate
-    assert "'dupmc'" in message and message.count("'mc'") >= 2, message  # the name and both plugins
+def test_duplicate_name_is_an_error_naming_both_plugins_when_used(duplicate):
+    for key in ("sw_mc_error", "sw_mc_again_error"):  # the error is not forgotten on the second use
+        kind, message, is_plugin_error = duplicate[key]
+        assert kind == "PluginError" and is_plugin_error, duplicate
+        assert "'mc'" in message and "'dupmc'" in message and "GEOM_DISABLE_PLUGINS=" in message, message
 
 
-def test_duplicate_name_error_is_not_forgotten(duplicate):
-    assert "schemes_again_error" in duplicate, duplicate
+def test_duplicate_name_leaves_the_rest_of_the_toolkit_working(duplicate, clouds):
+    out = duplicate
+    assert "schemes_error" not in out and "plugins_error" not in out, out
+    assert "mc" not in out["schemes"] and {"qmc", "cv"} <= set(out["schemes"])  # the conflict is left out
+    assert out["schemes_again"] == out["schemes"] and "points" in out["representations"]
+    assert out["sw_qmc"] > 0
+    info = by_name(out["plugins"])
+    for name, other in (("mc", "dupmc"), ("dupmc", "mc")):  # both plugins show the conflict
+        assert info[name]["schemes"] == ["mc"] and info[name]["error"] is None
+        assert info[name]["conflicts"] == [f"scheme 'mc' is also registered by '{other}'"]
+    assert not info["qmc"]["conflicts"]
+    ours = [w[2] for w in out["warnings"] if w[1]]
+    assert len(ours) == 1 and "'mc'" in ours[0] and "'dupmc'" in ours[0], out["warnings"]
+
+
+def test_duplicate_name_is_resolved_as_the_error_says(site, duplicate):
+    remedies = re.findall(r"GEOM_DISABLE_PLUGINS=(\S+) keeps '(\w+)'", duplicate["sw_mc_error"][1])
+    assert sorted(keep for _, keep in remedies) == ["dupmc", "mc"], remedies
+    for setting, keep in remedies:
+        out = probe(site, f"{others('dupmc')},{setting}")
+        assert "mc" in out["schemes"] and not any(w[1] for w in out["warnings"]), out
+        assert by_name(out["plugins"])[keep]["schemes"] == ["mc"] and not by_name(out["plugins"])[keep]["conflicts"]
+        assert out["sw_mc"] > 0 and out["sw_mc"] == out["sw_mc_again"]
 
 
 def test_plugin_whose_hook_raises_is_skipped_with_a_warning(site):

@@ -239,10 +239,13 @@ def _run_plugins(args: argparse.Namespace) -> int:
     rows = [
         [i.name, i.distribution or "-", i.version or "-", ", ".join(i.schemes) or "-",
          ", ".join(i.representations) or "-", ", ".join(i.datasets) or "-",
-         f"failed: {i.error}" if i.error else "ok"]
+         f"failed: {i.error}" if i.error else f"conflict: {'; '.join(i.conflicts)}" if i.conflicts else "ok"]
         for i in infos
     ]
     print(_table(["plugin", "distribution", "version", "schemes", "representations", "datasets", "status"], rows))
+    if any(i.conflicts for i in infos):
+        print("A name in conflict cannot be used until all but one of its plugins are disabled: "
+              "GEOM_DISABLE_PLUGINS=plugin[,plugin...]")
     return 0
 
 
