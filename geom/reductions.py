@@ -21,14 +21,14 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import _keops
-from ._checks import GeomWarning
+from ._checks import GeomWarning, check_memory
 from .measure import measure
 from .registry import check_same_space
 
 __all__ = ["chamfer_distance", "energy_distance", "hausdorff_distance", "warm_keops_cache"]
 
 _BLOCK = 2**24  # entries of the (B, rows, M, D) differences a dense block holds at once
-_AUTO_PAIRS = 2**20  # "auto" takes KeOps from N * M pairs on
+_AUTO_PAIRS = 2**20  # "auto" takes KeOps from this many pairs in the largest pairwise term on
 _warned = False  # the "auto" fallback to dense warns once per process
 
 
@@ -63,21 +63,54 @@ _BACKENDS = {
 }
 
 
-def _kernel(name: str, backend, x: torch.Tensor, y: torch.Tensor):
-    """The kernel ``name`` of ``backend`` ("auto" resolved for supports ``x (B, N, D)``, ``y (B, M, D)``)."""
+def _pick(name: str, backend, calls) -> str:
+    """``"dense"`` or ``"keops"`` for kernel ``name`` run on every ``(x (B, N, D), y (B, M, D))`` of ``calls``.
+
+    ``"auto"`` decides by the largest pairwise term: KeOps from ``max N * M >= _AUTO_PAIRS`` on, when
+    it runs here (the energy distance's ``N^2`` and ``M^2`` terms count as much as its ``N M`` one).
+    """
     global _warned
     if not isinstance(backend, str) or backend not in ("auto", *_BACKENDS):
         raise ValueError(f"backend: expected one of 'auto', {', '.join(map(repr, _BACKENDS))}; got {backend!r}")
-    if backend == "auto":
-        backend = "dense"
-        if x.shape[1] * y.shape[1] >= _AUTO_PAIRS:
-            reason = _keops.failure(name, x.shape[-1], x.dtype, x.device)
-            if reason is None:
-                backend = "keops"
-            elif not _warned:
-                _warned = True
-                warnings.warn(f"backend='auto': using the dense backend; {reason}", GeomWarning, stacklevel=3)
-    return _BACKENDS[backend][name]
+    if backend != "auto":
+        return backend
+    if max(x.shape[1] * y.shape[1] for x, y in calls) < _AUTO_PAIRS:
+        return "dense"
+    x = calls[0][0]
+    reason = _keops.failure(name, x.shape[-1], x.dtype, x.device)
+    if reason is None:
+        return "keops"
+    if not _warned:
+        _warned = True
+        warnings.warn(f"backend='auto': using the dense backend; {reason}", GeomWarning, stacklevel=4)
+    return "dense"
+
+
+def _need(name: str, backend: str, calls) -> int:
+    """Bytes that ``calls`` of kernel ``name`` hold at once: every result (gathered nearest points or
+    sums, ``(B, N, 1 + D)``), plus the largest dense block ``(B, rows, M, D)`` or the contiguous copies
+    KeOps makes of broadcast inputs."""
+    x = calls[0][0]
+    B, D, item = x.shape[0], x.shape[-1], x.element_size()
+    per_point = 8 + 2 * D * item if name == "nearest" else 2 * (1 + D) * item  # index + gathered point | sums
+    results = sum(B * p.shape[1] * per_point for p, _ in calls)
+    if backend == "keops":
+        return results + sum(B * (p.shape[1] + q.shape[1]) * D * item for p, q in calls)
+    block = max(B * min(p.shape[1], max(1, _BLOCK // (B * q.shape[1] * D))) * q.shape[1] * (2 * D + 4) * item
+                for p, q in calls)
+    return results + block
+
+
+def _kernel(name: str, backend, *calls):
+    """The kernel ``name`` of ``backend`` ("auto" resolved) for the ``(x, y)`` pairs of supports it
+    will run on; a ValueError naming ``mu, nu`` where that would need more memory than is available."""
+    chosen = _pick(name, backend, calls)
+    x = calls[0][0]
+    if x.device.type == "cpu":
+        sizes = " and ".join(f"{p.shape[0]} x {p.shape[1]} x {q.shape[1]}" for p, q in calls)
+        check_memory(_need(name, chosen, calls), "mu, nu",
+                     f"backend={chosen!r} on (batch x points x points) pairs {sizes}")
+    return _BACKENDS[chosen][name]
 
 
 def _prepare(mu, nu):
@@ -139,8 +172,13 @@ def energy_distance(mu, nu, *, backend: str = "auto") -> torch.Tensor:
     Args:
         mu, nu: Measures or anything :func:`geom.measure` accepts, of the same dimension ``D``;
             ``(B, N, D)`` batches are compared item by item.
-        backend: ``"dense"`` (torch), ``"keops"`` (pykeops) or ``"auto"`` (KeOps from ``N * M >= 2**20``
-            pairs on, when it compiles here; otherwise dense).
+        backend: ``"dense"`` (torch), ``"keops"`` (pykeops) or ``"auto"``: KeOps when the largest
+            pairwise term, ``max(N, M)^2`` here (``N M`` for Chamfer and Hausdorff), reaches ``2**20``
+            pairs and KeOps compiles here; otherwise dense.
+
+    Raises:
+        ValueError: naming ``mu, nu`` and the memory needed, where the chosen backend would need more
+            memory than is available (on the CPU), before anything is allocated.
 
     Returns:
         A tensor on the inputs' device and dtype: scalar, or ``(B,)`` for batches, differentiable in
@@ -152,7 +190,8 @@ def energy_distance(mu, nu, *, backend: str = "auto") -> torch.Tensor:
     10.0
     """
     x, y, a, b, batched = _prepare(mu, nu)
-    return _finish(_Energy.apply(x, y, a, b, _kernel("sums", backend, x, y)), batched)
+    sums = _kernel("sums", backend, (x, y), (x, x), (y, y), (y, x))  # every pairwise term decides
+    return _finish(_Energy.apply(x, y, a, b, sums), batched)
 
 
 def chamfer_distance(mu, nu, *, backend: str = "auto") -> torch.Tensor:
@@ -173,7 +212,7 @@ def chamfer_distance(mu, nu, *, backend: str = "auto") -> torch.Tensor:
     50.0
     """
     x, y, a, b, batched = _prepare(mu, nu)
-    nearest = _kernel("nearest", backend, x, y)
+    nearest = _kernel("nearest", backend, (x, y), (y, x))
     value = (a * _nearest_sq(x, y, b, nearest)).sum(-1) + (b * _nearest_sq(y, x, a, nearest)).sum(-1)  # (B,)
     return _finish(value, batched)
 
@@ -195,7 +234,7 @@ def hausdorff_distance(mu, nu, *, backend: str = "auto") -> torch.Tensor:
     2.2360680103302
     """
     x, y, a, b, batched = _prepare(mu, nu)
-    nearest = _kernel("nearest", backend, x, y)
+    nearest = _kernel("nearest", backend, (x, y), (y, x))
     dx = _nearest_sq(x, y, b, nearest).masked_fill(a == 0, 0.0)  # (B, N)
     dy = _nearest_sq(y, x, a, nearest).masked_fill(b == 0, 0.0)  # (B, M)
     sq = torch.maximum(dx.amax(-1), dy.amax(-1))  # (B,)

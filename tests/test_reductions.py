@@ -240,6 +240,57 @@ def test_small_auto_problems_never_import_pykeops():
     assert out.stdout.strip() == "False"
 
 
+def record_backends(monkeypatch):
+    """Replace both backends' kernels by stand-ins that record their backend and return zeros, so the
+    decision of "auto" (KeOps taken to run here) is seen without computing 1e10 pairs."""
+    used = []
+
+    def stand_in(backend, name):
+        def kernel(x, y, v):  # (B, N, D), (B, M, D), (B, M) -> (B, N) indices | (B, N, 1 + D) sums
+            used.append(backend)
+            if name == "nearest":
+                return torch.zeros(x.shape[:2], dtype=torch.long)
+            return x.new_zeros(*x.shape[:2], 1 + x.shape[-1])
+        return kernel
+
+    monkeypatch.setattr(reductions, "_BACKENDS", {b: {k: stand_in(b, k) for k in ks}
+                                                  for b, ks in reductions._BACKENDS.items()})
+    monkeypatch.setattr(_keops, "failure", lambda *args: None)
+    return used
+
+
+# (N, M) -> backend "auto" takes: the energy distance computes N^2, M^2 and N M pairs, Chamfer and
+# Hausdorff N M pairs only (2**20 = 1048576)
+AUTO = {
+    "energy": {(1, 10**5): "keops", (10**5, 1): "keops", (10**5, 10**5): "keops", (1100, 2): "keops",
+               (30, 40): "dense", (1000, 1000): "dense"},
+    "chamfer": {(1, 10**5): "dense", (10**5, 1): "dense", (10**5, 10**5): "keops", (2000, 1000): "keops",
+                (30, 40): "dense", (1100, 2): "dense"},
+}
+AUTO["hausdorff"] = AUTO["chamfer"]
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_auto_decides_by_the_largest_pairwise_term(monkeypatch, name):
+    used = record_backends(monkeypatch)
+    for (n, m), expected in AUTO[name].items():
+        used.clear()
+        FUNCS[name](torch.zeros(n, 3), torch.ones(m, 3))
+        assert used and set(used) == {expected}, ((n, m), used)
+
+
+@pytest.mark.parametrize("backend", ["dense", "keops", "auto"])
+@pytest.mark.parametrize("name", FUNCS)
+def test_backend_needing_more_memory_than_available_is_refused_up_front(monkeypatch, name, backend):
+    # one cloud of 1e6 points against a batch of 1e6 single points: 12 MB each, but each result (and
+    # each dense block, and KeOps' contiguous copy of the broadcast cloud) holds 1e12 entries
+    monkeypatch.setattr(_keops, "failure", lambda *args: None)  # "auto" takes KeOps without compiling
+    x, y = torch.zeros(10**6, 3), torch.ones(10**6, 1, 3)
+    with pytest.raises(ValueError, match=r"^mu, nu: this needs about [\d.]+ TiB of memory for backend=") as info:
+        FUNCS[name](x, y, backend=backend)
+    assert "more than the" in str(info.value) and "1000000 x 1000000 x 1" in str(info.value)
+
+
 # ---------------------------------------------------------------- gradients
 
 
