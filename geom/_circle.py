@@ -39,7 +39,7 @@ import torch
 
 from . import _ot1d
 
-__all__ = ["circle_costs", "optimal_shift"]
+__all__ = ["circle_costs", "optimal_shift", "scaled_circle_costs"]
 
 _MAX_STEPS = 200  # search steps; bisection alone needs ~60 in float64
 _KINK_TOL = 64 * 2.0**-52  # kinks closer than this times max(N, M) count as one (rounding of levels)
@@ -216,6 +216,19 @@ def _w1(x, y, a, b):
 
 
 def circle_costs(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, p: float) -> torch.Tensor:
+    """``(B, L)`` ``W_p^p`` on the circle, ``u``'s dtype: :func:`scaled_circle_costs` multiplied out
+    (a ValueError naming ``p`` where that leaves the dtype's range).
+
+    >>> import torch
+    >>> u, v = torch.tensor([[[0.05]]]), torch.tensor([[[0.95]]])
+    >>> w = torch.ones(1, 1)
+    >>> round(circle_costs(u, v, w, w, 2).item(), 6)  # the Diracs are 0.1 apart across 0
+    0.01
+    """
+    return _ot1d.absolute_costs(*scaled_circle_costs(u, v, a, b, p), p)
+
+
+def scaled_circle_costs(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, p: float):
     """``W_p^p`` on the circle R/Z of length 1 between rows of positions, differentiable.
 
     Args:
@@ -226,13 +239,17 @@ def circle_costs(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Ten
         p: order, ``p >= 1``.
 
     Returns:
-        ``(B, L)`` costs ``W_p^p`` in ``u``'s dtype. POT's ``ot.wasserstein_circle`` returns the same
-        quantity (``W_p^p``, not ``W_p``).
+        ``(costs, scale)``, both ``(B, L)``: ``W_p^p = scale^p costs``, costs in ``u``'s dtype and
+        differentiable, scale float64 and constant (as :class:`geom._ot1d.LinearSlicedCost` returns
+        them; scale 1 for ``p = 1``). POT's ``ot.wasserstein_circle`` returns ``W_p^p``, not ``W_p``.
+        The search runs in float64: a ``W_p^p`` outside float64's range (distances far below 1 at
+        large ``p``) raises a ValueError naming ``p``.
 
     >>> import torch
     >>> u, v = torch.tensor([[[0.05]]]), torch.tensor([[[0.95]]])
     >>> w = torch.ones(1, 1)
-    >>> round(circle_costs(u, v, w, w, 2).item(), 6)  # the Diracs are 0.1 apart across 0
+    >>> cost, scale = scaled_circle_costs(u, v, w, w, 2)
+    >>> round((cost * scale**2).item(), 6)  # the Diracs are 0.1 apart across 0
     0.01
     """
     B, L, N = u.shape
@@ -241,7 +258,8 @@ def circle_costs(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Ten
     a_ = a.double()[:, None, :].expand(B, L, N).reshape(B * L, N)
     b_ = b.double()[:, None, :].expand(B, L, M).reshape(B * L, M)
     if p == 1.0:
-        return _w1(x, y, a_, b_).reshape(B, L).to(u.dtype)
+        cost = _w1(x, y, a_, b_).reshape(B, L)
+        return cost.to(u.dtype), torch.ones_like(cost.detach())
     xs, _, _, cF = _sorted_levels(x, a_)
     ys, _, wy, cG = _sorted_levels(y, b_)
     ynext = torch.cat([ys[:, 1:], ys[:, :1] + 1.0], -1)
@@ -254,8 +272,9 @@ def circle_costs(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Ten
     t_hi = torch.where(iso, 0.5 * (theta + hi), theta)
     R = B * L
     pos, mass = _line_measure(torch.cat([ys, ys]), torch.cat([wy, wy]), torch.cat([cG, cG]), torch.cat([t_lo, t_hi]))
-    c2 = _ot1d.ProjectedCost.apply(torch.cat([x, x])[:, None, :], pos[:, None, :], torch.cat([a_, a_]), mass,
-                                   float(p), False)[:, 0]  # (2R,)
+    c2, s2 = _ot1d.ProjectedCost.apply(torch.cat([x, x])[:, None, :], pos[:, None, :], torch.cat([a_, a_]), mass,
+                                       float(p), False)
+    c2 = c2[:, 0] * s2[:, 0] ** p  # (2R,) float64 W_p^p on both sides of the shift
     c_lo, c_hi = c2[:R], c2[R:]
     cost = c_lo
     if bool(iso.any()):
@@ -264,4 +283,9 @@ def circle_costs(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Ten
         gap = torch.where(iso, s_lo - s_hi, -1.0)
         t_x = (c_hi - c_lo + s_lo * t_lo - s_hi * t_hi) / gap
         cost = torch.where(iso, c_lo + s_lo * (t_x - t_lo), c_lo)
-    return cost.reshape(B, L).to(u.dtype)
+    cost = cost.reshape(B, L)
+    if bool((s2 != 1).any()) or not bool(torch.isfinite(cost.detach()).all()):  # outside float64's safe range
+        raise ValueError(f"p: W_p^p on the circle leaves float64's range at p = {p:g} (distances far below "
+                         "1 raised to a large power); choose a smaller p")
+    scale = torch.where(cost.detach() > 0, cost.detach().clamp_min(1e-300) ** (1.0 / p), 1.0)  # W_p per slice
+    return (cost / scale**p).to(u.dtype), scale

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-__all__ = ["LinearSlicedCost", "ProjectedCost", "rows_cost", "sort_rows"]
+__all__ = ["LinearSlicedCost", "ProjectedCost", "absolute_costs", "rows_cost", "sort_rows"]
 
 _WORKERS = max(1, min(8, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
@@ -208,8 +208,10 @@ def rows_cost(u, v, a, b, p: float, uniform: bool, need=(False, False, False, Fa
         need: which per-row gradients to return, w.r.t. ``(u, v, a, b)``.
 
     Returns:
-        cost ``(B, L)`` and a tuple ``(gu (B, L, N), gv (B, L, M), ga (B, L, N), gb (B, L, M))``
-        with None where not needed.
+        cost ``(B, L)``, scale ``(B, L)`` float64 with ``W_p^p = scale^p cost`` (1 where the plain
+        sum is safe, else the row's largest gap, as in :func:`_pair_sorted`), and a tuple
+        ``(gu (B, L, N), gv (B, L, M), ga (B, L, N), gb (B, L, M))`` of the gradients of cost, with
+        None where not needed.
     """
     need_gu, need_gv, need_ga, need_gb = need
     xs, px = sort_rows(u, need_gu or not uniform)  # (B, L, N)
@@ -217,12 +219,16 @@ def rows_cost(u, v, a, b, p: float, uniform: bool, need=(False, False, False, Fa
     B, L, N = xs.shape
     M = ys.shape[-1]
     if uniform:
-        cost_k, slope = _pow_and_slope(xs - ys, p)  # (B, L, N)
-        cost = cost_k.mean(-1)
-        g = slope / N
+        def run(sc):
+            d = xs - ys
+            cost_k, slope = _pow_and_slope(d if sc is None else d / sc, p)  # (B, L, N)
+            return cost_k.mean(-1), slope / (N if sc is None else N * sc), d.abs().amax(-1)
+
+        cost, g, gap = run(None)
+        cost, scale, g = _rescue(run, cost, g, gap, N)
         gu = torch.empty_like(g).scatter_(-1, px, g) if need_gu else None
         gv = torch.empty_like(g).scatter_(-1, py, g.neg_()) if need_gv else None
-        return cost, (gu, gv, None, None)
+        return cost, scale, (gu, gv, None, None)
     # General path: merge cumulative weights. Quantile levels live in float64 whatever the data.
     ca = a[:, None, :].expand(B, L, N).gather(-1, px).double().cumsum(-1)  # (B, L, N)
     cb = b[:, None, :].expand(B, L, M).gather(-1, py).double().cumsum(-1)  # (B, L, M)
@@ -233,9 +239,19 @@ def rows_cost(u, v, a, b, p: float, uniform: bool, need=(False, False, False, Fa
     dt = torch.diff(t, dim=-1, prepend=t.new_zeros(B, L, 1))  # mass of each piece
     i = torch.searchsorted(ca, t).clamp_(max=N - 1)  # x atom holding each piece
     j = torch.searchsorted(cb, t).clamp_(max=M - 1)  # y atom holding each piece
-    cost_k, slope = _pow_and_slope(xs.gather(-1, i) - ys.gather(-1, j), p)
-    cost = (dt * cost_k).sum(-1).to(u.dtype)
-    g = (dt * slope).to(u.dtype)  # (B, L, N + M)
+    gaps = torch.where(dt > 0, xs.gather(-1, i) - ys.gather(-1, j), 0)  # (B, L, N + M); no mass, no cost
+
+    def pw(d, sc):
+        return _pow_and_slope(d if sc is None else d / sc, p)
+
+    def run(sc):
+        cost_k, slope = pw(gaps, sc)
+        g = (dt * slope).to(u.dtype)  # (B, L, N + M)
+        return (dt * cost_k).sum(-1).to(u.dtype), g if sc is None else g / sc, gaps.abs().amax(-1)
+
+    cost, g, gap = run(None)
+    cost, scale, g = _rescue(run, cost, g, gap, N + M)
+    sc = None if bool((scale == 1).all()) else scale[..., None].to(u.dtype)
     gu = gv = ga = gb = None
     if need_gu:
         gu = torch.empty_like(xs).scatter_(-1, px, torch.zeros_like(xs).scatter_add_(-1, i, g))
@@ -246,14 +262,40 @@ def rows_cost(u, v, a, b, p: float, uniform: bool, need=(False, False, False, Fa
     if need_ga:
         jk = ys.gather(-1, torch.searchsorted(cb, ca).clamp_(max=M - 1))  # y atom at each x level
         G = torch.zeros_like(ca)
-        G[..., :-1] = (_pow_and_slope(xs - jk, p)[0] - _pow_and_slope(xs.roll(-1, -1) - jk, p)[0])[..., :-1]
+        G[..., :-1] = (pw(xs - jk, sc)[0] - pw(xs.roll(-1, -1) - jk, sc)[0])[..., :-1]
         ga = torch.empty_like(xs).scatter_(-1, px, _level_grad(G, ca, sa).to(u.dtype))
     if need_gb:
         ik = xs.gather(-1, torch.searchsorted(ca, cb).clamp_(max=N - 1))  # x atom at each y level
         G = torch.zeros_like(cb)
-        G[..., :-1] = (_pow_and_slope(ik - ys, p)[0] - _pow_and_slope(ik - ys.roll(-1, -1), p)[0])[..., :-1]
+        G[..., :-1] = (pw(ik - ys, sc)[0] - pw(ik - ys.roll(-1, -1), sc)[0])[..., :-1]
         gb = torch.empty_like(ys).scatter_(-1, py, _level_grad(G, cb, sb).to(u.dtype))
-    return cost, (gu, gv, ga, gb)
+    return cost, scale, (gu, gv, ga, gb)
+
+
+def _rescue(run, cost, g, gap, n: int):
+    """``(cost, scale, g)`` of :func:`rows_cost`: rows whose plain cost is not safe (:func:`_safe`)
+    are computed again by ``run(scale)`` with their differences divided by their largest gap."""
+    fi = torch.finfo(cost.dtype)
+    safe = torch.isfinite(cost) & (cost >= n * fi.tiny / fi.eps)
+    scale = torch.ones(cost.shape, dtype=torch.float64, device=cost.device)
+    if bool(safe.all()):
+        return cost, scale, g
+    scale = torch.where(safe | (gap == 0), 1.0, gap.double())
+    cost, g, _ = run(scale[..., None].to(cost.dtype))
+    return cost, scale, g
+
+
+def absolute_costs(costs: torch.Tensor, scale: torch.Tensor, p: float) -> torch.Tensor:
+    """``costs * scale^p`` in ``costs``' dtype, or a ValueError naming ``p`` where that number
+    overflows, or underflows below the dtype's normal range."""
+    out = costs.double() * scale.double() ** p
+    fi = torch.finfo(costs.dtype)
+    bad = ~(out.detach().abs() <= fi.max) | ((out.detach() < fi.tiny) & (costs.detach() > 0))  # NaN too
+    if bool(bad.any()):
+        k = tuple(bad.nonzero()[0].tolist())
+        raise ValueError(f"p: the per-slice W_p^p at index {k} is {out[k].item():.3e}, outside the range of "
+                         f"{costs.dtype} at p = {p:g}; read the scaled costs and their scale instead")
+    return out.to(costs.dtype)
 
 
 def direction_chunks(L: int, B: int, n_total: int, bytes_per_entry: int = 64):
@@ -262,8 +304,24 @@ def direction_chunks(L: int, B: int, n_total: int, bytes_per_entry: int = 64):
     return [(l0, min(L, l0 + step)) for l0 in range(0, L, step)]
 
 
-def _pair_sorted(d: np.ndarray, p: float, slope: np.ndarray) -> np.ndarray:
-    """Rows of sorted differences ``d`` -> per-row mean of ``|d|^p``; ``slope`` gets its derivative / N."""
+def _safe(cost: np.ndarray, n: int, dtype) -> np.ndarray:
+    """Rows whose cost ``mean |d|^p`` was computed without overflow and without losing digits to
+    underflow: finite, and at least ``n tiny / eps`` (the most that ``n`` underflowed terms lose is
+    then one ulp of the cost). A zero cost is not safe: every term may have underflowed."""
+    fi = np.finfo(dtype)
+    return np.isfinite(cost) & (cost >= n * float(fi.tiny) / float(fi.eps))
+
+
+def _row_scale(d: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """``(r,)`` largest ``|d|`` of each row (over ``mask``), 1 where it is 0: rows divided by it
+    hold values in [-1, 1] with at least one of modulus 1."""
+    ad = np.abs(d) if mask is None else np.where(mask, np.abs(d), 0)
+    m = ad.max(-1).astype(np.float64)
+    m[m == 0] = 1.0
+    return m
+
+
+def _pair_terms(d: np.ndarray, p: float, slope: np.ndarray) -> np.ndarray:
     n = d.shape[-1]
     if p == 2.0:
         np.multiply(d, 2.0 / n, out=slope)
@@ -277,6 +335,25 @@ def _pair_sorted(d: np.ndarray, p: float, slope: np.ndarray) -> np.ndarray:
     return (ad**p).mean(-1)
 
 
+def _pair_sorted(d: np.ndarray, p: float, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of sorted differences ``d`` -> ``(cost, scale)``: ``W_p^p = scale^p cost`` per row with
+    ``cost`` the mean of ``|d / scale|^p``; ``slope`` gets ``d cost / d d``.
+
+    ``scale`` is 1 where ``mean |d|^p`` is safe in ``d``'s dtype (:func:`_safe`); elsewhere (large or
+    small ``p``, huge or tiny gaps) the row is recomputed divided by its largest gap.
+    """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # such rows are computed again
+        cost = _pair_terms(d, p, slope)
+    scale = np.ones(d.shape[0])
+    bad = ~_safe(cost, d.shape[-1], d.dtype)
+    if bad.any():
+        scale[bad] = m = _row_scale(d[bad])
+        sub = slope[bad]
+        cost[bad] = _pair_terms((d[bad] / m[:, None]).astype(d.dtype), p, sub)
+        slope[bad] = sub / m[:, None]
+    return cost, scale
+
+
 def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], ws: _Workspace):
     """W_p^p between weighted 1-D measures by merging their cumulative-weight sequences.
 
@@ -285,7 +362,8 @@ def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], 
     quantile functions are constant, so the integral is a sum over ``N + M`` pieces. Levels in
     [0, 1] are non-negative float64, so their bits sort as integers: shifted left one bit, with the
     lowest bit marking y, one *stable* int64 sort (a linear merge of two sorted runs) gives the
-    merged order, x breakpoints first on ties. Returns cost ``(r,)`` and the gradients with respect
+    merged order, x breakpoints first on ties. Returns cost and scale ``(r,)`` (``W_p^p = scale^p
+    cost``, as in :func:`_pair_sorted`) and the gradients of cost with respect
     to ``xs``, ``ys`` and, where ``need_w`` asks, the sorted weights (else None), all in sorted
     order. Every ``(r, N + M)`` array is a reused work array.
     """
@@ -325,24 +403,18 @@ def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], 
     d -= dy  # gap of each piece
     g = ws.get("g", (r, K), np.float64)
     ck = ws.get("ck", (r, K), np.float64) if any(need_w) else None  # cost of each piece per unit mass
-    if p == 2.0:
-        cost = np.einsum("ij,ij,ij->i", dt, d, d)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # such rows are computed again
+        cost = _piece_terms(d, dt, p, g, ck, dy)
+    scale = np.ones(r)
+    bad = ~_safe(cost, K, d.dtype)
+    if bad.any():  # W_p^p = scale^p sum dt |d / scale|^p, scale the largest gap of a piece with mass
+        has_mass = dt[bad] > 0  # pieces without mass cost nothing: their gaps may exceed the scale
+        scale[bad] = m = _row_scale(d[bad], has_mass)
+        sub = [None if a is None else a[bad] for a in (g, ck, dy)]
+        cost[bad] = _piece_terms(np.where(has_mass, d[bad] / m[:, None], 0).astype(d.dtype), dt[bad], p, *sub)
+        g[bad] = sub[0] / m[:, None]
         if ck is not None:
-            np.multiply(d, d, out=ck)
-        np.multiply(d, dt, out=g)
-        g *= 2.0
-    elif p == 1.0:
-        cost = np.einsum("ij,ij->i", dt, np.abs(d, out=dy))
-        if ck is not None:
-            ck[...] = dy
-        np.multiply(np.sign(d, out=dy), dt, out=g)
-    else:
-        ad = np.abs(d)
-        if ck is not None:
-            np.power(ad, p, out=ck)
-        cost = np.einsum("ij,ij->i", dt, ad**p if ck is None else ck)
-        np.multiply(p * ad ** (p - 1.0), np.sign(d), out=g)
-        g *= dt  # d cost / d (x_i - y_j) per piece
+            ck[bad] = sub[1]
     gw = [None, None]
     if ck is not None:
         # Moving a level moves mass between the piece ending there and the next one: d cost /
@@ -361,7 +433,31 @@ def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], 
             gw[side] = (suffix - at_levels) / totals[side]
     gx = np.bincount(i.reshape(-1), weights=g.reshape(-1), minlength=r * N).reshape(r, N)
     gy = np.bincount(j.reshape(-1), weights=g.reshape(-1), minlength=r * M).reshape(r, M)
-    return cost, gx, np.negative(gy, out=gy), gw[0], gw[1]
+    return cost, scale, gx, np.negative(gy, out=gy), gw[0], gw[1]
+
+
+def _piece_terms(d, dt, p: float, g, ck, tmp) -> np.ndarray:
+    """``sum dt |d|^p`` per row of pieces with gaps ``d`` and masses ``dt``; writes ``g``, its
+    derivative in each gap, and where given ``ck = |d|^p`` (cost per unit mass); ``tmp`` is work space."""
+    if p == 2.0:
+        cost = np.einsum("ij,ij,ij->i", dt, d, d)
+        if ck is not None:
+            np.multiply(d, d, out=ck)
+        np.multiply(d, dt, out=g)
+        g *= 2.0
+    elif p == 1.0:
+        cost = np.einsum("ij,ij->i", dt, np.abs(d, out=tmp))
+        if ck is not None:
+            ck[...] = tmp
+        np.multiply(np.sign(d, out=tmp), dt, out=g)
+    else:
+        ad = np.abs(d)
+        if ck is not None:
+            np.power(ad, p, out=ck)
+        cost = np.einsum("ij,ij->i", dt, ad**p if ck is None else ck)
+        np.multiply(p * ad ** (p - 1.0), np.sign(d), out=g)
+        g *= dt  # d cost / d (x_i - y_j) per piece
+    return cost
 
 
 def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, False, False)):
@@ -379,7 +475,7 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, F
     th = theta.detach().numpy()
     dtype = xs_.dtype
     a_, b_ = (None, None) if uniform else (a.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64))
-    cost = np.empty((B, L), dtype)
+    cost, scale = np.empty((B, L), dtype), np.empty((B, L))
     grads = [np.empty((B, L, n), dtype) if wanted else None for wanted, n in zip(need, (N, M, N, M))]
     ws = _Workspace()
 
@@ -397,10 +493,11 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, F
                 _argsort_inplace(w, pw, ws)
         if uniform:
             slope = ws.get("slope", (r, N), dtype)
-            cost[k, l0:l1] = _pair_sorted(np.subtract(u, v, out=u), p, slope)
+            cost[k, l0:l1], scale[k, l0:l1] = _pair_sorted(np.subtract(u, v, out=u), p, slope)
             sorted_grads = (slope, np.negative(slope, out=u), None, None)
         else:
-            cost[k, l0:l1], *sorted_grads = _merge_quantiles(u, v, pu, pv, a_[k], b_[k], p, need[2:], ws)
+            cost[k, l0:l1], scale[k, l0:l1], *sorted_grads = _merge_quantiles(u, v, pu, pv, a_[k], b_[k], p,
+                                                                               need[2:], ws)
         if r > 1:  # flat indices into the (r, N) and (r, M) blocks
             for perm in (pu, pv):
                 if perm is not None:
@@ -411,11 +508,13 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, F
 
     step = max(1, _TASK_ELEMENTS // max(N, M))
     run_tasks(task, ((k, l0, min(L, l0 + step)) for k in range(B) for l0 in range(0, L, step)), B * L * (N + M))
-    return torch.from_numpy(cost), tuple(None if g is None else torch.from_numpy(g) for g in grads)
+    return (torch.from_numpy(cost), torch.from_numpy(scale),
+            tuple(None if g is None else torch.from_numpy(g) for g in grads))
 
 
 def _slices(x, y, theta, a, b, p, uniform, need):
-    """Per chunk of directions: ``(l0, l1, cost (B, Lc), (gu, gv, ga, gb))``, gradients as in :func:`rows_cost`."""
+    """Per chunk of directions: ``(l0, l1, cost (B, Lc), scale (B, Lc), (gu, gv, ga, gb))``, as in
+    :func:`rows_cost`."""
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
     cpu = x.device.type == "cpu"
     for l0, l1 in direction_chunks(theta.shape[0], B, N + M, 16 if cpu else 64):
@@ -427,12 +526,25 @@ def _slices(x, y, theta, a, b, p, uniform, need):
             yield (l0, l1, *rows_cost(u, v, a, b, p, uniform, need))
 
 
-class LinearSlicedCost(torch.autograd.Function):
-    """Per-slice costs ``(B, L)`` of ``x @ theta.T`` vs ``y @ theta.T``, fused and chunked.
+def centred(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
+    """``x - c``, ``y - c`` (detached) with ``c (B, 1, D)`` the midpoint of the two weighted means,
+    computed in float64. Sliced distances do not change when both measures move together, and
+    coordinates near the origin keep their digits in the projections: float32 clouds around 1e7
+    with gaps around 1 would otherwise lose all of them."""
+    c = 0.5 * ((a.detach().double()[..., None] * x.detach().double()).sum(1, keepdim=True)
+               + (b.detach().double()[..., None] * y.detach().double()).sum(1, keepdim=True))  # (B, 1, D)
+    c = c.to(x.dtype)
+    return x.detach() - c, y.detach() - c
 
-    Gradients flow to ``x``, ``y``, ``theta`` and the weights ``a``, ``b`` (not on the uniform fast
-    path, whose weights are constants). Per-slice gradients are kept for backward when they fit in
-    :data:`STORE_BYTES`, else backward re-sorts chunk by chunk.
+
+class LinearSlicedCost(torch.autograd.Function):
+    """Per-slice costs of ``x @ theta.T`` vs ``y @ theta.T``, fused and chunked.
+
+    Returns ``(costs (B, L), scale (B, L) float64)`` with ``W_p^p = scale^p costs`` per slice (see
+    :func:`rows_cost`); ``scale`` is a constant for autograd. Both clouds are first moved by one
+    common point (:func:`centred`). Gradients flow to ``x``, ``y``, ``theta`` and the weights ``a``,
+    ``b`` (not on the uniform fast path, whose weights are constants). Per-slice gradients are kept
+    for backward when they fit in :data:`STORE_BYTES`, else backward re-sorts chunk by chunk.
     """
 
     @staticmethod
@@ -443,30 +555,38 @@ class LinearSlicedCost(torch.autograd.Function):
         M, L = y.shape[1], theta.shape[0]
         per_slice = sum(n for n, wanted in zip((N, M, N, M), need) if wanted) * x.element_size()
         store = any(need) and B * L * per_slice <= STORE_BYTES
+        xc, yc = centred(x, y, a, b)  # (B, N, D), (B, M, D)
         costs = x.new_empty(B, L)
+        scale = torch.empty(B, L, dtype=torch.float64, device=x.device)
         dtheta = x.new_zeros(B, L, D) if need_t else None
         saved = []
         # Gradients come with the sort; compute them now only if kept, or needed for theta.
         want = tuple((wanted and store) or (need_t and k < 2) for k, wanted in enumerate(need))
-        for l0, l1, cost, grads in _slices(x, y, theta, a, b, p, uniform, want):
-            costs[:, l0:l1] = cost
-            if need_t:  # d cost_l / d theta_l = sum_i gu_i x_i + sum_j gv_j y_j
-                dtheta[:, l0:l1] = torch.matmul(grads[0], x.detach()) + torch.matmul(grads[1], y.detach())
+        for l0, l1, cost, sc, grads in _slices(xc, yc, theta, a, b, p, uniform, want):
+            costs[:, l0:l1], scale[:, l0:l1] = cost, sc
+            if need_t:  # d cost_l / d theta_l = sum_i gu_i x_i + sum_j gv_j y_j (either origin: sum gu + sum gv = 0)
+                dtheta[:, l0:l1] = torch.matmul(grads[0], xc) + torch.matmul(grads[1], yc)
             if store:
                 saved.append((l0, l1, tuple(g if wanted else None for g, wanted in zip(grads, need))))
         ctx.p, ctx.uniform, ctx.need, ctx.saved = p, uniform, need, saved if store else None
-        ctx.save_for_backward(x, y, theta, a, b, dtheta)
-        return costs
+        ctx.save_for_backward(xc, yc, theta, a, b, dtheta)
+        ctx.mark_non_differentiable(scale)
+        return costs, scale
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_costs):  # (B, L)
-        x, y, theta, a, b, dtheta = ctx.saved_tensors
-        out = [torch.zeros_like(t) if wanted else None for t, wanted in zip((x, y, a, b), ctx.need)]
+    def backward(ctx, grad_costs, _grad_scale):  # (B, L)
+        xc, yc, theta, a, b, dtheta = ctx.saved_tensors
+        B, L = grad_costs.shape
+        N, M = a.shape[1], b.shape[1]
+        D = theta.shape[1]
+        out = [grad_costs.new_zeros(shape) if wanted else None
+               for shape, wanted in zip(((B, N, D), (B, M, D), (B, N), (B, M)), ctx.need)]
         if any(ctx.need):
             chunks = ctx.saved
             if chunks is None:
-                chunks = ((l0, l1, g) for l0, l1, _, g in _slices(x, y, theta, a, b, ctx.p, ctx.uniform, ctx.need))
+                chunks = ((l0, l1, g) for l0, l1, _, _, g in _slices(xc, yc, theta, a, b, ctx.p, ctx.uniform,
+                                                                      ctx.need))
             for l0, l1, grads in chunks:
                 w = grad_costs[:, l0:l1]  # (B, Lc)
                 wth = w[..., None] * theta[l0:l1].detach()  # (B, Lc, D): weights folded in
@@ -484,7 +604,8 @@ class LinearSlicedCost(torch.autograd.Function):
 
 
 class ProjectedCost(torch.autograd.Function):
-    """Per-row costs ``(B, L)`` from given projections ``u (B, L, N)``, ``v (B, L, M)``.
+    """Per-row costs from given projections ``u (B, L, N)``, ``v (B, L, M)``: ``(costs (B, L),
+    scale (B, L))`` as :class:`LinearSlicedCost` returns them.
 
     The path for representations whose projection is not linear: they project, autograd carries
     the gradient of the projection back to their support.
@@ -493,13 +614,15 @@ class ProjectedCost(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, v, a, b, p, uniform):
         need_u, need_v, need_a, need_b = ctx.needs_input_grad[:4]
-        cost, grads = rows_cost(u, v, a, b, p, uniform, (need_u, need_v, need_a and not uniform, need_b and not uniform))
+        cost, scale, grads = rows_cost(u, v, a, b, p, uniform,
+                                       (need_u, need_v, need_a and not uniform, need_b and not uniform))
         ctx.save_for_backward(*grads)
-        return cost
+        ctx.mark_non_differentiable(scale)
+        return cost, scale
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_cost):
+    def backward(ctx, grad_cost, _grad_scale):
         gu, gv, ga, gb = ctx.saved_tensors
         w = grad_cost[..., None]
         per_row = [None if g is None else w * g for g in (gu, gv)]

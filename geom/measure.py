@@ -91,6 +91,8 @@ class Representation(abc.ABC):
     #: projection (``"points"``: point clouds, samples and centroids of mesh surfaces), so they can be
     #: compared with each other; ``""``: comparable with its own kind only.
     family: str = ""
+    #: What :meth:`build` takes, for error messages (``"SPD matrices: an (N, n, n) array ..."``).
+    expects: str = ""
 
     @abc.abstractmethod
     def build(self, obj, *, weights=None, **options) -> Measure:
@@ -125,10 +127,11 @@ def normalize_weights(weights, support: torch.Tensor, *, batched: bool) -> tuple
     check_finite(weights, "weights")
     if bool((weights < 0).any()):
         raise ValueError(f"weights: expected non-negative values, got {weights.min().item()}")
-    total = weights.sum(-1, keepdim=True)
-    if bool((total <= 0).any()):
+    top = weights.amax(-1, keepdim=True)  # (B, 1): divided by it first, the sum cannot overflow
+    if bool((top <= 0).any()):
         raise ValueError("weights: expected a positive sum for every measure, got a sum of 0")
-    weights = weights / total
+    weights = weights / top
+    weights = weights / weights.sum(-1, keepdim=True)
     uniform = bool((weights == weights[:, :1]).all())
     return weights, uniform
 
@@ -166,6 +169,11 @@ def measure(obj, kind: str | None = None, weights=None, **options) -> Measure:
             )
         return obj
     kind = kind or "points"
-    if kind != "points" and isinstance(obj, (str, os.PathLike)) and str(obj).lower().endswith(ARRAY_SUFFIXES):
-        obj = read_array(obj)  # array files hold any kind's input; point clouds read their files themselves
-    return get_representation(kind).build(obj, weights=weights, **options)
+    rep = get_representation(kind)
+    if kind != "points" and isinstance(obj, (str, os.PathLike)):
+        if str(obj).lower().endswith(ARRAY_SUFFIXES):
+            obj = read_array(obj)  # array files hold any kind's input; point clouds read their files themselves
+        elif rep.expects:
+            raise ValueError(f"obj: kind {kind!r} expects {rep.expects}, got the file '{obj}' (shape files are "
+                             "read by kind 'points' and the mesh kinds)")
+    return rep.build(obj, weights=weights, **options)

@@ -306,7 +306,8 @@ def _energies(x, y, theta, a, b, need=(False,) * 4, up=None):
 class _SlicedEnergy(torch.autograd.Function):
     """``(B, L)`` 1-D energy distances of ``x @ theta.T`` vs ``y @ theta.T`` with weights ``a``, ``b``.
 
-    Differentiable in ``x``, ``y``, ``a``, ``b`` (``theta`` is a constant). The forward pass also sums
+    Differentiable in ``x``, ``y``, ``a``, ``b`` (``theta`` is a constant); both clouds are first moved
+    by one common point (:func:`geom._ot1d.centred`). The forward pass also sums
     the per-slice gradients (``O((N + M) d)`` memory, whatever the number of slices): a mean over
     slices, the usual upstream, sends the same gradient to every slice and backward only scales
     those sums. Any other upstream makes backward sort again, weighting each slice by its gradient.
@@ -316,6 +317,7 @@ class _SlicedEnergy(torch.autograd.Function):
     def forward(ctx, x, y, theta, a, b):
         need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[3], ctx.needs_input_grad[4])
         up = x.new_ones(x.shape[0], theta.shape[0]) if any(need) else None
+        x, y = _ot1d.centred(x, y, a, b)  # one common origin: float32 far from 0 keeps its digits
         energies, sums = _energies(x, y, theta, a, b, need, up)
         ctx.need, ctx.sums = need, sums
         ctx.save_for_backward(x, y, theta, a, b)

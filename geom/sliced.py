@@ -22,11 +22,13 @@ from dataclasses import dataclass
 import torch
 
 from . import _ot1d
-from ._checks import check_finite, check_p, check_positive_int, describe
+from ._ot1d import absolute_costs
+from ._checks import _as_int, check_finite, check_memory, check_p, check_positive_int, describe
 from .measure import Measure, measure
 from .registry import check_same_space, get_representation, get_scheme
 
-__all__ = ["EstimateContext", "SlicedResult", "SlicingScheme", "make_generator", "resolve_scheme", "sliced_costs", "sliced_wasserstein"]
+__all__ = ["EstimateContext", "SlicedResult", "SlicingScheme", "absolute_costs", "make_generator", "relative_costs",
+           "resolve_scheme", "scaled_costs", "sliced_costs", "sliced_wasserstein"]
 
 
 @dataclass
@@ -38,6 +40,11 @@ class EstimateContext:
     directions: torch.Tensor  # (L, d), data dtype and device
     p: float
     generator: torch.Generator | None
+    #: ``(B,)`` float64: the costs handed to :meth:`SlicingScheme.estimate` are ``W_p^p / scale^p``
+    #: (``scale`` is the largest per-slice ``W_p``, so they lie in [0, 1] whatever ``p``); None: 1.
+    #: Estimates linear in the costs need not look at it; estimates that mix in other quantities
+    #: (control variates in absolute units, costs kept from earlier calls) convert with it.
+    scale: torch.Tensor | None = None
 
 
 class SlicingScheme(abc.ABC):
@@ -96,7 +103,10 @@ class SlicingScheme(abc.ABC):
         return cls.fit is not SlicingScheme.fit or cls.lift is not SlicingScheme.lift
 
     def estimate(self, costs: torch.Tensor, context: EstimateContext) -> tuple[torch.Tensor, torch.Tensor]:
-        """``costs (B, L)`` of W_p^p per slice -> estimates of ``E W_p^p`` ``(B,)`` and their stderr ``(B,)``."""
+        """``costs (B, L)`` of W_p^p per slice -> estimates of ``E W_p^p`` ``(B,)`` and their stderr ``(B,)``.
+
+        The costs come in units of ``context.scale ** p`` (see :class:`EstimateContext`), and the
+        estimates are read in the same units."""
         L = costs.shape[-1]
         value = costs.mean(-1)
         if L < 2:
@@ -111,14 +121,27 @@ class SlicedResult:
     Attributes:
         value: ``SW_p`` (scalar, or ``(B,)`` for batches), differentiable.
         stderr: standard error of ``value`` (delta method on the per-slice costs), detached.
-        costs: ``(B, L)`` per-slice ``W_p^p`` (``(L,)`` when unbatched).
+        scaled_costs: ``(B, L)`` per-slice ``W_p^p / scale^p`` in [0, 1] (``(L,)`` when unbatched),
+            differentiable: the costs exactly, whatever ``p``.
         directions: ``(L, d)`` directions used.
+        scale: ``(B,)`` (scalar when unbatched) float64, the largest per-slice ``W_p``; None: 1.
+        p: the order.
     """
 
     value: torch.Tensor
     stderr: torch.Tensor
-    costs: torch.Tensor
+    scaled_costs: torch.Tensor
     directions: torch.Tensor
+    scale: torch.Tensor | None = None
+    p: float = 1.0
+
+    @property
+    def costs(self) -> torch.Tensor:
+        """Per-slice ``W_p^p``, differentiable; a ValueError where they leave the range of the
+        data's dtype (large ``p``): then read ``scaled_costs`` and ``scale``."""
+        if self.scale is None:
+            return self.scaled_costs
+        return absolute_costs(self.scaled_costs, self.scale[..., None], self.p)
 
 
 def make_generator(seed=None, generator=None) -> torch.Generator | None:
@@ -131,9 +154,12 @@ def make_generator(seed=None, generator=None) -> torch.Generator | None:
         return generator
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    value = _as_int(seed)
+    if value is None:
         raise TypeError(f"seed: expected an int, got {describe(seed)}")
-    return torch.Generator().manual_seed(seed)
+    if not -(1 << 63) <= value < 1 << 64:
+        raise ValueError(f"seed: expected an integer in [-2^63, 2^64), got {value}")
+    return torch.Generator().manual_seed(value)
 
 
 def resolve_scheme(scheme, options=None, *, name: str = "scheme") -> SlicingScheme:
@@ -154,7 +180,7 @@ def resolve_scheme(scheme, options=None, *, name: str = "scheme") -> SlicingSche
     return cls(**(options or {}))
 
 
-def _check_directions(directions, dim: int, like: torch.Tensor, name: str) -> torch.Tensor:
+def _check_directions(directions, dim: int, like: torch.Tensor, name: str, rows: int | None = None) -> torch.Tensor:
     if not isinstance(directions, torch.Tensor):
         try:
             directions = torch.as_tensor(directions)
@@ -162,6 +188,10 @@ def _check_directions(directions, dim: int, like: torch.Tensor, name: str) -> to
             raise TypeError(f"{name}: expected an (L, {dim}) array of unit rows, got {describe(directions)}") from exc
     if directions.ndim != 2 or directions.shape[1] != dim or directions.shape[0] < 1:
         raise ValueError(f"{name}: expected shape (L, {dim}) with L >= 1, got {tuple(directions.shape)}")
+    if rows is not None and directions.shape[0] != rows:
+        raise ValueError(f"{name}: expected {rows} directions (the number asked for), got {directions.shape[0]}")
+    if directions.is_complex() or directions.dtype == torch.bool:
+        raise TypeError(f"{name}: expected real unit rows, got dtype {directions.dtype}")
     directions = directions.to(device=like.device, dtype=like.dtype)
     check_finite(directions, name)
     norms = directions.detach().norm(dim=1)
@@ -172,12 +202,19 @@ def _check_directions(directions, dim: int, like: torch.Tensor, name: str) -> to
 
 
 def sliced_costs(mu: Measure, nu: Measure, directions: torch.Tensor, p: float) -> torch.Tensor:
-    """``(B, L)`` per-slice ``W_p^p`` between the projections of ``mu`` and ``nu``, differentiable."""
+    """``(B, L)`` per-slice ``W_p^p`` between the projections of ``mu`` and ``nu``, differentiable
+    (a ValueError naming ``p`` where they leave the dtype's range; :func:`scaled_costs` never does)."""
+    return absolute_costs(*scaled_costs(mu, nu, directions, p), p)
+
+
+def scaled_costs(mu: Measure, nu: Measure, directions: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-slice ``(costs, scale)``, both ``(B, L)``, with ``W_p^p = scale^p costs``: ``costs``
+    differentiable in the data's dtype, ``scale`` float64 and constant."""
     return representation_costs(get_representation(mu.kind), mu, nu, directions, p)
 
 
-def representation_costs(space, mu: Measure, nu: Measure, directions: torch.Tensor, p: float) -> torch.Tensor:
-    """:func:`sliced_costs` with the representation ``space`` given (registered or not)."""
+def representation_costs(space, mu: Measure, nu: Measure, directions: torch.Tensor, p: float):
+    """:func:`scaled_costs` with the representation ``space`` given (registered or not)."""
     # The fast path pairs sorted atoms and treats weights as constants: not when they need gradients.
     weights_grad = torch.is_grad_enabled() and (mu.weights.requires_grad or nu.weights.requires_grad)
     uniform = mu.uniform and nu.uniform and mu.n_points == nu.n_points and not weights_grad
@@ -189,7 +226,7 @@ def representation_costs(space, mu: Measure, nu: Measure, directions: torch.Tens
         from . import _circle
 
         def cost(u, v):
-            return _circle.circle_costs(u, v, mu.weights, nu.weights, p)
+            return _circle.scaled_circle_costs(u, v, mu.weights, nu.weights, p)
     elif space.domain == "line":
         def cost(u, v):
             return _ot1d.ProjectedCost.apply(u, v, mu.weights, nu.weights, p, uniform)
@@ -201,7 +238,18 @@ def representation_costs(space, mu: Measure, nu: Measure, directions: torch.Tens
         th = directions[l0:l1]
         u, v = space.project(mu.support, th), space.project(nu.support, th)  # (B, Lc, N), (B, Lc, M)
         parts.append(cost(u, v))
-    return torch.cat(parts, -1)
+    return torch.cat([c for c, _ in parts], -1), torch.cat([s for _, s in parts], -1)
+
+
+def relative_costs(costs: torch.Tensor, scale: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-slice ``(costs, scale)`` (``W_p^p = scale^p costs``) -> ``(costs / S^p (B, L), S (B,))``
+    with ``S`` the largest per-slice ``W_p`` of each item (1 where all are 0), so that the costs lie
+    in [0, 1] and the largest is 1. Done in logarithms, so no ``p`` overflows or underflows."""
+    log_w = scale.log() + costs.detach().double().clamp_min(0).log() / p  # (B, L) log W_p per slice
+    log_s = log_w.amax(-1)  # (B,)
+    log_s = torch.where(torch.isfinite(log_s), log_s, 0.0)  # every slice 0
+    factor = torch.exp(p * (scale.log() - log_s[:, None]))  # (B, L) scale^p / S^p, finite
+    return (costs.double() * factor).to(costs.dtype), log_s.exp()
 
 
 def sliced_wasserstein(
@@ -238,6 +286,10 @@ def sliced_wasserstein(
     >>> geom.sliced_wasserstein(x, x + 3, directions=[[1.0]]).item()
     3.0
     """
+    for key in ("weights", "kind"):
+        if key in scheme_options:
+            raise TypeError(f"{key}: belongs to the measures, not to sliced_wasserstein: build them with "
+                            f"geom.measure(x, {key}=...) and pass the Measures")
     p = check_p(p)
     mu, nu = measure(mu), measure(nu)
     check_same_space(mu, nu)
@@ -261,26 +313,46 @@ def sliced_wasserstein(
     scheme = resolve_scheme(scheme, scheme_options)
     generator = make_generator(seed, generator)
     if directions is None:
+        n = check_positive_int(n_projections, "n_projections")
+        check_memory(n * (48 * mu.dim + 40 * B), "n_projections", f"{n} directions and their costs")
         scheme.fit(mu, nu, p=p, generator=generator)
     mu, nu = scheme.lift(mu), scheme.lift(nu)
     space = get_representation(mu.kind)
     dim = space.direction_dim(mu)
     if directions is None:
-        n = check_positive_int(n_projections, "n_projections")
         directions = _check_directions(scheme.directions(n, dim, generator=generator), dim, mu.support,
-                                       f"directions returned by scheme {type(scheme).__name__}")
+                                       f"directions returned by scheme {_scheme_name(scheme)}", rows=n)
     else:
         directions = _check_directions(directions, dim, mu.support, "directions")
 
-    costs = sliced_costs(mu, nu, directions, p)  # (B, L) W_p^p per slice
-    mean, mean_err = scheme.estimate(costs, EstimateContext(mu, nu, directions, p, generator))
+    costs, scale = relative_costs(*scaled_costs(mu, nu, directions, p), p)  # (B, L) in [0, 1], (B,) max W_p
+    mean, mean_err = scheme.estimate(costs, EstimateContext(mu, nu, directions, p, generator, scale))
+    value, stderr = _root(mean, mean_err, scale, p, scheme)
+    if not (mu.batched or nu.batched):
+        value, stderr, costs, scale = value[0], stderr[0], costs[0], scale[0]
+    if return_result:
+        return SlicedResult(value, stderr.detach(), costs, directions, scale, p)
+    return value
+
+
+def _scheme_name(scheme: SlicingScheme) -> str:
+    cls = type(scheme)
+    return f"{cls.__name__} (module {cls.__module__})"
+
+
+def _root(mean: torch.Tensor, mean_err: torch.Tensor, scale: torch.Tensor, p: float, scheme):
+    """``SW_p = scale * mean^(1/p)`` and its stderr by the delta method, from a scheme's estimate of
+    ``E W_p^p / scale^p``; a ValueError naming the scheme where the estimate is not a number."""
+    if not bool(torch.isfinite(mean.detach()).all()):
+        k = int((~torch.isfinite(mean.detach())).nonzero()[0, 0])
+        raise ValueError(f"scheme {_scheme_name(scheme)}: the estimate of E W_p^p is {mean[k].item()} for item "
+                         f"{k}, not a finite number")
     tiny = torch.finfo(mean.dtype).tiny
-    value = torch.where(mean > 0, mean.clamp_min(tiny).pow(1.0 / p), 0.0)  # finite gradient at 0
+    s = scale.to(mean.dtype)
+    # A negative estimate (control variates can give one) reads as 0; the gradient at 0 is finite.
+    value = s * torch.where(mean > 0, mean.clamp_min(tiny).pow(1.0 / p), mean.new_zeros(()))
     # delta method: d (m^(1/p)) / dm = m^(1/p - 1) / p; at m = 0 the error of m^(1/p) is m_err^(1/p).
     m = mean.detach().clamp_min(0)
-    stderr = torch.where(m > 0, mean_err * m.pow(1.0 / p - 1.0) / p, mean_err.pow(1.0 / p))
-    if not (mu.batched or nu.batched):
-        value, stderr, costs = value[0], stderr[0], costs[0]
-    if return_result:
-        return SlicedResult(value, stderr.detach(), costs, directions)
-    return value
+    err = mean_err.detach()
+    stderr = s * torch.where(m > 0, err * m.clamp_min(tiny).pow(1.0 / p - 1.0) / p, err.clamp_min(0).pow(1.0 / p))
+    return value, stderr

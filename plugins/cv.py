@@ -146,6 +146,9 @@ class ControlVariates(geom.SlicingScheme):
         if L < 2 and self.gamma is None:
             return super().estimate(costs, context)  # gamma cannot be estimated from one slice
         C, EC = self.control_variate(context.mu, context.nu, context.directions)  # (B, L), (B,)
+        if context.scale is not None:  # the costs are in units of scale^2: so are the variates
+            unit = context.scale.to(C.dtype) ** 2  # (B,)
+            C, EC = C / unit[:, None], EC / unit
         C, EC = C.to(costs.dtype), EC.to(costs.dtype)
         if self.gamma is None:
             gamma, fitted = _optimal_gamma(costs.detach(), C.detach())  # (B,), (B,) bool

@@ -324,6 +324,7 @@ class GraphMeasures(geom.Representation):
     """
 
     linear = True
+    expects = "a GraphDomain or MeshDomain, with node weights (weights=) or node samples (nodes=)"
 
     def build(self, obj, *, weights=None, nodes=None, dtype=None):
         if not isinstance(obj, SpectralDomain):

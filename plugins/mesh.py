@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 import geom
-from geom._checks import check_int, check_real, describe
+from geom._checks import check_int, check_memory, check_real, describe
 from geom.io import surface_draws
 from geom.measure import Measure
 
@@ -190,6 +190,7 @@ class MeshSamples(_MeshKind):
 
     def _item(self, vertices, faces, where, *, n_samples, seed):
         n_samples = check_int(n_samples, "n_samples", minimum=1)
+        check_memory(n_samples * 128, "n_samples", f"{n_samples} surface samples")  # draws, samples, gradients
         seed = check_int(seed, "seed", minimum=0)
         try:
             face, bary = surface_draws(vertices.detach().cpu().numpy(), faces.cpu().numpy(), n_samples, seed=seed)

@@ -35,6 +35,8 @@ def as_support(obj, name: str = "obj", expected: str = _ACCEPTED) -> torch.Tenso
             raise TypeError(f"{name}: expected {expected}; the nested list is not a numeric array ({exc})") from exc
     else:
         raise TypeError(f"{name}: expected {expected}, got {describe(obj)}")
+    if t.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name}: expected a tensor on the CPU or a CUDA device, got one on device '{t.device}'")
     if t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"{name}: expected real coordinates, got dtype {t.dtype}")
     if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):

@@ -80,7 +80,7 @@ class Reservoir(geom.SlicingScheme):
     Attributes (state, per dimension ``dim``):
         reservoir: ``(R, dim)`` float64 members, ``R <= reservoir_size``, largest key first.
         log_keys: ``(R,)`` their A-Res keys ``log u / w`` at the last update.
-        weights: ``(R,)`` their weights ``w = c rho decay^age`` at the last update.
+        weights: ``(R,)`` their weights ``w = c rho decay^age`` at the last update, relative to the largest.
         step: number of reservoir updates since the instance was made (or ``dim`` changed).
         resets: number of resets for low effective sample size.
     """
@@ -157,19 +157,33 @@ class Reservoir(geom.SlicingScheme):
         n_fresh = terms.shape[-1]
         value = terms.mean(-1)  # (B,)
         stderr = terms.detach().std(-1) / math.sqrt(n_fresh) if n_fresh > 1 else torch.full_like(value, math.nan)
-        self._update(drawn[n_res:], costs.detach().to("cpu", torch.float64).mean(0), n_res, rho, log_u)
+        c = costs.detach().to("cpu", torch.float64)  # (B, n) in units of scale^p
+        if context.scale is not None:  # log of the batch-mean cost in absolute units, for any p
+            log_s = context.p * context.scale.detach().to("cpu", torch.float64).log()  # (B,)
+            top = log_s.max()
+            c = (c * (log_s - top).exp()[:, None]).mean(0).log() + top
+        else:
+            c = c.mean(0).log()
+        self._update(drawn[n_res:], c, n_res, rho, log_u)
         return value, stderr
 
-    def _update(self, fresh, c, n_res, rho, log_u):
-        """A-Res step: ``fresh (n_fresh, d)`` candidates, batch-mean costs ``c (n,)`` of the ``n_res``
-        members shown and the fresh candidates, their ``rho`` and ``log u`` ``(n_fresh,)``."""
-        c = torch.where(torch.isfinite(c) & (c > 0), c, 0.0)  # (n,)
-        cost = torch.cat([self._cost, c[n_res:]])
-        cost[:n_res] = c[:n_res]  # shown members get their current cost, the others keep their last one
+    def _update(self, fresh, log_c, n_res, rho, log_u):
+        """A-Res step: ``fresh (n_fresh, d)`` candidates, the logs of the batch-mean costs ``(n,)`` of
+        the ``n_res`` members shown and the fresh candidates, their ``rho`` and ``log u`` ``(n_fresh,)``.
+
+        Costs are kept as logarithms (``W_p^p`` spans any range for large ``p``); the A-Res keys
+        ``log u / w`` rank the same under a common factor of the weights ``w``, so the weights are
+        taken relative to the largest."""
+        if bool(torch.isnan(log_c).any()):
+            raise ValueError("costs: expected numbers, got NaN (the reservoir cannot rank its directions)")
+        cost = torch.cat([self._cost, log_c[n_res:]])
+        cost[:n_res] = log_c[:n_res]  # shown members get their current cost, the others keep their last one
         log_u = torch.cat([self._log_u, log_u])
         rho = torch.cat([self._rho, rho])
-        birth = torch.cat([self._birth, torch.full((len(c) - n_res,), self.step)])
-        w = cost * rho * self.decay ** (self.step - birth).double()  # (pool,)
+        birth = torch.cat([self._birth, torch.full((len(log_c) - n_res,), self.step)])
+        log_w = cost + rho.log() + (self.step - birth).double() * math.log(self.decay)  # (pool,)
+        top = log_w.max() if len(log_w) and bool(torch.isfinite(log_w).any()) else 0.0
+        w = (log_w - top).exp()  # (pool,) relative weights, the largest 1
         keys = torch.where(w > 0, log_u / w, -math.inf)  # (pool,)
         keep = torch.sort(keys, descending=True, stable=True).indices[: self.reservoir_size]
         pool = torch.cat([self.reservoir, fresh])  # (pool, d)

@@ -520,7 +520,8 @@ def test_rows_cost_matches_quantile_integral(p):
     a, b = rng.integers(1, 5, size=7).astype(float), rng.integers(1, 5, size=4).astype(float)
     want = _w_pp_by_quantiles(u, v, a, b, p)
     a_t, b_t = torch.tensor(a / a.sum())[None], torch.tensor(b / b.sum())[None]  # (1, N), (1, M)
-    cost, _ = ot1d.rows_cost(torch.tensor(u)[None, None], torch.tensor(v)[None, None], a_t, b_t, p, False)
+    cost, scale, _ = ot1d.rows_cost(torch.tensor(u)[None, None], torch.tensor(v)[None, None], a_t, b_t, p, False)
+    cost = cost * scale**p
     assert cost.item() == pytest.approx(want, rel=1e-10)
     value = geom.sliced_wasserstein(geom.measure(u, weights=a), geom.measure(v, weights=b), p=p, directions=[[1.0]])
     assert value.item() == pytest.approx(want ** (1 / p), rel=1e-10)
@@ -542,9 +543,10 @@ def test_cpu_merge_kernel_equals_torch_rows_cost(seed, n, m, batch, p, ties, dty
     a, b = a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True)
     theta = torch.randn(50, 2, generator=g, dtype=dtype)
     theta = theta / theta.norm(dim=1, keepdim=True)
-    cost, grads = ot1d._cpu_chunk(x, y, theta, a, b, p, False, (True,) * 4)
+    cost, scale, grads = ot1d._cpu_chunk(x, y, theta, a, b, p, False, (True,) * 4)
     u, v = theta @ x.transpose(1, 2), theta @ y.transpose(1, 2)
-    want, want_grads = ot1d.rows_cost(u, v, a, b, p, False, (True,) * 4)
+    want, want_scale, want_grads = ot1d.rows_cost(u, v, a, b, p, False, (True,) * 4)
+    torch.testing.assert_close(scale, want_scale)
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(cost, want, **tol)
     if not ties:  # with ties the matching (hence the subgradient) is not unique
@@ -568,8 +570,8 @@ def test_weight_gradient_equals_finite_differences(seed, n, m, p, on_cpu_kernel)
         if on_cpu_kernel:
             return geom.sliced_wasserstein(mu, nu, p=p, directions=theta)
         u, v = theta @ mu.support.transpose(1, 2), theta @ nu.support.transpose(1, 2)  # (1, L, N|M)
-        costs = ot1d.ProjectedCost.apply(u, v, mu.weights, nu.weights, p, False)
-        return costs.mean() ** (1 / p)
+        costs, scale = ot1d.ProjectedCost.apply(u, v, mu.weights, nu.weights, p, False)
+        return (costs * scale**p).mean() ** (1 / p)
 
     wa_, wb_ = wa.clone().requires_grad_(), wb.clone().requires_grad_()
     sw(wa_, wb_).backward()
