@@ -48,11 +48,11 @@ import numpy as np
 import torch
 
 from . import _ot1d
-from ._checks import check_positive_int, check_real
+from ._checks import check_memory, check_positive_int, check_real
 from .flows import FlowResult, _check_callback, _eval_directions, _generator, _pair, _record_set, _run
 from .measure import measure
 from .reductions import _prepare
-from .sliced import SlicedResult, _check_directions, make_generator, resolve_scheme
+from .sliced import SlicedResult, _check_directions, _scheme_name, make_generator, resolve_scheme
 
 __all__ = ["energy_slicing_constant", "mmd_flow", "sliced_energy_distance"]
 
@@ -388,8 +388,9 @@ def sliced_energy_distance(
     generator = make_generator(seed, generator)
     if directions is None:
         n = check_positive_int(n_projections, "n_projections")
+        check_memory(n * (48 * D + 24 * x.shape[0]), "n_projections", f"{n} directions and their energies")
         directions = _check_directions(scheme.directions(n, D, generator=generator), D, x,
-                                       f"directions returned by scheme {type(scheme).__name__}")
+                                       f"directions returned by scheme {_scheme_name(scheme)}", rows=n)
     else:
         directions = _check_directions(directions, D, x, "directions")
     c_d = energy_slicing_constant(D)

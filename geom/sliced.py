@@ -335,6 +335,14 @@ def sliced_wasserstein(
     return value
 
 
+def root_p(mean: torch.Tensor, p: float) -> torch.Tensor:
+    """``mean^(1/p)`` with a finite gradient at 0: a negative estimate (control variates can give
+    one) reads as 0, and NaN stays NaN."""
+    tiny = torch.finfo(mean.dtype).tiny
+    out = torch.where(mean > 0, mean.clamp_min(tiny).pow(1.0 / p), mean.new_zeros(()))
+    return torch.where(torch.isnan(mean), mean, out)
+
+
 def _scheme_name(scheme: SlicingScheme) -> str:
     cls = type(scheme)
     return f"{cls.__name__} (module {cls.__module__})"
@@ -349,8 +357,7 @@ def _root(mean: torch.Tensor, mean_err: torch.Tensor, scale: torch.Tensor, p: fl
                          f"{k}, not a finite number")
     tiny = torch.finfo(mean.dtype).tiny
     s = scale.to(mean.dtype)
-    # A negative estimate (control variates can give one) reads as 0; the gradient at 0 is finite.
-    value = s * torch.where(mean > 0, mean.clamp_min(tiny).pow(1.0 / p), mean.new_zeros(()))
+    value = s * root_p(mean, p)
     # delta method: d (m^(1/p)) / dm = m^(1/p - 1) / p; at m = 0 the error of m^(1/p) is m_err^(1/p).
     m = mean.detach().clamp_min(0)
     err = mean_err.detach()

@@ -284,12 +284,10 @@ def _sliced(rep: Representation, name: str | None, mu: Measure, nu: Measure, the
     through the representation's own projections and the core's 1-D transport (line or circle)."""
     if name is not None:
         return sliced_wasserstein(mu, nu, directions=theta, p=p)
-    from .sliced import relative_costs, representation_costs
+    from .sliced import relative_costs, representation_costs, root_p
 
     costs, scale = relative_costs(*representation_costs(rep, mu, nu, theta, float(p)), float(p))  # (B, L), (B,)
-    mean = costs.mean(-1)  # (B,) in units of scale^p
-    tiny = torch.finfo(mean.dtype).tiny
-    value = scale.to(mean.dtype) * torch.where(mean > 0, mean.clamp_min(tiny).pow(1.0 / p), 0.0)
+    value = scale.to(costs.dtype) * root_p(costs.mean(-1), float(p))  # mean in units of scale^p
     return value if mu.batched else value[0]
 
 

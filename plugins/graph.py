@@ -416,7 +416,7 @@ def intrinsic_sliced_wasserstein(mu, nu, domain: SpectralDomain, *, p: float = 2
     costs = sliced_costs(mu, nu, axes, p) * alpha.pow(1 - p / 2)  # (B, K) alpha_k W_p^p(phi_k#mu, phi_k#nu)
     total = costs.sum(-1) / (alpha.sum() if normalize else 1)  # (B,)
     tiny = torch.finfo(dtype).tiny
-    value = torch.where(total > 0, total.clamp_min(tiny).pow(1 / p), 0.0)
+    value = torch.where(total == 0, total.new_zeros(()), total.clamp_min(tiny).pow(1 / p))  # NaN stays NaN
     if not (mu.batched or nu.batched):
         value, costs = value[0], costs[0]
     return (value, costs) if return_costs else value
