@@ -46,6 +46,7 @@ matrices become rows with :func:`matrices_to_rows` (``"spd"``, ``"spd-affine"``)
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 
@@ -111,7 +112,12 @@ class _SymLog(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, X):
-        w, V = torch.linalg.eigh(X)  # (..., n), (..., n, n)
+        w, V = _linalg(torch.linalg.eigh, X, "X")  # (..., n), (..., n, n)
+        bad = ~(w[..., 0] > 0) | ~torch.isfinite(w).all(-1)  # (...,)
+        if bool(bad.any()):
+            k = tuple(bad.nonzero()[0].tolist())
+            raise ValueError(f"X: X[{', '.join(map(str, k))}] has eigenvalues from {w[k][0].item():.6g} to "
+                             f"{w[k][-1].item():.6g}; expected positive definite matrices with finite eigenvalues")
         logw = w.log()
         ctx.save_for_backward(w, V, logw)
         return (V * logw.unsqueeze(-2)) @ V.transpose(-1, -2)
@@ -131,7 +137,11 @@ class _SymLog(torch.autograd.Function):
 
 
 def spd_log(X: torch.Tensor) -> torch.Tensor:
-    """Matrix logarithm of ``(..., n, n)`` SPD matrices, differentiable (finite for repeated eigenvalues)."""
+    """Matrix logarithm of ``(..., n, n)`` SPD matrices, differentiable (finite for repeated eigenvalues).
+
+    Raises ValueError naming the first matrix ``X[i, ...]`` whose eigenvalues are not all positive
+    and finite (or whose eigendecomposition fails), never a NaN logarithm.
+    """
     return _SymLog.apply(X)
 
 
@@ -142,12 +152,34 @@ def _index(k: tuple, batched: bool) -> str:
     return f"X[{', '.join(map(str, k if batched else k[1:]))}]"
 
 
+def _linalg(fn, A: torch.Tensor, name: str, index=lambda k: f"X[{', '.join(map(str, k))}]"):
+    """``fn(A)`` for a ``(..., n, n)`` stack; a LinAlgError (LAPACK did not converge) becomes a
+    ValueError naming ``name`` and the matrix torch reports, as ``index(k)`` of its index tuple ``k``."""
+    try:
+        return fn(A)
+    except torch.linalg.LinAlgError as exc:
+        found = re.search(r"Batch element (\d+)", str(exc))
+        where = "a matrix"
+        if found and A.ndim > 2:
+            where = index(tuple(int(i) for i in torch.unravel_index(torch.tensor(int(found[1])), A.shape[:-2])))
+        raise ValueError(f"{name}: {where} cannot be factorised ({str(exc).splitlines()[0]})") from None
+
+
+def _definite(w: torch.Tensor) -> torch.Tensor:
+    """``(..., n)`` increasing eigenvalues -> ``(...,)``: numerically positive definite, i.e. every
+    eigenvalue finite and the smallest above ``n * eps * largest`` (below it, rounding decides its sign)."""
+    n, eps = w.shape[-1], torch.finfo(w.dtype).eps
+    return (w[..., 0] > n * eps * w[..., -1]) & torch.isfinite(w[..., -1])
+
+
 def check_spd(X: torch.Tensor, *, batched: bool, name: str = "obj", atol: float | None = None) -> torch.Tensor:
     """Validate a ``(B, N, n, n)`` stack of SPD matrices and return it symmetrised, ``(X + X^T) / 2``.
 
     Raises ValueError naming the first offending matrix (``X[i]``, or ``X[b, i]`` for batches) and
     what is wrong with it: non-finite entries, asymmetry beyond ``atol`` (default
-    ``sqrt(eps) * max(1, max |X|)`` of the dtype), or an eigenvalue ``<= 0``.
+    ``sqrt(eps) * max(1, max |X|)`` of the dtype), or an eigenvalue ``<= n * eps * largest`` (not
+    positive definite, or so nearly singular that rounding decides the sign of the smallest
+    eigenvalue), or an infinite one.
     """
     Xd = X.detach()
     bad = ~torch.isfinite(Xd).flatten(2).all(-1)  # (B, N)
@@ -164,12 +196,19 @@ def check_spd(X: torch.Tensor, *, batched: bool, name: str = "obj", atol: float 
             f"tolerance {tol:.3g})"
         )
     S = (X + X.transpose(-1, -2)) / 2
-    lo = torch.linalg.eigvalsh(S.detach())[..., 0]  # (B, N) smallest eigenvalues
-    if bool((lo <= 0).any()):
-        k = tuple((lo <= 0).nonzero()[0].tolist())
+    w = _linalg(torch.linalg.eigvalsh, S.detach(), name, lambda k: _index(k, batched))  # (B, N, n) increasing
+    bad = ~_definite(w)  # (B, N)
+    if bool(bad.any()):
+        k = tuple(bad.nonzero()[0].tolist())
+        n, lo, hi = w.shape[-1], w[k][0].item(), w[k][-1].item()
+        if not bool(torch.isfinite(w[k]).all()):
+            raise ValueError(f"{name}: {_index(k, batched)} has eigenvalues beyond the range of {w.dtype} (entries "
+                             f"up to {Xd[k].abs().max().item():.3g}); rescale it")
         raise ValueError(
-            f"{name}: {_index(k, batched)} has eigenvalue {lo[k].item():.6g}; expected positive definite "
-            "matrices (for covariances with more channels than samples use shrinkage)"
+            f"{name}: {_index(k, batched)} has eigenvalue {lo:.6g} (largest {hi:.6g}); expected positive "
+            f"definite matrices with finite eigenvalues, the smallest above {n} * eps * the largest = "
+            f"{n * torch.finfo(w.dtype).eps * hi:.3g} in {w.dtype} (for nearly singular matrices use float64 "
+            "or shrinkage; for covariances with more channels than samples use shrinkage)"
         )
     return S
 
@@ -199,7 +238,12 @@ def rows_to_frames(rows: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tens
     if rows.ndim != 2 or rows.shape[1] != n + n * n:
         raise ValueError(f"directions: expected shape (L, {n + n * n}) for {n}x{n} matrices, got {tuple(rows.shape)}")
     theta = rows[:, :n]
-    theta = theta / theta.norm(dim=1, keepdim=True).clamp_min(torch.finfo(rows.dtype).tiny)  # (L, n)
+    norm = theta.norm(dim=1, keepdim=True)  # (L, 1)
+    zero = norm[:, 0] < torch.finfo(rows.dtype).tiny  # (L,)
+    if bool(zero.any()):
+        raise ValueError(f"directions: row {int(zero.nonzero()[0])} has a zero theta block (its first {n} "
+                         "entries); it names no direction")
+    theta = theta / norm  # (L, n)
     Q, R = torch.linalg.qr(rows[:, n:].reshape(-1, n, n))  # (L, n, n)
     sign = torch.where(R.diagonal(dim1=-2, dim2=-1) < 0, -1.0, 1.0).to(rows.dtype)  # (L, n)
     return theta, Q * sign.unsqueeze(-2)
@@ -224,6 +268,9 @@ def matrices_to_rows(A) -> torch.Tensor:
         A = A.to(torch.float64)
     if A.ndim != 3 or A.shape[-1] != A.shape[-2] or A.shape[0] < 1:
         raise ValueError(f"A: expected (L, n, n) symmetric matrices, got {describe(A)}")
+    finite = torch.isfinite(A).flatten(1).all(1)  # (L,)
+    if not bool(finite.all()):
+        raise ValueError(f"A: expected finite entries, got nan or inf in A[{int((~finite).nonzero()[0])}]")
     asym = (A - A.transpose(-1, -2)).abs().amax().item()
     if asym > math.sqrt(torch.finfo(A.dtype).eps):
         raise ValueError(f"A: expected symmetric matrices, got max |A - A^T| = {asym:.3g}")
@@ -232,7 +279,7 @@ def matrices_to_rows(A) -> torch.Tensor:
         k = int((norms - 1).abs().argmax())
         raise ValueError(f"A: expected unit Frobenius norms, got A[{k}] with norm {norms[k].item():.6g}")
     n = A.shape[-1]
-    w, V = torch.linalg.eigh((A + A.transpose(-1, -2)) / 2)  # (L, n), (L, n, n)
+    w, V = _linalg(torch.linalg.eigh, (A + A.transpose(-1, -2)) / 2, "A", lambda k: f"A[{k[0]}]")  # (L, n), (L, n, n)
     w = w / w.norm(dim=1, keepdim=True)
     return torch.cat([w, V.reshape(-1, n * n)], 1) / math.sqrt(1 + n)
 
@@ -256,8 +303,17 @@ def busemann_projections(X: torch.Tensor, theta: torch.Tensor, P: torch.Tensor) 
     for l0 in range(0, theta.shape[0], step):
         Pc = Pr[l0:l0 + step]  # (Lc, n, n)
         Y = torch.einsum("lji,bnjk,lkm->blnim", Pc, X, Pc)  # (B, Lc, N, n, n) = Pr^T X Pr
-        C = torch.linalg.cholesky((Y + Y.transpose(-1, -2)) / 2)
+        C, info = torch.linalg.cholesky_ex((Y + Y.transpose(-1, -2)) / 2)  # (B, Lc, N, n, n), (B, Lc, N)
         logd = 2 * C.diagonal(dim1=-2, dim2=-1).log()  # (B, Lc, N, n)
+        bad = (info != 0) | ~torch.isfinite(logd).all(-1)  # (B, Lc, N)
+        if bool(bad.any()):
+            b, l, i = bad.nonzero()[0].tolist()
+            raise ValueError(
+                f"spd-affine: the matrix X[{b}, {i}] (batch item {b}, matrix {i}) is too ill-conditioned for "
+                f"the affine-invariant projections: the Cholesky factorisation of P^T X P fails for direction "
+                f"{l0 + l}; build the measure with geom.measure(..., kind='spd-affine'), which checks it, or use "
+                "float64"
+            )
         parts.append((logd * theta[l0:l0 + step, None, :]).sum(-1))  # (B, Lc, N)
     return torch.cat(parts, 1)
 
@@ -357,8 +413,8 @@ def covariances(x, *, shrinkage="ledoit-wolf", center: bool = True, return_shrin
         ``(N, C, C)`` SPD matrices (and ``(N,)`` coefficients); differentiable in ``x``.
 
     Raises:
-        ValueError: wrong shape, non-finite values, or a result that is not positive definite
-            (e.g. no shrinkage with ``C >= T``), naming the item.
+        ValueError: wrong shape, non-finite values, a covariance that overflows, or a result that is
+            not (numerically) positive definite (e.g. no shrinkage with ``C >= T``), naming the item.
     """
     x = as_support(x)
     if x.ndim != 3 or min(x.shape) < 1:
@@ -386,11 +442,18 @@ def covariances(x, *, shrinkage="ledoit-wolf", center: bool = True, return_shrin
         s = torch.full((N,), check_real(shrinkage, "shrinkage", "in [0, 1]", lambda v: 0 <= v <= 1),
                        dtype=x.dtype, device=x.device)
     out = (1 - s)[:, None, None] * S + (s * m)[:, None, None] * eye  # (N, C, C)
-    lo = torch.linalg.eigvalsh(out.detach())[:, 0]  # (N,)
-    if bool((lo <= 0).any()):
-        k = int((lo <= 0).nonzero()[0])
+    finite = torch.isfinite(out.detach()).flatten(1).all(1)  # (N,)
+    if not bool(finite.all()):
+        k = int((~finite).nonzero()[0])
+        raise ValueError(f"x: the covariance of x[{k}] overflows {x.dtype} (|x| up to "
+                         f"{x[k].detach().abs().max().item():.3g}); rescale x or use float64")
+    w = _linalg(torch.linalg.eigvalsh, out.detach(), "x", lambda k: f"the covariance of x[{k[0]}]")  # (N, C)
+    ok = _definite(w)  # (N,)
+    if not bool(ok.all()):
+        k = int((~ok).nonzero()[0])
         raise ValueError(
-            f"x: the covariance of x[{k}] is not positive definite (eigenvalue {lo[k].item():.3g}; "
+            f"x: the covariance of x[{k}] is not positive definite (eigenvalue {w[k, 0].item():.3g}, largest "
+            f"{w[k, -1].item():.3g}; "
             f"{C} channels, {T} times, shrinkage {s[k].item():.3g}); use shrinkage > 0 or more times"
         )
     return (out, s) if return_shrinkage else out

@@ -342,3 +342,63 @@ def test_bad_directions_and_covariance_input(kinds):
         spd.covariances(torch.randn(2, 3, 10), shrinkage=1.5)
     with pytest.raises(ValueError, match="shrinkage: expected 'ledoit-wolf'"):
         spd.covariances(torch.randn(2, 3, 10), shrinkage="oas")
+
+
+def nearly_singular(n, smallest, seed, dtype=torch.float64):
+    """``Q diag(1, ..., 1, smallest) Q^T`` for a random rotation ``Q``, rounded to ``dtype``."""
+    Q = random_orthogonal(n, seed)
+    ev = torch.ones(n, dtype=torch.float64)
+    ev[-1] = smallest
+    return ((Q * ev) @ Q.T).to(dtype)
+
+
+@pytest.mark.parametrize("dtype, smallest", [(torch.float64, 1e-17), (torch.float32, 1e-9)])
+@pytest.mark.parametrize("kind", KINDS)
+def test_nearly_singular_matrix_is_refused_naming_batch_item_and_matrix(kinds, kind, dtype, smallest):
+    # this rotation makes the computed smallest eigenvalue positive (with LAPACK here), 6 to 60 times
+    # the true one: its size is rounding noise, and so would be every logarithm or Cholesky factor
+    X, Y = random_spd(4, 3, 30, batch=2).to(dtype), random_spd(5, 3, 31, batch=2).to(dtype)
+    X[1, 2] = nearly_singular(3, smallest, 4, dtype)
+    with pytest.raises(ValueError, match=r"obj: X\[1, 2\] has eigenvalue .*largest .*3 \* eps \* the largest"):
+        sw(kind, X, Y, n_projections=50, seed=0)
+    X[1, 2] = nearly_singular(3, 1e-12 if dtype == torch.float64 else 1e-5, 0, dtype)  # ill-conditioned, not singular
+    assert torch.isfinite(sw(kind, X, Y, n_projections=50, seed=0)).all()
+
+
+def test_affine_projection_of_an_unchecked_singular_matrix_names_it(kinds):
+    X = random_spd(3, 3, 32)[None]  # (1, 3, 3, 3)
+    X[0, 1] = nearly_singular(3, 0.0, 1)
+    mu = geom.Measure(X, torch.full((1, 3), 1 / 3, dtype=X.dtype), kind="spd-affine", batched=False, uniform=True)
+    nu = geom.measure(random_spd(3, 3, 33), kind="spd-affine")
+    with pytest.raises(ValueError, match=r"X\[0, 1\] \(batch item 0, matrix 1\) is too ill-conditioned.*direction"):
+        geom.sliced_wasserstein(mu, nu, n_projections=20, seed=0)
+
+
+def test_linear_algebra_failures_become_errors_naming_the_matrix(kinds, monkeypatch):
+    X = random_spd(3, 3, 34)
+    X[1] = torch.diag(torch.tensor([1.0, -1.0, 2.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"X: X\[1\] has eigenvalues from -1 to 2"):
+        spd.spd_log(X)  # never a NaN logarithm
+    huge = torch.full((2, 2), 8.5e307, dtype=torch.float64) + torch.eye(2, dtype=torch.float64) * 8.5e307
+    with pytest.raises(ValueError, match=r"X: X\[0\] has eigenvalues from .* to (inf|nan)"):
+        spd.spd_log(huge[None])
+    with pytest.raises(ValueError, match=r"obj: X\[0\] has eigenvalues beyond the range of torch.float64"):
+        geom.measure(huge[None], kind="spd")
+    A = random_directions(3, 2, 35)
+    A[1, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"A: expected finite entries, got nan or inf in A\[1\]"):
+        spd.matrices_to_rows(A)
+    theta_zero = torch.cat([torch.zeros(3), torch.eye(3).flatten() / math.sqrt(3)]).double()[None]  # (1, 12)
+    with pytest.raises(ValueError, match=r"directions: row 0 has a zero theta block"):
+        sw("spd", X[[0, 2]], X[[0, 2]] * 2, directions=theta_zero)
+    x = torch.randn(3, 4, 20, generator=torch.Generator().manual_seed(36))
+    x[1] *= 1e20  # float32: x x^T overflows
+    with pytest.raises(ValueError, match=r"x: the covariance of x\[1\] overflows torch.float32"):
+        spd.covariances(x)
+
+    def no_convergence(A):  # LAPACK giving up on the sixth matrix of the stack
+        raise torch.linalg.LinAlgError("linalg.eigh: (Batch element 5): The algorithm failed to converge")
+
+    monkeypatch.setattr(torch.linalg, "eigvalsh", no_convergence)
+    with pytest.raises(ValueError, match=r"obj: X\[1, 1\] cannot be factorised \(linalg.eigh: \(Batch element 5\)"):
+        geom.measure(random_spd(4, 3, 37, batch=2), kind="spd")
