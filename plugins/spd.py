@@ -341,6 +341,7 @@ class LogEuclideanSPD(geom.Representation):
     """
 
     name = "spd"
+    expects = "SPD matrices: an (N, n, n) or (B, N, n, n) array, or a .npy / .npz file of one"
 
     def build(self, obj, *, weights=None, **options):
         return _build(self.name, obj, weights, options, log=True)
@@ -362,6 +363,7 @@ class LogSlicedSPD(geom.Representation):
     """
 
     name = "spd-logsw"
+    expects = "SPD matrices: an (N, n, n) or (B, N, n, n) array, or a .npy / .npz file of one"
     linear = True
 
     def build(self, obj, *, weights=None, **options):
@@ -378,6 +380,7 @@ class AffineInvariantSPD(geom.Representation):
     """
 
     name = "spd-affine"
+    expects = "SPD matrices: an (N, n, n) or (B, N, n, n) array, or a .npy / .npz file of one"
 
     def build(self, obj, *, weights=None, **options):
         return _build(self.name, obj, weights, options, log=False)

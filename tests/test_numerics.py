@@ -231,13 +231,15 @@ def test_an_unsupported_device_is_named():
         geom.measure(torch.empty(4, 3, device="meta"))
 
 
-def test_kinds_that_do_not_read_shape_files_say_what_they_expect(tmp_path):
+@pytest.mark.parametrize("kind, expects", [("graph", "a GraphDomain"), ("spd", "SPD matrices"),
+                                           ("spd-logsw", "SPD matrices"), ("spd-affine", "SPD matrices")])
+def test_kinds_that_do_not_read_shape_files_say_what_they_expect(tmp_path, kind, expects):
     path = tmp_path / "tri.ply"
     path.write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
                     "element face 1\nproperty list uchar int vertex_indices\nend_header\n0 0 0\n1 0 0\n0 1 0\n"
                     "3 0 1 2\n")
-    with pytest.raises(ValueError, match="kind 'graph' expects a GraphDomain"):
-        geom.measure(path, kind="graph")
+    with pytest.raises(ValueError, match=f"kind '{kind}' expects {expects}.*tri.ply"):
+        geom.measure(path, kind=kind)
 
 
 def test_cv_and_reservoir_read_the_cost_scale():
