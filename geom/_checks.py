@@ -125,10 +125,15 @@ def format_bytes(n: float) -> str:
     return f"{n:.3g} TiB"  # pragma: no cover
 
 
-def check_memory(nbytes: float, name: str, what: str = "") -> None:
+def check_memory(nbytes: float, name: str, what: str = "", device=None) -> None:
     """ValueError naming the argument ``name`` when a computation would need ``nbytes`` of memory
-    and more than the available memory (:func:`available_memory`); ``what`` says for what."""
-    free = available_memory()
+    and more than the available memory (:func:`available_memory`, or the free memory of a CUDA
+    ``device``); ``what`` says for what."""
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        free = available_memory()
     if nbytes > free:
         detail = f" for {what}" if what else ""
         raise ValueError(f"{name}: this needs about {format_bytes(nbytes)} of memory{detail}, more than the "

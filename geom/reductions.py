@@ -106,10 +106,9 @@ def _kernel(name: str, backend, *calls):
     will run on; a ValueError naming ``mu, nu`` where that would need more memory than is available."""
     chosen = _pick(name, backend, calls)
     x = calls[0][0]
-    if x.device.type == "cpu":
-        sizes = " and ".join(f"{p.shape[0]} x {p.shape[1]} x {q.shape[1]}" for p, q in calls)
-        check_memory(_need(name, chosen, calls), "mu, nu",
-                     f"backend={chosen!r} on (batch x points x points) pairs {sizes}")
+    sizes = " and ".join(f"{p.shape[0]} x {p.shape[1]} x {q.shape[1]}" for p, q in calls)
+    check_memory(_need(name, chosen, calls), "mu, nu", f"backend={chosen!r} on (batch x points x points) pairs "
+                 f"{sizes}", device=x.device)
     return _BACKENDS[chosen][name]
 
 
