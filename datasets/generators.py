@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 import geom
-from geom._checks import check_int, check_real, describe
+from geom._checks import check_int, check_memory, check_real, describe
 from geom.io import surface_draws
 
 from . import shapes
@@ -71,6 +71,12 @@ class _Generated(geom.Dataset):
 
     def _item_rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, 1, index])
+
+
+def _check_memory(n_values: int, sizes: dict[str, int], what: str) -> None:
+    """Refuse up front options whose arrays of ``n_values`` float64 numbers (times a few working copies)
+    exceed the available memory, naming the largest of ``sizes`` (option -> its share of ``n_values``)."""
+    check_memory(32 * n_values, max(sizes, key=sizes.get), what)
 
 
 def _torch_generator(rng: np.random.Generator) -> torch.Generator:
@@ -179,6 +185,7 @@ class Shapes(_Generated):
         self.n_per_class = check_int(n_per_class, "n_per_class", minimum=1)
         self._setup(root, seed, self.n_per_class * len(self.classes))
         self.n_points = check_int(n_points, "n_points", minimum=1)
+        _check_memory(8 * self.n_points, {"n_points": self.n_points}, f"items of {self.n_points} surface samples")
         self.noise = check_real(noise, "noise", ">= 0", lambda v: v >= 0)
         if not isinstance(partial, bool):
             raise TypeError(f"partial: expected True or False, got {describe(partial)}")
@@ -284,6 +291,9 @@ class SphereMixtures(_Generated):
         self.n_components = check_int(n_components, "n_components", minimum=1)
         self.kappa = check_real(kappa, "kappa", "> 0", lambda v: v > 0)
         self.n_points = check_int(n_points, "n_points", minimum=1)
+        C, K, d, n = self.n_classes, self.n_components, self.d, self.n_points
+        _check_memory(C * K * d, {"n_classes": C, "n_components": K, "d": d}, f"the {C} x {K} mixture means in R^{d}")
+        _check_memory(4 * n * d, {"n_points": n, "d": d}, f"items of {n} points in R^{d}")
         self.kind = _check_kind(kind, ("points", "sphere"))
         self.classes = [f"mixture-{c}" for c in range(self.n_classes)]
         means = self._structure_rng().standard_normal((self.n_classes, self.n_components, self.d))
@@ -387,6 +397,10 @@ class SPDEnsembles(_Generated):
                              f"shrinkage (else the covariance is singular), got {self.n_times}")
         self.shrinkage = shrinkage
         self.noise = check_real(noise, "noise", ">= 0", lambda v: v >= 0)
+        C, m, n, T = self.n_classes, self.n_matrices or 1, self.n_channels, self.n_times
+        _check_memory(3 * C * n * n, {"n_classes": C, "n_channels": n * n}, f"the {C} class matrices of size {n}")
+        _check_memory(3 * m * n * (T + n), {"n_matrices": m, "n_channels": n * n, "n_times": T},
+                      f"items of {m} signals of {n} channels x {T} times")
         self.kind = None if kind is None else _check_kind(kind, _SPD_KINDS + (None,))
         self.classes = [f"class-{c}" for c in range(self.n_classes)]
         rng = self._structure_rng()
@@ -468,9 +482,12 @@ class GaussianMixtures(_Generated):
         self.n_points = check_int(n_points, "n_points", minimum=1)
         self.n_components = check_int(n_components, "n_components", minimum=1)
         self.separation = check_real(separation, "separation", ">= 0", lambda v: v >= 0)
+        C, K, d, N = self.n_classes, self.n_components, self.d, self.n_points
+        _check_memory(3 * C * K * d * d, {"n_classes": C, "n_components": K, "d": d * d},
+                      f"the {C} x {K} covariance matrices in R^{d}")
+        _check_memory(N * d * (d + 3), {"n_points": N, "d": d * d}, f"items of {N} points in R^{d}")
         self.classes = [f"class-{c}" for c in range(self.n_classes)]
         rng = self._structure_rng()
-        C, K, d = self.n_classes, self.n_components, self.d
         self.means = self.separation * rng.standard_normal((C, K, d))
         Q = np.stack([_rotation(rng, d) for _ in range(C * K)]).reshape(C, K, d, d)
         lam = rng.uniform(0.1, 1.0, (C, K, d))

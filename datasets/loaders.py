@@ -38,11 +38,20 @@ Common options (all loaders):
   (see ``geom_plugins.mesh``; ``"mesh"`` takes ``n_samples=n_points`` and the item's seed).
 - ``cache`` (``None``): a folder where items are stored and reused: clouds as ``.npy``, normalised
   meshes (mesh kinds) as ``.npz``, keyed by the file (resolved path, size, modification time), the
-  options and the item's seed. Nothing is ever written inside ``root`` unless ``cache`` points there.
+  options and the item's seed. Nothing is ever written inside ``root`` unless ``cache`` points there;
+  a cache folder inside ``root`` is never indexed, and must hold nothing but cache entries. An entry
+  is returned only if it holds what it should (a finite float32 ``(n_points, 3)`` cloud; finite
+  float32 ``vertices (V, 3)`` and int64 ``faces (F, 3)`` indexing them), read without pickle and with
+  the ``.npy`` headers checked against the bytes present; anything else is recomputed and rewritten.
+  Entries are written to a temporary file of their own and renamed into place
+  (:func:`geom._files.atomic_path`), so concurrent readers and writers (threads, DataLoader workers)
+  never see a partial entry.
 
 Errors and warnings: a missing ``root`` is a FileNotFoundError, a ``root`` without the expected
-layout a ValueError, both naming the path and describing the layout. A class folder without files
-(in the requested split) keeps its label and gets a :class:`geom.GeomWarning` naming it. Files are
+layout a ValueError, both naming the path and describing the layout. Names starting with a dot
+(hidden files, temporary files ``geom._files.TEMP_PREFIX...``) or ``__`` are never indexed. A class
+folder without files (in the requested split) keeps its label and gets a :class:`geom.GeomWarning`
+naming it. Files are
 indexed once in ``__init__`` (sorted, deterministic) and read lazily in ``__getitem__``; a file that
 cannot be read is a ValueError at access naming it (never skipped: the length stays true).
 
@@ -56,11 +65,13 @@ import abc
 import csv
 import hashlib
 import json
+import math
 import os
 import pathlib
 import re
 import sys
 import warnings
+import zipfile
 import zlib
 from typing import NamedTuple
 
@@ -69,7 +80,8 @@ import torch
 
 import geom
 import geom.io
-from geom._checks import GeomWarning, check_int, check_real, describe
+from geom._checks import GeomWarning, available_memory, check_int, check_memory, check_real, describe
+from geom._files import TEMP_PREFIX, atomic_write
 
 __all__ = ["FolderDataset", "HDF5Dataset", "ModelNet", "ShapeNet", "normalize_mesh", "normalize_points"]
 
@@ -77,6 +89,7 @@ KINDS = ("points", "mesh", "mesh-discrete", "varifold")
 NORMALIZE = ("sphere", "box", None)
 SPLIT_NAMES = ("train", "test", "val")
 _COMMON = {
+    "root": "the folder (or file) the dataset reads",
     "split": "'train', 'test' or None for every item (default None)",
     "n_points": "points per item: surface samples of meshes, subsample / repeats of clouds (default 1024)",
     "seed": "seed of the sampling; item i uses (seed, crc32 of its file) (default 0)",
@@ -85,6 +98,10 @@ _COMMON = {
     "kind": "'points' (tensor) or, for meshes, 'mesh', 'mesh-discrete', 'varifold' (geom.Measure) (default 'points')",
     "cache": "folder where sampled clouds / normalised meshes are stored and reused (default None: no cache)",
 }
+_BYTES_PER_POINT = 256
+"""About the memory one point of an item takes while it is sampled, resized and normalised (float64 copies)."""
+_CACHE_ENTRY = re.compile(r"-[0-9a-f]{20}\.np[yz]$")
+"""How cache entries are named: ``<file stem>-<20 hex digits of the key>.npy`` or ``.npz``."""
 
 
 class _Entry(NamedTuple):
@@ -100,9 +117,14 @@ def _progress(iterable, desc: str, unit: str = " folders"):
     return tqdm(iterable, desc=desc, unit=unit, leave=False, disable=None)
 
 
-def _subdirs(folder: pathlib.Path) -> list[pathlib.Path]:
-    """Sorted sub-folders, hidden ones and archive debris (``.x``, ``__MACOSX``) left out."""
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+def _hidden(name: str) -> bool:
+    """Hidden names, temporary files and archive debris (``.x``, ``.geom-tmp-...``, ``__MACOSX``): never indexed."""
+    return name.startswith((".", "__", TEMP_PREFIX))
+
+
+def _subdirs(folder: pathlib.Path, skip: pathlib.Path | None = None) -> list[pathlib.Path]:
+    """Sorted sub-folders of ``folder``, hidden ones and the folder ``skip`` (the cache) left out."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not _hidden(p.name) and p != skip)
 
 
 def _warn(message: str) -> None:
@@ -161,6 +183,58 @@ def normalize_mesh(vertices: np.ndarray, faces: np.ndarray, mode) -> np.ndarray:
     return (v - centre) / (scale if scale > 0 else 1.0)
 
 
+# ----------------------------------------------------------------- cache entries
+
+
+def _read_npy(fh, size: int) -> np.ndarray:
+    """The array of a ``.npy`` stream of ``size`` bytes, checked before anything is allocated: a plain
+    dtype (no pickled objects), C order, and a header whose shape exactly fills the remaining bytes."""
+    version = np.lib.format.read_magic(fh)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in read_header:
+        raise ValueError(f"unsupported .npy format version {version}")
+    shape, fortran, dtype = read_header[version](fh)
+    if dtype.hasobject or fortran:
+        raise ValueError(f"expected a C-ordered array of plain numbers, got dtype {dtype} (Fortran order: {fortran})")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes != size - fh.tell():
+        raise ValueError(f"the header claims {shape} {dtype} ({nbytes} bytes), the file holds {size - fh.tell()}")
+    data = bytearray(fh.read(nbytes))  # writable: torch.from_numpy shares it
+    if len(data) != nbytes:
+        raise ValueError(f"expected {nbytes} bytes of data, got {len(data)}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    with archive.open(info) as fh:
+        return _read_npy(fh, info.file_size)
+
+
+def _read_entry(path: pathlib.Path, n_points: int):
+    """A cache entry that holds what it should, or None (absent, unreadable or wrong: it is rebuilt).
+
+    ``.npy``: a finite float32 ``(n_points, 3)`` cloud. ``.npz``: uncompressed members ``vertices``,
+    finite float32 ``(V, 3)``, and ``faces``, int64 ``(F, 3)`` with indices in ``[0, V)``, V, F >= 1.
+    """
+    try:
+        if path.suffix == ".npy":
+            with open(path, "rb") as fh:
+                cloud = _read_npy(fh, os.fstat(fh.fileno()).st_size)
+            ok = cloud.dtype == np.float32 and cloud.shape == (n_points, 3) and np.isfinite(cloud).all()
+            return cloud if ok else None
+        with zipfile.ZipFile(path) as archive:
+            info = {i.filename: i for i in archive.infolist()}
+            if sorted(info) != ["faces.npy", "vertices.npy"] or \
+                    any(i.compress_type != zipfile.ZIP_STORED for i in info.values()):
+                return None
+            v, f = [_read_member(archive, info[name]) for name in ("vertices.npy", "faces.npy")]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):  # absent (FileNotFoundError) included
+        return None
+    ok = v.dtype == np.float32 and v.ndim == 2 and v.shape[1] == 3 and len(v) > 0 and np.isfinite(v).all() \
+        and f.dtype == np.int64 and f.ndim == 2 and f.shape[1] == 3 and len(f) > 0 and f.min() >= 0 and f.max() < len(v)
+    return (v, f) if ok else None
+
+
 # ----------------------------------------------------------------- the shared base
 
 
@@ -186,6 +260,7 @@ class _Loader(geom.Dataset):
             raise ValueError(f"normalize: expected one of {list(NORMALIZE)}, got {normalize!r}")
         self.split, self.kind, self.normalize = split, kind, normalize
         self.n_points = check_int(n_points, "n_points", minimum=1)
+        check_memory(self.n_points * _BYTES_PER_POINT, "n_points", f"items of {self.n_points} points")
         self.seed = check_int(seed, "seed", minimum=0)
         if cache is not None and not isinstance(cache, (str, os.PathLike)):
             raise TypeError(f"cache: expected a folder path or None, got {describe(cache)}")
@@ -197,10 +272,32 @@ class _Loader(geom.Dataset):
         self.root = pathlib.Path(root)
         if not self.root.exists():
             raise FileNotFoundError(f"root: no such path '{self.root}'; expected {self.layout}")
+        self._skip = self._cache_in_root()
         self.classes, self._entries = self._index()
         if not self._entries:
             which = f" in split {split!r}" if split else ""
             raise ValueError(f"root: found no items{which} under '{self.root}'; expected {self.layout}")
+
+    def _cache_in_root(self) -> pathlib.Path | None:
+        """The cache folder, spelt as a path under ``root``, when it lies inside ``root`` (the index
+        skips it); None otherwise. Such a folder must hold cache entries only, so that no data hides in it."""
+        if self.cache is None or not self.root.is_dir():
+            return None
+        root = self.root.resolve()
+        for cache in (self.cache.parent.resolve() / self.cache.name, self.cache.resolve()):  # a link, its target
+            if cache == root:
+                raise ValueError(f"cache: expected a folder of its own, got root '{self.root}' itself")
+            if root in cache.parents:
+                break
+        else:
+            return None
+        if self.cache.is_dir():
+            foreign = [e.name for e in os.scandir(self.cache) if not e.name.startswith(TEMP_PREFIX)
+                       and (e.is_dir() or not _CACHE_ENTRY.search(e.name))]
+            if foreign:
+                raise ValueError(f"cache: the folder '{self.cache}' lies inside root, which does not index it, and "
+                                 f"holds '{sorted(foreign)[0]}', which is no cache entry; choose a folder of its own")
+        return self.root / cache.relative_to(root)
 
     @abc.abstractmethod
     def _index(self) -> tuple[list[str], list[_Entry]]:
@@ -259,20 +356,16 @@ class _Loader(geom.Dataset):
                           self.n_points if suffix == ".npy" else None, self.normalize, seed])
         name = f"{entry.path.stem}-{hashlib.sha1(key.encode()).hexdigest()[:20]}{suffix}"
         path = self.cache / name
-        if path.is_file():
-            if suffix == ".npy":
-                return np.load(path, allow_pickle=False)
-            with np.load(path, allow_pickle=False) as archive:
-                return archive["vertices"], archive["faces"]
+        value = _read_entry(path, self.n_points)
+        if value is not None:
+            return value
         value = compute()
         self.cache.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache / f".{name}.{os.getpid()}.tmp"  # atomic: DataLoader workers may race
-        with open(tmp, "wb") as fh:
+        with atomic_write(path) as fh:  # a temporary file of its own, renamed into place
             if suffix == ".npy":
                 np.save(fh, value)
             else:
                 np.savez(fh, vertices=value[0], faces=value[1])
-        os.replace(tmp, path)
         return value
 
     def _files_of_class(self, folder: pathlib.Path, label: int, files: list[pathlib.Path], where: str) -> list[_Entry]:
@@ -284,7 +377,7 @@ class _Loader(geom.Dataset):
 
 
 def _is_suffix(path: pathlib.Path, suffixes) -> bool:
-    return path.is_file() and path.suffix.lower() in suffixes
+    return not _hidden(path.name) and path.is_file() and path.suffix.lower() in suffixes
 
 
 # ----------------------------------------------------------------- ModelNet
@@ -301,7 +394,7 @@ class ModelNet(_Loader):
     def _index(self):
         if not self.root.is_dir():
             raise ValueError(f"root: '{self.root}' is not a folder; expected {self.layout}")
-        folders = _subdirs(self.root)
+        folders = _subdirs(self.root, self._skip)
         if not any((f / s).is_dir() for f in folders for s in ("train", "test")):
             raise ValueError(f"root: '{self.root}' has no <class>/train or <class>/test folders; "
                              f"expected {self.layout}")
@@ -344,9 +437,9 @@ class ShapeNet(_Loader):
     def _index(self):
         if not self.root.is_dir():
             raise ValueError(f"root: '{self.root}' is not a folder; expected {self.layout}")
-        folders, models, missing = _subdirs(self.root), [], []
+        folders, models, missing = _subdirs(self.root, self._skip), [], []
         for folder in _progress(folders, "indexing ShapeNet"):
-            inside = _subdirs(folder)
+            inside = _subdirs(folder, self._skip)
             models.append([m for m in inside if (m / self.MODEL).is_file()])
             missing += [m for m in inside if not (m / self.MODEL).is_file()]
         if not any(models):
@@ -434,40 +527,61 @@ class HDF5Dataset(_Loader):
             files = sorted(p for p in self.root.iterdir() if _is_suffix(p, (".h5", ".hdf5")))
             if not files:
                 raise ValueError(f"root: '{self.root}' holds no .h5 / .hdf5 files; expected {self.layout}")
-            files = [p for p in files if self.split is None or self._in_split(p)]
-        folder = self.root.parent if self.root.is_file() else self.root
-        entries, top = [], -1
-        for path in _progress(files, "indexing HDF5", " files"):
-            try:
-                with h5py.File(path, "r") as fh:
-                    if "data" not in fh or "label" not in fh:
-                        raise ValueError(f"expected datasets 'data' and 'label', got {sorted(fh.keys())}")
-                    shape, labels = fh["data"].shape, np.asarray(fh["label"])
-            except OSError as exc:
-                raise ValueError(f"root: could not read '{path}' as HDF5: {exc}") from exc
-            except ValueError as exc:
-                raise ValueError(f"root: '{path}': {exc}; expected {self.layout}") from exc
-            labels = labels.reshape(-1) if labels.ndim == 2 and labels.shape[1] == 1 else labels
-            if len(shape) != 3 or shape[2] != 3 or labels.shape != (shape[0],) or labels.dtype.kind not in "iu":
-                raise ValueError(f"root: '{path}' has data of shape {shape} and label of shape {labels.shape} "
-                                 f"({labels.dtype}); expected data (N, P, 3) and integer label (N,) or (N, 1)")
-            labels = labels.astype(np.int64)
-            if len(labels) and labels.min() < 0:
-                raise ValueError(f"root: '{path}' has a negative label {labels.min()}; expected labels >= 0")
-            top = max(top, int(labels.max(initial=-1)))
-            name = path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
-            entries += [_Entry(path, int(y), f"{name}#{row}") for row, y in enumerate(labels)]
-        names = folder / "shape_names.txt"
+        labels = {path: self._labels(h5py, path) for path in _progress(files, "indexing HDF5", " files")}  # (N,) each
+        names = (self.root.parent if self.root.is_file() else self.root) / "shape_names.txt"
+        top, where = max(((int(y.max()), p) for p, y in labels.items() if len(y)), default=(-1, None),
+                         key=lambda t: t[0])
         if names.is_file():
             classes = [line.strip() for line in names.read_text().splitlines() if line.strip()]
             if top >= len(classes):
-                raise ValueError(f"root: label {top} has no name in '{names}', which lists {len(classes)} classes")
+                raise ValueError(f"root: '{where}' has label {top}, which has no name in '{names}': it lists "
+                                 f"{len(classes)} classes (labels 0 to {len(classes) - 1})")
         else:
+            rows = sum(len(y) for y in labels.values())
+            if top >= rows:
+                raise ValueError(f"root: '{where}' has label {top}, not below the number of rows ({rows}) of the "
+                                 f"files of '{self.root}'; list the class names, in label order, in '{names}'")
             classes = [str(k) for k in range(top + 1)]
+        entries = []
+        for path, y in labels.items():
+            if self.split is None or self._in_split(path):
+                name = path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
+                entries += [_Entry(path, int(label), f"{name}#{row}") for row, label in enumerate(y)]
         for label in sorted(set(range(len(classes))) - {e.label for e in entries}):
             _warn(f"class {classes[label]!r} (label {label}) has no rows in the {self.split or 'selected'} files of "
                   f"'{self.root}'")
         return classes, entries
+
+    def _labels(self, h5py, path: pathlib.Path) -> np.ndarray:
+        """``(N,)`` int64 labels of one file, after its datasets' shapes, dtypes and storage are checked."""
+        try:
+            with h5py.File(path, "r") as fh:
+                data, label = fh.get("data"), fh.get("label")
+                if not (isinstance(data, h5py.Dataset) and isinstance(label, h5py.Dataset)):
+                    raise ValueError(f"expected datasets 'data' and 'label', got {sorted(fh.keys())}")
+                shape = data.shape
+                if len(shape) != 3 or shape[1] == 0 or shape[2] != 3 or data.dtype.kind not in "fiu" or \
+                        label.shape not in ((shape[0],), (shape[0], 1)) or label.dtype.kind not in "iu":
+                    raise ValueError(f"data has shape {shape} ({data.dtype}) and label {label.shape} "
+                                     f"({label.dtype}); expected numbers 'data' (N, P, 3) with P >= 1 and integers "
+                                     "'label' (N,) or (N, 1)")
+                unstored = [ds.name for ds in (data, label) if not _stored(ds)]
+                if unstored:
+                    raise ValueError(f"dataset {unstored[0]!r} is not stored in the file (unwritten, external or "
+                                     "virtual storage)")
+                if shape[1] * _BYTES_PER_POINT > available_memory():
+                    raise ValueError(f"its rows of {shape[1]} points need more memory than is available")
+                y = label[()].reshape(-1)  # (N,)
+        except OSError as exc:
+            raise ValueError(f"root: could not read '{path}' as HDF5: {exc}") from exc
+        except ValueError as exc:
+            raise ValueError(f"root: '{path}': {exc}; expected {self.layout}") from exc
+        if len(y) and y.min() < 0:
+            row = int(np.argmin(y))
+            raise ValueError(f"root: '{path}' has the negative label {y[row]} (row {row}); expected labels >= 0")
+        if len(y) and int(y.max()) > np.iinfo(np.int64).max:
+            raise ValueError(f"root: '{path}' has the label {y.max()}, beyond int64")
+        return y.astype(np.int64)
 
     def _in_split(self, path: pathlib.Path) -> bool:
         return re.search(rf"(?:^|[^a-z]){self.split}", path.stem.lower()) is not None
@@ -475,7 +589,25 @@ class HDF5Dataset(_Loader):
     def _points(self, entry: _Entry, seed: int) -> np.ndarray:
         row = int(entry.key.rsplit("#", 1)[1])
         with _h5py().File(entry.path, "r") as fh:
-            return np.asarray(fh["data"][row], dtype=np.float64)  # (P, 3)
+            points = np.asarray(fh["data"][row], dtype=np.float64)  # (P, 3)
+        bad = ~np.isfinite(points)
+        if points.ndim != 2 or points.shape[1] != 3 or bad.any():
+            what = f"point {np.argwhere(bad)[0, 0]} has a NaN or inf coordinate" if bad.any() else \
+                f"expected (P, 3) points, got shape {points.shape}"
+            raise ValueError(f"dataset 'data', row {row}: {what}")
+        return points
+
+
+def _stored(ds) -> bool:
+    """Whether every element of an HDF5 dataset is stored in its own file: no fill values standing in
+    for data never written (a header larger than the file), no external or virtual storage."""
+    if ds.size == 0:
+        return True
+    if ds.is_virtual or ds.external:
+        return False
+    if ds.chunks is None:  # contiguous or compact: the bytes are all there or none are
+        return ds.id.get_storage_size() == ds.size * ds.dtype.itemsize
+    return ds.id.get_num_chunks() == math.prod(-(-n // c) for n, c in zip(ds.shape, ds.chunks))
 
 
 def _h5py():
@@ -508,10 +640,10 @@ class FolderDataset(_Loader):
             raise ValueError(f"root: '{self.root}' is not a folder; expected {self.layout}")
         found, stray = [], []  # (relative path, class, split)
         for folder, dirs, files in _progress(os.walk(self.root), "indexing folder"):
-            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
+            dirs[:] = sorted(d for d in dirs if not _hidden(d) and pathlib.Path(folder, d) != self._skip)
             for name in sorted(files):
                 path = pathlib.Path(folder, name)
-                if path.suffix.lower() not in geom.io.SUFFIXES:
+                if _hidden(name) or path.suffix.lower() not in geom.io.SUFFIXES:
                     continue
                 parts = path.relative_to(self.root).parts[:-1]
                 splits = [p for p in parts if p in SPLIT_NAMES]
@@ -527,9 +659,10 @@ class FolderDataset(_Loader):
             _warn(f"{len(stray)} files of '{self.root}' are not inside a class folder and are skipped, "
                   f"e.g. '{stray[0]}'")
         tops = [d for s in [self.root] + [self.root / n for n in SPLIT_NAMES if (self.root / n).is_dir()]
-                for d in _subdirs(s) if d.name not in SPLIT_NAMES]
+                for d in _subdirs(s, self._skip) if d.name not in SPLIT_NAMES]
         for d in tops:
-            if not any(p.suffix.lower() in geom.io.SUFFIXES for p in d.rglob("*") if p.is_file()):
+            if not any(p.suffix.lower() in geom.io.SUFFIXES and not _hidden(p.name) and p.is_file()
+                       and not (self._skip and p.is_relative_to(self._skip)) for p in d.rglob("*")):
                 _warn(f"class folder '{d}' has no files with suffix {', '.join(geom.io.SUFFIXES)}; it is no class")
         classes = sorted({c for _, c, _ in found})
         label = {c: k for k, c in enumerate(classes)}

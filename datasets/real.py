@@ -227,12 +227,39 @@ def airports_csv():
     return local_data.airports.filepath
 
 
+def _read_airports(path) -> tuple[list[dict], np.ndarray]:
+    """Rows of the airports CSV and their ``(A, 2)`` latitudes and longitudes, each row checked."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    columns = {"iata", "state", "latitude", "longitude"}
+    if not rows or not columns <= set(rows[0]):
+        raise ValueError(f"'{path}': expected an airports table with columns {sorted(columns)}, got "
+                         f"{sorted(rows[0]) if rows else 'no rows'}")
+    latlon = np.empty((len(rows), 2))
+    for i, r in enumerate(rows):
+        try:
+            latlon[i] = float(r["latitude"]), float(r["longitude"])
+        except (TypeError, ValueError):
+            latlon[i] = np.nan
+        if not (abs(latlon[i, 0]) <= 90 and abs(latlon[i, 1]) <= 180):  # NaN fails too
+            raise ValueError(f"'{path}': row {i + 2} ({r.get('iata')!r}) has latitude {r['latitude']!r} and "
+                             f"longitude {r['longitude']!r}; expected numbers in [-90, 90] and [-180, 180]")
+    return rows, latlon
+
+
 class Airports(geom.Dataset):
     """US airport locations (vega_datasets, offline) as measures on the unit sphere S^2.
 
+    Items: ``(item, label)`` with one item per class: ``item`` the airports of one state (or all of
+    them) as a uniform :class:`geom.Measure` of kind ``"sphere"`` (default) or an ``(n, 3)`` float32
+    tensor of unit vectors, and ``label == index``, the state's position in :attr:`classes`. Each
+    class is one measure, not a collection of samples: compare states with each other, or sample
+    from a state's measure, rather than holding items of a class out.
+
     The CSV is read as text (columns ``iata, name, city, state, country, latitude, longitude``); the
     state ``"NA"`` means unknown (12 airports, among them 4 outside the US states) and such airports
-    belong to no state.
+    belong to no state. A row without a finite latitude in [-90, 90] and longitude in [-180, 180] is
+    a ValueError naming the file and the row.
 
     Args:
         root: must be ``None`` (the data ships with vega_datasets).
@@ -269,11 +296,10 @@ class Airports(geom.Dataset):
         if by == "all" and states is not None:
             raise ValueError(f"states: only used with by='state', got {states!r} with by='all'")
         self.by, self.kind = by, kind
-        with open(airports_csv(), newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        rows, latlon = _read_airports(airports_csv())  # (A, 2) degrees
         self.iata = [r["iata"] for r in rows]
         self.state = [r["state"] if r["state"] != "NA" else "" for r in rows]
-        xyz = latlon_to_sphere([float(r["latitude"]) for r in rows], [float(r["longitude"]) for r in rows])
+        xyz = latlon_to_sphere(latlon[:, 0], latlon[:, 1])  # (A, 3)
         self.points = torch.from_numpy(xyz).to(torch.float32)  # (A, 3)
         if by == "all":
             self.classes, self.members = ["all"], [torch.arange(len(rows))]

@@ -11,6 +11,7 @@ and representations do; ``geom datasets`` lists them with their descriptions and
 from __future__ import annotations
 
 import abc
+import inspect
 
 import torch
 
@@ -26,7 +27,8 @@ class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
 
     Class attributes:
         description: one line for ``geom datasets``.
-        options: option name -> one line (with its default), for ``geom datasets``.
+        options: option name -> one line (with its default), for ``geom datasets``; with the named
+            keyword parameters of ``__init__``, the options :func:`load_dataset` accepts.
 
     Attributes:
         classes: class names in label order.
@@ -59,7 +61,26 @@ def load_dataset(name: str, root=None, **options) -> Dataset:
         root: folder the dataset reads (loaders); ``None`` for generators.
         **options: the dataset's options (``geom datasets`` lists them), e.g. ``split``, ``n_points``,
             ``seed``.
+
+    Raises:
+        TypeError: an option the dataset does not take, named with the list of those it takes.
     """
     from .registry import get_dataset
 
-    return get_dataset(name)(root=root, **options)
+    cls = get_dataset(name)
+    unknown = sorted(set(options) - set(_option_names(cls)))
+    if unknown:
+        raise TypeError(f"{', '.join(unknown)}: unknown option{'s' if len(unknown) > 1 else ''} of dataset {name!r}; "
+                        f"valid options: {', '.join(_option_names(cls)) or 'none'}")
+    return cls(root=root, **options)
+
+
+def _option_names(cls) -> list[str]:
+    """The options of a dataset class: its ``options`` keys, then the other named keyword parameters of
+    ``__init__`` (``root`` among them where the class declares it as an option)."""
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: the declared options alone
+        params = []
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "root"]
+    return list(cls.options) + [n for n in named if n not in cls.options]

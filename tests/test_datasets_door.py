@@ -72,3 +72,27 @@ def test_geom_datasets_lists_descriptions_and_options(restore_registry, capsys):
                                       "options": {"n": "number of items (default 3)"}}
     assert cli.main(["plugins"]) == 0
     assert "test-squares" in capsys.readouterr().out  # the plugins table has a datasets column
+
+
+def test_an_unknown_option_is_named_with_the_valid_ones(restore_registry):
+    geom.register_dataset("test-squares", Squares)
+    with pytest.raises(TypeError, match=r"^m: unknown option of dataset 'test-squares'; valid options: n$"):
+        geom.load_dataset("test-squares", m=5)
+    with pytest.raises(TypeError, match=r"^a, b: unknown options of dataset 'test-squares'; valid options: n$"):
+        geom.load_dataset("test-squares", b=1, a=2)
+
+
+BUILT_IN = ["airports", "digits", "folder", "gaussians", "hdf5", "modelnet", "shapenet", "shapes", "spd",
+            "sphere-mixtures"]
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_every_built_in_dataset_names_an_unknown_option_and_lists_its_own(name):
+    cls = geom.registry.get_dataset(name)
+    with pytest.raises(TypeError) as info:
+        geom.load_dataset(name, n_point=3)  # a typo of n_points, which some of them take
+    message = str(info.value)
+    assert message.startswith(f"n_point: unknown option of dataset {name!r}; valid options: ")
+    listed = message.split("valid options: ")[1].split(", ")
+    assert set(cls.options) <= set(listed) and ("root" in listed) == (name in ("folder", "hdf5", "modelnet",
+                                                                              "shapenet"))

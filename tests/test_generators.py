@@ -342,3 +342,23 @@ def test_load_dataset_door(restore_registry):
 def test_bad_options_are_named(call, error, needle):
     with pytest.raises(error, match=needle):
         call()
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: G.Shapes(n_points=np.int64(10**9)), "n_points"),  # numpy integers are integers
+        (lambda: G.Shapes(n_points=10**9, kind="mesh"), "n_points"),
+        (lambda: G.SphereMixtures(n_points=10**9), "n_points"),
+        (lambda: G.SphereMixtures(d=np.int32(10**9)), "d"),
+        (lambda: G.GaussianMixtures(n_points=10**9), "n_points"),
+        (lambda: G.GaussianMixtures(d=10**6), "d"),
+        (lambda: G.GaussianMixtures(n_classes=np.uint64(10**9)), "n_classes"),
+        (lambda: G.SPDEnsembles(n_times=10**11), "n_times"),
+        (lambda: G.SPDEnsembles(n_channels=10**6, n_times=10**6), "n_channels"),
+        (lambda: G.SPDEnsembles(n_matrices=np.int64(10**10)), "n_matrices"),
+    ],
+)
+def test_sizes_beyond_memory_are_refused_up_front_naming_the_option(call, name):
+    with pytest.raises(ValueError, match=rf"^{name}: this needs about .* of memory .*; choose a smaller {name}$"):
+        call()

@@ -342,7 +342,8 @@ def test_hdf5_errors(h5_folder, tmp_path):
         HDF5Dataset(root, split="train")
     (root / "ply_data_train1.h5").unlink()
     (root / "shape_names.txt").write_text("airplane\nbathtub\n")
-    with pytest.raises(ValueError, match=r"label 2 has no name in '.*shape_names.txt', which lists 2 classes"):
+    with pytest.raises(ValueError, match=r"'.*ply_data_test0.h5' has label 2, which has no name in "
+                                         r"'.*shape_names.txt': it lists 2 classes"):
         HDF5Dataset(root)
 
 
@@ -417,3 +418,86 @@ def test_registered_names_and_load_dataset(modelnet, restore_registry):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a clean tree gives no warning
         ModelNet(modelnet)
+
+
+def test_hdf5_nan_rows_name_the_file_the_dataset_and_the_row(h5_folder):
+    h5py = pytest.importorskip("h5py")
+    root, data, labels = h5_folder
+    bad = data["train"].copy()
+    bad[3, 7, 1] = np.nan
+    bad[4, 0, 0] = np.inf
+    with h5py.File(root / "ply_data_train0.h5", "w") as fh:
+        fh["data"], fh["label"] = bad, labels["train"]
+    train = HDF5Dataset(root, split="train", n_points=64)
+    assert train[2][0].isfinite().all()  # the other rows read as before
+    for row, point in [(3, 7), (4, 0)]:
+        with pytest.raises(ValueError, match=rf"could not read file '.*ply_data_train0.h5': dataset 'data', row {row}: "
+                                             rf"point {point} has a NaN or inf coordinate"):
+            train[row]
+
+
+def test_hdf5_labels_out_of_range_name_the_file_and_the_label(h5_folder):
+    h5py = pytest.importorskip("h5py")
+    root, data, labels = h5_folder
+    (root / "shape_names.txt").write_text("airplane\nbathtub\nbed\n")
+    with h5py.File(root / "ply_data_test0.h5", "w") as fh:
+        fh["data"], fh["label"] = data["test"], np.array([1, 3, 2])
+    for split in ("train", None):  # a label beyond the names is an error whatever the split asked
+        with pytest.raises(ValueError, match=r"'.*ply_data_test0.h5' has label 3, which has no name in "
+                                             r"'.*shape_names.txt': it lists 3 classes"):
+            HDF5Dataset(root, split=split)
+    with h5py.File(root / "ply_data_test0.h5", "w") as fh:
+        fh["data"], fh["label"] = data["test"], np.array([1, -4, 2])
+    with pytest.raises(ValueError, match=r"'.*ply_data_test0.h5' has the negative label -4 \(row 1\)"):
+        HDF5Dataset(root, split="test")
+    (root / "shape_names.txt").unlink()  # without names, a label is a class: it may not outnumber the rows
+    with h5py.File(root / "ply_data_test0.h5", "w") as fh:
+        fh["data"], fh["label"] = data["test"], np.array([1, 2**40, 2])
+    with pytest.raises(ValueError, match=r"'.*ply_data_test0.h5' has label 1099511627776, not below the number of "
+                                         r"rows \(8\) .*list the class names, in label order, in '.*shape_names.txt'"):
+        HDF5Dataset(root)
+
+
+def test_hdf5_classes_do_not_depend_on_the_split(h5_folder):
+    h5py = pytest.importorskip("h5py")
+    root, data, labels = h5_folder
+    with h5py.File(root / "ply_data_test0.h5", "w") as fh:
+        fh["data"], fh["label"] = data["test"], np.array([1, 3, 2])
+    with pytest.warns(geom.GeomWarning, match=r"class '3' \(label 3\) has no rows in the train files"):
+        train = HDF5Dataset(root, split="train")
+    with pytest.warns(geom.GeomWarning, match=r"class '0' \(label 0\) has no rows in the test files"):
+        test = HDF5Dataset(root, split="test")
+    assert train.classes == test.classes == ["0", "1", "2", "3"]
+
+
+@pytest.mark.parametrize("case", ["unwritten data", "partly written chunks", "data group", "text data", "float labels",
+                                  "labels too short", "two points per row", "no points"])
+def test_hdf5_datasets_are_checked_before_rows_are_read(tmp_path, case):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "ply_data_train0.h5"
+    with h5py.File(path, "w") as fh:
+        if case == "unwritten data":  # a header claiming rows the file never stored: read back as fill values
+            fh.create_dataset("data", shape=(4, 2048, 3), dtype="f4")
+        elif case == "partly written chunks":
+            fh.create_dataset("data", shape=(4, 64, 3), dtype="f4", chunks=(1, 64, 3), compression="gzip")
+            fh["data"][0] = np.ones((64, 3))
+        elif case == "data group":
+            fh.create_group("data")
+        elif case == "text data":
+            fh["data"] = np.full((4, 5, 3), "x", dtype="S1")
+        else:
+            shape = {"two points per row": (4, 5, 2), "no points": (4, 0, 3)}.get(case, (4, 5, 3))
+            fh["data"] = np.ones(shape, np.float32)
+        labels = {"float labels": np.zeros(4), "labels too short": np.zeros(3, np.int64)}
+        fh["label"] = labels.get(case, np.zeros(4, np.int64))
+    needle = {"unwritten data": "dataset '/data' is not stored in the file",
+              "partly written chunks": "dataset '/data' is not stored in the file",
+              "data group": "expected datasets 'data' and 'label'"}.get(case, "expected numbers 'data' \\(N, P, 3\\)")
+    with pytest.raises(ValueError, match=rf"root: '.*ply_data_train0.h5': .*{needle}"):
+        HDF5Dataset(path)
+
+
+def test_n_points_beyond_memory_is_refused_up_front(modelnet):
+    with pytest.raises(ValueError, match=r"^n_points: this needs about .* of memory for items of 1000000000 points"):
+        ModelNet(modelnet, n_points=np.int64(10**9))
+    assert len(ModelNet(modelnet, n_points=np.int64(16))[0][0]) == 16

@@ -233,6 +233,26 @@ def test_airports_options_all_states_and_kinds():
     assert on_sphere.kind == "sphere" and torch.equal(on_sphere.support[0], x)
 
 
+
+@pytest.mark.parametrize("latitude, longitude", [("north", "-89.2"), ("95.0", "-89.2"), ("31.9", "-190"),
+                                                 ("nan", "-89.2"), ("", "-89.2")])
+def test_an_airport_row_without_a_valid_position_names_the_file_and_the_row(tmp_path, monkeypatch,
+                                                                             latitude, longitude):
+    import geom_datasets.real as real
+
+    path = tmp_path / "airports.csv"
+    path.write_text("iata,name,city,state,country,latitude,longitude\n"
+                    "00M,Thigpen,Bay Springs,MS,USA,31.95376472,-89.23450472\n"
+                    f"00R,Livingston,Livingston,TX,USA,{latitude},{longitude}\n")
+    monkeypatch.setattr(real, "airports_csv", lambda: path)
+    with pytest.raises(ValueError, match=rf"'.*airports.csv': row 3 \('00R'\) has latitude '{latitude}' and "
+                                         rf"longitude '{longitude}'; expected numbers in \[-90, 90\] and "
+                                         r"\[-180, 180\]"):
+        Airports()
+    path.write_text("iata,lat,lon\n00M,31.9,-89.2\n")
+    with pytest.raises(ValueError, match=r"'.*airports.csv': expected an airports table with columns"):
+        Airports()
+
 def test_spherical_sw_between_states_equals_pot_and_orders_by_geography(table):
     from geom_plugins.sphere import frames_to_directions
 
