@@ -128,6 +128,11 @@ def check_scheme(cls, *, dims=DEFAULT_DIMS, **options) -> None:
        ``N != M``, for p in {1, 2}: a finite non-negative value of shape ``()`` / ``(B,)``, a
        standard error of the same shape (non-negative or nan), ``SW(x, x) <= 1e-6``, and a finite
        gradient with respect to the support points.
+    6. State without pickle: after a few calls, ``state_dict()`` goes through arrays and JSON
+       (:func:`geom._state.flatten`, ``json.dumps``) into a fresh instance's ``load_state_dict``, and
+       the two instances then give bit-identical results on the same calls (the continuation of a
+       checkpointed run). Schemes with state the default cannot rebuild (an object made lazily in
+       ``fit``) override both methods.
 
     Args:
         cls: the scheme class (not an instance).
@@ -166,6 +171,7 @@ def check_scheme(cls, *, dims=DEFAULT_DIMS, **options) -> None:
         dim = 3 if 3 in dims else dims[0]
         _check_estimate(who, fresh(), dim)
         _check_end_to_end(who, fresh(), dim)
+        _check_state_round_trip(who, fresh, dim)
 
 
 def _check_directions_contract(who: str, fresh, dims: tuple[int, ...]) -> None:
@@ -268,6 +274,37 @@ def _check_end_to_end(who: str, scheme: SlicingScheme, dim: int) -> None:
                 sliced_wasserstein, *_clouds(dim, None, seed=31), scheme=scheme, n_projections=1, seed=0)
     _check_per_item(who, "the value of geom.sliced_wasserstein(x, y, scheme=<instance>, n_projections=1)",
                     one, (), nan_ok=False, nonneg=True)
+
+
+def _check_state_round_trip(who: str, fresh, dim: int) -> None:
+    import json
+
+    from ._state import flatten, unflatten
+
+    scheme, L = fresh(), 8
+    x, y = _clouds(dim, None, seed=41)
+    for seed in (42, 43):  # some state to keep (learned directions, a reservoir)
+        _call(who, "geom.sliced_wasserstein(x, y, scheme=<instance>, seed=...)", sliced_wasserstein, x, y,
+              scheme=scheme, n_projections=L, seed=seed)
+    state = _call(who, "state_dict()", scheme.state_dict)
+    try:
+        arrays, skeleton = flatten(state, "state_dict()")
+        text = json.dumps(skeleton, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        _fail(who, f"state_dict() cannot be stored without pickle: {exc}; keep tensors and plain types "
+                   "(or override state_dict and load_state_dict)")
+    other = fresh()
+    restored = unflatten({k: v.copy() for k, v in arrays.items()}, json.loads(text))
+    _call(who, "load_state_dict(state) on a fresh instance, state = the state_dict() of a used one "
+               "through arrays and JSON", other.load_state_dict, restored)
+    for seed in (44, 45):
+        call = f"geom.sliced_wasserstein(x, y, scheme=<instance>, n_projections={L}, seed={seed}, return_result=True)"
+        a, b = (_call(who, call, sliced_wasserstein, x, y, scheme=inst, n_projections=L, seed=seed, return_result=True)
+                for inst in (scheme, other))
+        if not (torch.equal(a.directions, b.directions) and torch.equal(a.value.detach(), b.value.detach())):
+            _fail(who, f"a fresh instance given load_state_dict(state_dict()) of a used one continues otherwise: "
+                       f"{call} gives {b.value.item()!r} where the used instance gives {a.value.item()!r}; the "
+                       "state must hold everything the next calls depend on")
 
 
 def _registered_name(cls) -> str | None:

@@ -223,6 +223,16 @@ class Augmented(geom.SlicingScheme):
         """``(n, dim)`` uniform on S^(dim-1); after :meth:`lift`, ``dim = d + lifted_dim``."""
         return uniform_directions(n, dim, generator)
 
+    def load_state_dict(self, state):
+        """The default, after building ``net_`` (made lazily by :meth:`fit`) for the ``(B, d)`` of the
+        state's weights; the default then checks every weight against the network's shapes."""
+        net = state.get("net_") if isinstance(state, dict) else None
+        w1 = net.get("state", {}).get("w1") if isinstance(net, dict) and isinstance(net.get("state"), dict) else None
+        if isinstance(w1, torch.Tensor) and w1.ndim == 3:
+            B, d, _ = w1.shape  # (B, d, hidden)
+            self.net_ = LiftingNet(B, d, self.hidden, self.lifted_dim, generator=torch.Generator())
+        super().load_state_dict(state)
+
 
 @geom.hookimpl
 def geom_register_schemes(register):
