@@ -36,12 +36,12 @@ import numpy as np
 import torch
 
 from . import _ot1d
-from ._checks import check_p, check_positive_int, check_real, describe
+from ._checks import check_memory, check_p, check_positive_int, check_real, describe
 from .measure import Measure, measure
 from .registry import check_same_space, get_representation
 from .sliced import EstimateContext, SlicingScheme, make_generator, resolve_scheme, sliced_wasserstein
 
-__all__ = ["FlowResult", "conditional_swf", "sw_flow", "swf"]
+__all__ = ["FlowDiverged", "FlowResult", "conditional_swf", "sw_flow", "swf"]
 
 
 @dataclass
@@ -61,6 +61,33 @@ class FlowResult:
     steps: torch.Tensor
     values: torch.Tensor
     info: dict = field(default_factory=dict)
+
+
+class FlowDiverged(ValueError):
+    """A flow stopped because a quantity became NaN or infinite (a step size or ``p`` too large).
+
+    Attributes:
+        step: the step at which it happened (1 is the first step).
+        what: ``"particles"``, ``"value"``, ``"recorded value"`` or ``"gradient"``.
+        detail: the first non-finite entry and how many there are.
+    """
+
+    def __init__(self, step: int, what: str, detail: str):
+        super().__init__(f"the flow diverged at step {step}: the {what} became non-finite ({detail}); "
+                         f"try a smaller step size (lr / step_size) or a smaller p")
+        self.step, self.what, self.detail = step, what, detail
+
+
+def _check_finite_at(step: int, what: str, t) -> None:
+    """:class:`FlowDiverged` unless ``t`` (a tensor or a float) is finite everywhere."""
+    if isinstance(t, torch.Tensor):
+        bad = ~torch.isfinite(t.detach())
+        if bool(bad.any()):
+            where = tuple(bad.nonzero()[0].tolist())
+            raise FlowDiverged(step, what, f"{t.detach()[where].item()} at index {where}, "
+                                           f"{int(bad.sum())} of {t.numel()} entries")
+    elif not math.isfinite(t):
+        raise FlowDiverged(step, what, f"{t}")
 
 
 # ----------------------------------------------------------------------------- shared machinery
@@ -127,6 +154,7 @@ def _eval_directions(n: int, dim: int, gen: torch.Generator, like: torch.Tensor)
     (seeded with ``gen``'s seed), so the flow's generator drives the steps alone: a flow stopped at
     step k and continued with the same generator and scheme instance repeats the uninterrupted run."""
     n = check_positive_int(n, "eval_projections")
+    check_memory(16 * n * dim, "eval_projections", f"{n} evaluation directions in dimension {dim}")
     own = torch.Generator().manual_seed(gen.initial_seed())
     theta = torch.randn(n, dim, generator=own, dtype=torch.float64)
     return (theta / theta.norm(dim=1, keepdim=True)).to(device=like.device, dtype=like.dtype)
@@ -150,12 +178,15 @@ def _run(step, x0, *, steps, record, callback, evaluate, view=lambda x: x):
     ``step(k) -> (x, value)`` moves the particles from step ``k - 1`` to step ``k`` (``value``: the
     step's own estimate, shown to ``callback``); frames at the steps in ``record`` hold ``view(x)`` and
     ``evaluate(x)``. Returns the final particles, the trajectory, the recorded steps, the values and
-    the last step done.
+    the last step done. Particles, values or recorded values that stop being finite raise
+    :class:`FlowDiverged` naming the step: a diverged flow never reads as a converged one.
     """
     frames, at, values = [], [], []
 
     def keep(k, x):
-        values.append(evaluate(x.detach()))
+        value = evaluate(x.detach())
+        _check_finite_at(k, "recorded value", value)
+        values.append(value)
         frames.append(view(x.detach()).to("cpu", copy=True))
         at.append(k)
 
@@ -164,6 +195,8 @@ def _run(step, x0, *, steps, record, callback, evaluate, view=lambda x: x):
         keep(0, x)
     for k in range(1, steps + 1):
         x, value = step(k)
+        _check_finite_at(k, "value", value)
+        _check_finite_at(k, "particles", x)
         done = k
         stop = callback is not None and callback(k, view(x.detach()).clone(), value) is False
         if k in record or (stop and record):
@@ -246,6 +279,7 @@ def sw_flow(
     _check_callback(callback)
     record = _record_set(record_every, steps)
     inst = resolve_scheme(scheme, scheme_options)
+    check_memory(8 * n_projections * (2 * mu.dim + 2), "n_projections", f"{n_projections} directions per step")
     gen = _generator(seed, generator)
     eval_dirs = _eval_directions(eval_projections, mu.dim, gen, mu.support)
 
@@ -266,7 +300,9 @@ def sw_flow(
         opt.zero_grad(set_to_none=True)
         cur = Measure(x[None], mu.weights, kind=mu.kind, batched=False, uniform=mu.uniform)
         value = sliced_wasserstein(cur, nu, p=p, n_projections=n_projections, scheme=inst, generator=gen)
+        _check_finite_at(k, "value", value)
         value.pow(p).backward()
+        _check_finite_at(k, "gradient", x.grad)  # before the step: the particles stay those of step k - 1
         x.grad.mul_(inv_mass)  # (N, d) Wasserstein gradient: independent of N
         opt.step()
         return x, float(value.detach())
@@ -343,6 +379,9 @@ def _swf_core(x0, a, nu, frozen, *, steps, step_size, n_projections, noise, inst
         raise ValueError(f"scheme: the SWF moves particles along directions of their own space; "
                          f"{type(inst).__name__} lifts the measures to another space (use sw_flow)")
     fits = type(inst).fit is not SlicingScheme.fit
+    M = nb.shape[0]
+    check_memory(8 * n_projections * (D + 2 * (N + M)), "n_projections",
+                 f"{n_projections} directions and projections of {N} + {M} points per step")
     sigma = math.sqrt(2.0 * noise * step_size)
     x = x0.detach().clone()
     space = get_representation(nu.kind)

@@ -12,20 +12,21 @@ import pytest
 import torch
 
 import geom
-from geom.flows import FlowResult, conditional_swf, sw_flow, swf, transport_targets
+from geom.flows import FlowDiverged, FlowResult, conditional_swf, sw_flow, swf, transport_targets
+from geom.mmd import mmd_flow
 from geom_plugins.mc import MonteCarlo
 from geom_plugins.reservoir import Reservoir
 
 
 class Fixed(geom.SlicingScheme):
-    """The same given directions at every call (a deterministic scheme)."""
+    """The same given directions at every call (a deterministic scheme); call with n_projections=len(theta)."""
 
     def __init__(self, theta, **options):
         super().__init__(**options)
         self.theta = torch.as_tensor(theta, dtype=torch.float64)
 
     def directions(self, n, dim, *, generator=None):
-        return self.theta
+        return self.theta[torch.arange(n) % len(self.theta)]  # the given rows, cycled to the n asked for
 
 
 class Spy(MonteCarlo):
@@ -113,7 +114,7 @@ def test_sw_flow_sgd_step_with_fixed_directions_equals_hand_computed_step():
     x, y = torch.randn(7, 3, generator=g, dtype=torch.float64), torch.randn(7, 3, generator=g, dtype=torch.float64)
     theta = _unit(torch.randn(4, 3, generator=g, dtype=torch.float64))
     lr = 0.3
-    r = sw_flow(x, y, steps=1, lr=lr, optimizer="sgd", scheme=Fixed(theta), seed=0)
+    r = sw_flow(x, y, steps=1, lr=lr, optimizer="sgd", scheme=Fixed(theta), n_projections=len(theta), seed=0)
     xn, yn, th = x.numpy(), y.numpy(), theta.numpy()
     grad = np.zeros_like(xn)  # N * d SW_2^2 / dx_i = (1/L) sum_l 2 (u_i - v_match(i)) theta_l
     for t in th:
@@ -131,8 +132,8 @@ def test_sw_flow_step_does_not_depend_on_the_number_of_particles():
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(9, 2, generator=g, dtype=torch.float64), torch.randn(13, 2, generator=g, dtype=torch.float64)
     theta = _unit(torch.randn(5, 2, generator=g, dtype=torch.float64))
-    once = sw_flow(x, y, steps=1, lr=0.2, optimizer="sgd", scheme=Fixed(theta), seed=0)
-    twice = sw_flow(torch.cat([x, x]), y, steps=1, lr=0.2, optimizer="sgd", scheme=Fixed(theta), seed=0)
+    once = sw_flow(x, y, steps=1, lr=0.2, optimizer="sgd", scheme=Fixed(theta), n_projections=len(theta), seed=0)
+    twice = sw_flow(torch.cat([x, x]), y, steps=1, lr=0.2, optimizer="sgd", scheme=Fixed(theta), n_projections=len(theta), seed=0)
     torch.testing.assert_close((twice.particles[:9] + twice.particles[9:]) / 2, once.particles, rtol=0, atol=1e-10)
     assert (once.particles - x).abs().max() > 0.05
 
@@ -142,7 +143,7 @@ def test_swf_one_step_one_direction_is_the_1d_ot_map():
     d = 3
     x, y = torch.randn(11, d, generator=g, dtype=torch.float64), torch.randn(11, d, generator=g, dtype=torch.float64) + 2
     theta = _unit(torch.randn(1, d, generator=g, dtype=torch.float64))
-    r = swf(x, y, steps=1, step_size=1.0 / d, scheme=Fixed(theta), seed=0)
+    r = swf(x, y, steps=1, step_size=1.0 / d, scheme=Fixed(theta), n_projections=len(theta), seed=0)
     t = theta[0]
     u, moved = x @ t, r.particles @ t
     expected = torch.empty(11, dtype=torch.float64)
@@ -175,8 +176,8 @@ def test_noiseless_swf_step_equals_sgd_step_of_the_sw_flow():
     theta = _unit(torch.randn(6, d, generator=g, dtype=torch.float64))
     mu, nu = geom.measure(x, weights=a), geom.measure(y, weights=b)
     h = 0.4
-    r1 = swf(mu, nu, steps=1, step_size=h, scheme=Fixed(theta), seed=0)
-    r2 = sw_flow(mu, nu, steps=1, lr=h * d / 2, optimizer="sgd", scheme=Fixed(theta), seed=0)
+    r1 = swf(mu, nu, steps=1, step_size=h, scheme=Fixed(theta), n_projections=len(theta), seed=0)
+    r2 = sw_flow(mu, nu, steps=1, lr=h * d / 2, optimizer="sgd", scheme=Fixed(theta), n_projections=len(theta), seed=0)
     torch.testing.assert_close(r1.particles, r2.particles, rtol=0, atol=1e-10)
     assert not torch.allclose(r1.particles, x)
 
@@ -356,3 +357,45 @@ def test_stopped_run_continued_with_its_generator_repeats_the_uninterrupted_run(
     torch.testing.assert_close(rest.particles, full.particles, rtol=0, atol=1e-6)
     assert torch.equal(rest.trajectory[0], first.particles)
     assert res.step == 10
+
+
+# ----------------------------------------------------------------------------- divergence and resources
+
+
+@pytest.mark.parametrize("flow", ["sw-adam", "sw-sgd", "swf", "cswf", "mmd"])
+def test_a_diverging_flow_stops_naming_the_step_and_what_became_non_finite(flow):
+    """Huge step sizes overflow within a few steps: the flow must raise, never record NaN particles
+    as a distance of 0 (which reads as perfect convergence)."""
+    x, y, lab = _blobs(N=40, M=40)
+    seen = []
+    kw = dict(seed=0, callback=lambda k, particles, value: seen.append((k, value, particles)))
+    runs = {
+        "sw-adam": lambda: sw_flow(x, y, steps=50, lr=1e300, **kw),
+        "sw-sgd": lambda: sw_flow(x, y, steps=50, lr=1e300, optimizer="sgd", **kw),
+        "swf": lambda: swf(x, y, steps=300, step_size=1e6, **kw),
+        "cswf": lambda: conditional_swf(x, y, lab, lab, steps=300, step_size=1e6, label_scale=1.0, **kw),
+        "mmd": lambda: mmd_flow(x, y, steps=30, lr=1e308, **kw),
+    }
+    with pytest.raises(FlowDiverged, match=r"diverged at step \d+: the (particles|value|recorded value|gradient) "
+                                           r"became non-finite") as info:
+        runs[flow]()
+    assert isinstance(info.value, ValueError) and info.value.step >= 1
+    assert all(k <= info.value.step and math.isfinite(v) and bool(torch.isfinite(p).all()) for k, v, p in seen)
+
+
+def test_sw_flow_names_the_gradient_before_moving_the_particles():
+    x, y, _ = _blobs(N=20, M=20)
+    with pytest.raises(FlowDiverged, match="step 2: the gradient became non-finite") as info:
+        sw_flow(x, y, steps=5, lr=1e300, seed=0)
+    assert (info.value.step, info.value.what) == (2, "gradient")
+
+
+@pytest.mark.parametrize("argument", ["eval_projections", "n_projections"])
+@pytest.mark.parametrize("flow", ["sw", "swf", "mmd"])
+def test_projection_counts_beyond_memory_are_refused_before_allocating(flow, argument):
+    x, y, _ = _blobs(N=20, M=20)
+    kw = {argument: 10**12}
+    run = {"sw": lambda: sw_flow(x, y, steps=1, lr=0.1, **kw), "swf": lambda: swf(x, y, steps=1, step_size=0.5, **kw),
+           "mmd": lambda: mmd_flow(x, y, steps=1, lr=0.1, **kw)}[flow]
+    with pytest.raises(ValueError, match=f"{argument}: this needs about .* of memory"):
+        run()
