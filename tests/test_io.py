@@ -1,5 +1,6 @@
 """geom.io: files in their real formats, trimesh / open3d objects, the surface sampler, bad input."""
 
+import struct
 import subprocess
 import sys
 
@@ -58,6 +59,28 @@ def write_pcd_ascii(path, points):
     return path
 
 
+def write_ply_binary(path, vertices, faces=None, order="<"):
+    """Binary PLY (float32 vertices, faces as uchar counts and int indices), written byte by byte."""
+    lines = ["ply", f"format binary_{'little' if order == '<' else 'big'}_endian 1.0",
+             f"element vertex {len(vertices)}", "property float x", "property float y", "property float z"]
+    body = np.asarray(vertices, order + "f4").tobytes()
+    if faces is not None:
+        lines += [f"element face {len(faces)}", "property list uchar int vertex_indices"]
+        records = np.zeros(len(faces), [("n", "u1"), ("i", order + "i4", (3,))])
+        records["n"], records["i"] = 3, faces
+        body += records.tobytes()
+    path.write_bytes(("\n".join(lines + ["end_header"]) + "\n").encode() + body)
+    return path
+
+
+PCD_FIELDS = ["VERSION 0.7", "FIELDS intensity x y z normal", "SIZE 2 4 4 4 8", "TYPE U F F F F", "COUNT 1 1 1 1 3"]
+
+
+def pcd_header(n, data):
+    return ("\n".join(PCD_FIELDS + [f"WIDTH {n}", "HEIGHT 1", "VIEWPOINT 0 0 0 1 0 0 0", f"POINTS {n}",
+                                    f"DATA {data}"]) + "\n").encode()
+
+
 def write_pcd_binary(path, points):
     """Binary PCD with extra fields around x y z: intensity (u16) first, normals (count 3) after."""
     n = len(points)
@@ -65,10 +88,48 @@ def write_pcd_binary(path, points):
     rec = np.zeros(n, dtype)
     rec["i"], rec["x"], rec["y"], rec["z"] = np.arange(n), points[:, 0], points[:, 1], points[:, 2]
     rec["n"] = 7.0
-    header = ["VERSION 0.7", "FIELDS intensity x y z normal", "SIZE 2 4 4 4 8", "TYPE U F F F F",
-              "COUNT 1 1 1 1 3", f"WIDTH {n}", "HEIGHT 1", "VIEWPOINT 0 0 0 1 0 0 0", f"POINTS {n}", "DATA binary"]
-    path.write_bytes(("\n".join(header) + "\n").encode() + rec.tobytes())
+    path.write_bytes(pcd_header(n, "binary") + rec.tobytes())
     return path
+
+
+def write_pcd_compressed(path, points):
+    """binary_compressed PCD of the fields of write_pcd_binary: field after field, LZF-packed."""
+    n = len(points)
+    columns = [np.arange(n, dtype="<u2"), *(points[:, k].astype("<f4") for k in range(3)), np.full((n, 3), 7.0, "<f8")]
+    raw = b"".join(c.tobytes() for c in columns)
+    packed = lzf_compress(raw)
+    path.write_bytes(pcd_header(n, "binary_compressed") + struct.pack("<II", len(packed), len(raw)) + packed)
+    return path
+
+
+def lzf_compress(data: bytes) -> bytes:
+    """A greedy LZF encoder (liblzf's format: literal runs of 1 to 32 bytes, back references of 3 to
+    264 bytes up to 8 KiB back), written from the format so that the reader is checked against it."""
+    out, literal, last, i = bytearray(), bytearray(), {}, 0
+
+    def flush():
+        for k in range(0, len(literal), 32):
+            out.append(len(literal[k:k + 32]) - 1)
+            out.extend(literal[k:k + 32])
+        literal.clear()
+
+    while i < len(data):
+        key, j = data[i:i + 3], last.get(data[i:i + 3])
+        last[key] = i
+        if len(key) == 3 and j is not None and i - j <= 8192:
+            n = 3
+            while i + n < len(data) and n < 264 and data[j + n] == data[i + n]:
+                n += 1
+            flush()
+            back, code = i - j - 1, n - 2
+            head = [(code << 5) | (back >> 8)] if code < 7 else [(7 << 5) | (back >> 8), code - 7]
+            out.extend(head + [back & 255])
+            i += n
+        else:
+            literal.append(data[i])
+            i += 1
+    flush()
+    return bytes(out)
 
 
 @pytest.fixture
@@ -84,9 +145,14 @@ def test_point_formats_round_trip(tmp_path, cloud):
     np.save(tmp_path / "c.npy", cloud)
     np.savez(tmp_path / "named.npz", other=np.zeros((2, 3)), points=cloud)
     np.savez(tmp_path / "single.npz", anything=cloud)
+    np.savez_compressed(tmp_path / "deflated.npz", points=cloud)
+    np.save(tmp_path / "big_endian.npy", cloud.astype(">f4"))
+    np.save(tmp_path / "fortran.npy", np.asfortranarray(cloud))
     files = [write_ply_ascii(tmp_path / "c.ply", cloud), write_pcd_ascii(tmp_path / "c.pcd", cloud),
-             write_pcd_binary(tmp_path / "b.pcd", cloud), tmp_path / "c.xyz", tmp_path / "c.npy",
-             tmp_path / "named.npz", tmp_path / "single.npz", str(tmp_path / "c.npy")]
+             write_pcd_binary(tmp_path / "b.pcd", cloud), write_pcd_compressed(tmp_path / "z.pcd", cloud),
+             write_ply_binary(tmp_path / "le.ply", cloud), write_ply_binary(tmp_path / "be.ply", cloud, order=">"),
+             tmp_path / "c.xyz", tmp_path / "c.npy", tmp_path / "named.npz", tmp_path / "single.npz",
+             tmp_path / "deflated.npz", tmp_path / "big_endian.npy", tmp_path / "fortran.npy", str(tmp_path / "c.npy")]
     tmp_path.joinpath("upper.PLY").write_bytes((tmp_path / "c.ply").read_bytes())
     for path in files + [tmp_path / "upper.PLY"]:
         got = read_points(path, n_samples=5)  # point clouds keep every point
@@ -94,27 +160,28 @@ def test_point_formats_round_trip(tmp_path, cloud):
         np.testing.assert_array_equal(got, cloud, err_msg=str(path))
 
 
-def test_pcd_without_open3d(tmp_path, cloud, monkeypatch):
+def test_pcd_bodies_without_open3d(tmp_path, cloud, monkeypatch):
+    """ascii, binary and binary_compressed (LZF) bodies, with fields before and after x y z."""
     monkeypatch.setitem(sys.modules, "open3d", None)  # `import open3d` now raises ImportError
-    np.testing.assert_array_equal(read_points(write_pcd_ascii(tmp_path / "a.pcd", cloud)), cloud)
-    np.testing.assert_array_equal(read_points(write_pcd_binary(tmp_path / "b.pcd", cloud)), cloud)
-    text = (tmp_path / "a.pcd").read_text().replace("DATA ascii", "DATA binary_compressed")
-    (tmp_path / "c.pcd").write_text(text)
-    with pytest.raises(ValueError, match=r"c\.pcd.*binary_compressed"):
-        read_points(tmp_path / "c.pcd")
-    (tmp_path / "t.pcd").write_text((tmp_path / "a.pcd").read_text().rsplit("\n", 3)[0] + "\n")
-    with pytest.raises(ValueError, match=r"t\.pcd.*declares 37 points"):
+    big = np.random.default_rng(5).normal(size=(3000, 3)).astype(np.float32)  # back references span the 8 KiB window
+    for points in (cloud, big):
+        for write in (write_pcd_ascii, write_pcd_binary, write_pcd_compressed):
+            np.testing.assert_array_equal(read_points(write(tmp_path / f"{write.__name__}.pcd", points)), points)
+    packed = (tmp_path / "write_pcd_compressed.pcd").read_bytes()
+    assert len(packed) < 0.6 * len(write_pcd_binary(tmp_path / "b.pcd", big).read_bytes())  # it did compress
+    (tmp_path / "t.pcd").write_text((tmp_path / "write_pcd_ascii.pcd").read_text().rsplit("\n", 3)[0] + "\n")
+    with pytest.raises(ValueError, match=r"t\.pcd.*declares 3000 points"):
         read_points(tmp_path / "t.pcd")
 
 
-def test_pcd_written_by_open3d_read_without_it(tmp_path, cloud, monkeypatch):
+def test_pcd_written_by_open3d(tmp_path, cloud):
     o3d = pytest.importorskip("open3d")
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.astype(np.float64)))
-    assert o3d.io.write_point_cloud(str(tmp_path / "o.pcd"), pc, write_ascii=False)
-    with_o3d = read_points(tmp_path / "o.pcd")
-    monkeypatch.setitem(sys.modules, "open3d", None)
-    np.testing.assert_array_equal(read_points(tmp_path / "o.pcd"), with_o3d)
-    np.testing.assert_allclose(with_o3d, cloud, rtol=1e-6, atol=1e-6)
+    pc.normals = o3d.utility.Vector3dVector(np.random.default_rng(1).random((len(cloud), 3)))
+    for name, options in (("a.pcd", {"write_ascii": True}), ("b.pcd", {}), ("c.pcd", {"compressed": True})):
+        assert o3d.io.write_point_cloud(str(tmp_path / name), pc, **options)
+        np.testing.assert_allclose(read_points(tmp_path / name), cloud, rtol=1e-6, atol=1e-6, err_msg=name)
+    assert b"DATA binary_compressed" in (tmp_path / "c.pcd").read_bytes()
 
 
 # ------------------------------------------------------------------------------------- mesh formats
@@ -128,7 +195,7 @@ def cube_files(tmp_path):
     assert (tmp_path / "bin.ply").read_bytes().startswith(b"ply\nformat binary")
     return [write_ply_ascii(tmp_path / "cube.ply", v, f), write_obj(tmp_path / "cube.obj", v, f),
             write_off(tmp_path / "cube.off", v, f), tmp_path / "bin.ply", tmp_path / "cube.stl",
-            tmp_path / "ascii.stl"]
+            tmp_path / "ascii.stl", write_ply_binary(tmp_path / "be.ply", v, f, order=">")]
 
 
 def test_mesh_files_sample_on_the_cube_surface(cube_files):
@@ -308,10 +375,12 @@ def test_open3d_objects(cloud):
 
 
 def test_reading_files_does_not_import_open3d(tmp_path, cloud):
-    write_ply_ascii(tmp_path / "c.ply", cloud)
+    """One reader per format whatever is installed: .pcd files never go through open3d."""
+    files = [write_ply_ascii(tmp_path / "c.ply", cloud), write_pcd_binary(tmp_path / "c.pcd", cloud),
+             write_pcd_ascii(tmp_path / "a.pcd", cloud), tmp_path / "c.npy"]
     np.save(tmp_path / "c.npy", cloud)
-    code = (f"import sys, geom; geom.io.read_points({str(tmp_path / 'c.ply')!r}); "
-            f"geom.io.read_points({str(tmp_path / 'c.npy')!r}); print('open3d' in sys.modules)")
+    code = (f"import sys, geom; [geom.io.read_points(p) for p in {list(map(str, files))!r}]; "
+            "print('open3d' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -354,14 +423,14 @@ def test_bad_files(tmp_path, cloud):
     np.savez(tmp_path / "two.npz", a=cloud, b=cloud)
     cases = {
         "zero.off": r"could not read .*zero\.off.*empty \(0 bytes\)",
-        "trunc.ply": r"could not read .*trunc\.ply.*declares 100 vertices, the data holds 3",
+        "trunc.ply": r"could not read .*trunc\.ply.*declares 100 vertex records \(100 lines\), the body has at most 4",
         "bintrunc.ply": r"could not read .*bintrunc\.ply",
         "faces.ply": r"could not read .*faces\.ply",
         "garbage.obj": r"could not read .*garbage\.obj",
         "empty.xyz": r"empty\.xyz.*expected points of shape \(N, D\)",
         "short.xyz": r"could not read .*short\.xyz",
         "cube3d.npy": r"cube3d\.npy.*expected points of shape \(N, D\).*got \(2, 3, 4\)",
-        "text.npy": r"text\.npy.*non-numeric",
+        "text.npy": r"text\.npy.*holds text \(dtype <U1\); expected real numbers",
         "objects.npy": r"could not read .*objects\.npy",
         "empty.npy": r"empty\.npy.*expected points of shape",
         "two.npz": r"two\.npz.*'points'.*\['a', 'b'\]",
