@@ -277,7 +277,7 @@ def _text_lines(data: bytes) -> list[bytes]:
 
 
 def _count(word: bytes | str, what: str) -> int:
-    if not re.fullmatch(r"\d{1,18}", word.decode("ascii", "replace") if isinstance(word, bytes) else word):
+    if not re.fullmatch(r"\d{1,18}", word.decode("latin-1") if isinstance(word, bytes) else word, re.ASCII):
         raise ValueError(f"expected a count of {what}, got {word!r}")
     return int(word)
 
@@ -499,7 +499,7 @@ def _ply_header(data: bytes):
         end = data.find(b"\n", offset)
         if end < 0:
             raise ValueError("the header has no 'end_header' line")
-        line, offset = data[offset:end].decode("ascii").strip(), end + 1
+        line, offset = data[offset:end].decode("latin-1").strip(), end + 1
         words = line.split()
         if not words or words[0] in ("comment", "obj_info"):
             continue
@@ -610,8 +610,9 @@ def _ply_binary_lists(data: bytes, offset: int, name: str, n: int, props, order:
                 return {p: (records[p + "#n"].astype(np.int64), records[p].reshape(-1)) if p in first else records[p]
                         for p, _ in props}, offset + n * dtype.itemsize
     items, sizes, offset = _ply_walk(data, offset, name, n, props, order)
-    return {p: (np.array(sizes[p], np.int64), np.array(items[p])) if p in sizes else np.array(items[p])
-            for p, _ in props}, offset
+    kind = {p: t[1] if isinstance(t, tuple) else t for p, t in props}  # of the values (list items)
+    return {p: (np.array(sizes[p], np.int64), np.array(items[p], kind[p])) if p in sizes else
+            np.array(items[p], kind[p]) for p, _ in props}, offset
 
 
 def _ply_walk(data: bytes, offset: int, name: str, n: int, props, order: str):
@@ -652,7 +653,7 @@ def _read_pcd(path: pathlib.Path) -> tuple[np.ndarray, None]:
             raise ValueError("the header has no DATA line")
         end = data.find(b"\n", offset)
         end = len(data) if end < 0 else end
-        line, offset = data[offset:end].decode("ascii").strip(), end + 1
+        line, offset = data[offset:end].decode("latin-1").strip(), end + 1
         if not line or line.startswith("#"):
             continue
         key, *values = line.split()

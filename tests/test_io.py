@@ -151,10 +151,14 @@ def test_point_formats_round_trip(tmp_path, cloud):
     files = [write_ply_ascii(tmp_path / "c.ply", cloud), write_pcd_ascii(tmp_path / "c.pcd", cloud),
              write_pcd_binary(tmp_path / "b.pcd", cloud), write_pcd_compressed(tmp_path / "z.pcd", cloud),
              write_ply_binary(tmp_path / "le.ply", cloud), write_ply_binary(tmp_path / "be.ply", cloud, order=">"),
+             write_ply_binary(tmp_path / "no_faces.ply", cloud, np.zeros((0, 3))),
+             write_ply_ascii(tmp_path / "no_faces_ascii.ply", cloud, np.zeros((0, 3))),
              tmp_path / "c.xyz", tmp_path / "c.npy", tmp_path / "named.npz", tmp_path / "single.npz",
              tmp_path / "deflated.npz", tmp_path / "big_endian.npy", tmp_path / "fortran.npy", str(tmp_path / "c.npy")]
     tmp_path.joinpath("upper.PLY").write_bytes((tmp_path / "c.ply").read_bytes())
-    for path in files + [tmp_path / "upper.PLY"]:
+    utf8 = (tmp_path / "le.ply").read_bytes().replace(b"ply\n", "ply\ncomment by Jürgen\n".encode(), 1)
+    tmp_path.joinpath("utf8.ply").write_bytes(utf8)  # header comments need not be ASCII
+    for path in files + [tmp_path / "upper.PLY", tmp_path / "utf8.ply"]:
         got = read_points(path, n_samples=5)  # point clouds keep every point
         assert got.dtype == np.float32 and got.shape == cloud.shape, path
         np.testing.assert_array_equal(got, cloud, err_msg=str(path))
@@ -249,6 +253,25 @@ def test_read_mesh(tmp_path, cube_files):
     for obj in (tmp_path / "p.ply", trimesh.PointCloud(cube.vertices)):
         with pytest.raises(ValueError, match="has no faces"):
             read_mesh(obj)
+
+
+def test_polygons_become_fans(tmp_path):
+    """A quad and a triangle in every format with polygons: fans around each polygon's first vertex."""
+    v = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [2, 0, 0]], np.float32)
+    polygons, fans = [[0, 1, 2, 3], [1, 4, 2]], [[0, 1, 2], [0, 2, 3], [1, 4, 2]]
+    rows = [" ".join(map(str, [len(p)] + p)) for p in polygons]
+    head = ["ply", "format ascii 1.0", "element vertex 5", "property float x", "property float y", "property float z",
+            "element face 2", "property list uchar int vertex_indices", "end_header"]
+    (tmp_path / "a.ply").write_text("\n".join(head + [fmt(p) for p in v] + rows) + "\n")
+    binary = b"".join(bytes([len(p)]) + np.asarray(p, "<i4").tobytes() for p in polygons)
+    (tmp_path / "b.ply").write_bytes(("\n".join(head).replace("ascii", "binary_little_endian") + "\n").encode()
+                                     + v.astype("<f4").tobytes() + binary)
+    (tmp_path / "c.off").write_text("\n".join(["OFF", "5 2 0"] + [fmt(p) for p in v] + rows) + "\n")
+    (tmp_path / "d.obj").write_text("\n".join([f"v {fmt(p)}" for p in v] + ["f 1 2 3 4", "f -4 -1 -3"]) + "\n")
+    for name in ("a.ply", "b.ply", "c.off", "d.obj"):
+        got_v, got_f = read_mesh(tmp_path / name)
+        np.testing.assert_array_equal(got_v, v, err_msg=name)
+        np.testing.assert_array_equal(got_f, fans, err_msg=name)
 
 
 # -------------------------------------------------------------------------------------- the sampler
