@@ -6,7 +6,7 @@ The collections and their papers:
 - ModelNet10/40, from *3D ShapeNets: A Deep Representation for Volumetric Shapes*, Zhirong Wu,
   Shuran Song, Aditya Khosla, Fisher Yu, Linguang Zhang, Xiaoou Tang, Jianxiong Xiao (CVPR 2015):
   ``root/<class>/<train|test>/<class>_NNNN.off``; classes are the sorted class folders. Some files
-  merge the header and the counts on one line (``OFF8048 35408 0``); ``geom.io.read_mesh`` (trimesh)
+  merge the header and the counts on one line (``OFF8048 35408 0``); ``geom.io.read_mesh`` (geom's own OFF reader)
   reads that variant, and the tests check it.
 - ShapeNetCore v2, from *ShapeNet: An Information-Rich 3D Model Repository*, Angel X. Chang, Thomas
   Funkhouser, Leonidas Guibas et al. (2015): ``root/<synsetId>/<modelId>/models/model_normalized.obj``.
