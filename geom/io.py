@@ -29,7 +29,7 @@ import zipfile
 
 import numpy as np
 
-from ._checks import available_memory, check_positive_int, describe, format_bytes
+from ._checks import available_memory, check_memory, check_positive_int, describe, format_bytes
 
 __all__ = ["ARRAY_SUFFIXES", "SUFFIXES", "read_array", "read_mesh", "read_points", "sample_surface", "surface_draws"]
 
@@ -74,6 +74,7 @@ def surface_draws(vertices, faces, n_samples: int, *, seed: int = 0) -> tuple[np
     themselves with these fixed draws. Inputs are validated as for :func:`sample_surface`.
     """
     n_samples = check_positive_int(n_samples, "n_samples")
+    check_memory(n_samples * 96, "n_samples", f"{n_samples} surface samples")  # draws (N, 4) and samples (N, D)
     v = np.asarray(vertices)
     f = np.asarray(faces)
     if v.ndim != 2 or v.shape[1] < 2 or v.dtype.kind not in "biuf":

@@ -260,3 +260,10 @@ def test_cv_and_reservoir_read_the_cost_scale():
     v_abs, e_abs = cv.estimate(costs * scale[:, None] ** 2, EstimateContext(mu, nu, theta, 2.0, None))
     torch.testing.assert_close(v_scaled * scale**2, v_abs)
     torch.testing.assert_close(e_scaled * scale**2, e_abs)
+
+
+def test_surface_samples_that_would_exhaust_memory_are_refused_up_front(tmp_path):
+    path = tmp_path / "tri.off"
+    path.write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")
+    with pytest.raises(ValueError, match="n_samples: this needs about"):
+        geom.measure(path, n_samples=10**10)
