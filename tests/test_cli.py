@@ -239,13 +239,13 @@ def test_missing_file_is_one_line_naming_it(capsys, files, tmp_path):
 @pytest.mark.parametrize(
     "extra, needles",
     [
-        (["--scheme", "nope"], ["'nope'", "mc"]),
-        (["--p", "0.5"], ["p:", "0.5"]),
+        (["--scheme", "nope"], ["--scheme", "'nope'", "mc", "qmc"]),
+        (["--p", "0.5"], ["--p:", "0.5"]),
         (["--n-projections", "0"], ["--n-projections", "0"]),
         (["--n-samples", "0"], ["--n-samples"]),
         (["--seed", "-1"], ["--seed"]),
         (["--metrics", "chamfer,wasserstein"], ["'wasserstein'", "chamfer, energy, hausdorff"]),
-        (["--kind", "voxels"], ["'voxels'", "points"]),
+        (["--kind", "voxels"], ["--kind", "'voxels'", "points"]),
         (["--option", "point_set"], ["--option", "KEY=VALUE", "'point_set'"]),
         (["--option", "n_steps=3"], ["--option", "unknown options", "n_steps"]),
         (["--scheme", "qmc", "--option", "point_set=halton"], ["--option", "point_set", "'halton'"]),
@@ -263,11 +263,45 @@ def test_unreadable_files_are_one_line_errors(capsys, files, tmp_path):
     assert_user_error(*run(capsys, "compare", tmp_path, files["sphere"]), "directory")
 
 
-def test_usage_errors_exit_2(capsys, files):
-    rc, out, err = run(capsys, "compare", files["sphere"])
-    assert rc == 2 and "usage: geom compare" in err and "Traceback" not in err
-    rc, _, err = run(capsys)
-    assert rc == 2 and "usage: geom" in err
+def test_usage_errors_are_one_line_exit_2(capsys, files):
+    assert_user_error(*run(capsys, "compare", files["sphere"]), "required: B", "geom compare --help")
+    assert_user_error(*run(capsys), "required: command", "geom --help")
+    assert_user_error(*run(capsys, "compare", files["sphere"], files["torus"], "--n-projections", "many"),
+                      "--n-projections", "'many'")
+    assert_user_error(*run(capsys, "nosuchcommand"), "nosuchcommand")
+    rc, out, err = run(capsys, "compare", "--help")  # help is no error
+    assert rc == 0 and "usage: geom compare" in out and err == ""
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64), str(10**30)])
+def test_seed_outside_64_bits_names_seed(capsys, files, seed):
+    assert_user_error(*run(capsys, "compare", files["sphere"], files["torus"], *SMALL, "--seed", seed),
+                      "--seed", "2^64", seed)
+    assert_user_error(*run(capsys, "demo", *SMALL, "--seed", seed), "--seed", "2^64")
+    assert compare_json(capsys, files["sphere"], files["torus"], "--seed", str(2**64 - 1))["seed"] == 2**64 - 1
+
+
+@pytest.mark.parametrize("argument", ["--n-projections", "--n-samples"])
+def test_arguments_needing_more_memory_than_the_machine_are_refused_up_front(capsys, files, argument):
+    from geom._checks import available_memory
+
+    value = 10**9 if available_memory() < 4e10 else 10**11  # 1e9 needs > 40 GB (directions or samples)
+    rc, out, err = run(capsys, "compare", files["sphere"], files["torus"], argument, str(value))
+    assert_user_error(rc, out, err, f"geom: error: {argument}: ", "memory", "available")
+
+
+def test_file_errors_name_a_or_b_not_the_library_argument(capsys, files, tmp_path):
+    garbage = tmp_path / "garbage.npy"
+    garbage.write_bytes(b"\x93NUMPY garbage")
+    for args, name in (([garbage, files["sphere"]], "A"), ([files["sphere"], garbage], "B")):
+        rc, out, err = run(capsys, "compare", *args, *SMALL)
+        assert_user_error(rc, out, err, f"geom: error: {name}: ", "garbage.npy")
+        assert "obj" not in err
+    # a mesh file given to the SPD kind: the error says that spd expects matrices, naming B
+    a = np.random.default_rng(0).normal(size=(5, 3, 3))
+    np.save(tmp_path / "spd.npy", a @ a.transpose(0, 2, 1) + np.eye(3))
+    rc, out, err = run(capsys, "compare", tmp_path / "spd.npy", files["torus"], "--kind", "spd")
+    assert_user_error(rc, out, err, "geom: error: B: ", "matri")
 
 
 def test_plugin_errors_and_interrupts(capsys, monkeypatch):

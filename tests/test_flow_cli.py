@@ -6,7 +6,6 @@ uninterrupted one bit for bit.
 """
 
 import json
-import os
 import pathlib
 import signal
 
@@ -17,9 +16,8 @@ import torch
 import geom
 import geom.flows
 from geom_datasets import shapes
-from geom_tools import flow_cli
 
-from cli_helpers import assert_user_error, run
+from cli_helpers import assert_user_error, interrupt_at, run
 
 SAMPLES = pathlib.Path(shapes.__file__).parent / "samples"
 SMALL = ["--n-points", "96", "--n-projections", "32"]
@@ -34,18 +32,6 @@ def load(out):
 @pytest.fixture
 def pair():
     return SAMPLES / "sphere.ply", SAMPLES / "torus.ply"
-
-
-def interrupt_at(monkeypatch, step):
-    """Send a real SIGINT to this process when the flow's callback reaches ``step``."""
-    original = flow_cli._Monitor.__call__
-
-    def call(self, k, particles, value):
-        if self.offset + k == step:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(self, k, particles, value)
-
-    monkeypatch.setattr(flow_cli._Monitor, "__call__", call)
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -74,13 +60,16 @@ def test_sw_flow_between_bundled_shapes_writes_every_output(capsys, tmp_path, pa
 
     ply = trimesh.load(out / "final.ply")
     np.testing.assert_allclose(np.asarray(ply.vertices), traj["trajectory"][-1], atol=1e-6)
-    for name in ("frames.png", "loss.png", "checkpoint.pt"):
+    for name in ("frames.png", "loss.png", "checkpoint.npz"):
         assert (out / name).stat().st_size > 0
     assert summary["method"] == "sw" and summary["seed"] == 4 and summary["steps_done"] == 60
     assert summary["start_value"] == pytest.approx(traj["values"][0])
     assert summary["end_value"] == pytest.approx(traj["values"][-1])
     assert summary["version"] == geom.__version__ and summary["complete"] is True
     assert summary["command"][:3] == ["geom", "flow", str(pair[0])]
+    assert summary["files"] == ["checkpoint.npz", "trajectory.npz", "final.ply", "frames.png", "loss.png",
+                                "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(summary["files"])  # no temporary files left
     assert f"{summary['end_value']:.4g}" in stdout
 
 
@@ -242,7 +231,7 @@ def test_resume_refuses_changed_arguments_and_missing_checkpoints(capsys, tmp_pa
     assert_user_error(*run(capsys, *args, "--steps", 9, "--lr", 0.1, "--resume"), "lr=0.5")
     assert_user_error(*run(capsys, *args, "--steps", 5, "--resume"), "already did 5 steps")
     assert_user_error(*run(capsys, "flow", *pair, "--method", "swf", "--out", tmp_path / "new", "--resume"),
-                      "--resume", "no checkpoint.pt")
+                      "--resume", "no checkpoint.npz")
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -271,6 +260,60 @@ def test_bad_input_is_one_line_exit_2(capsys, tmp_path, pair):
                       "SOURCE", "100000")
     assert_user_error(*run(capsys, "flow", "dataset:nosuch:1", pair[1], "--method", "sw", "--out", out), "nosuch")
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_boundary_errors_name_the_command_line_argument(capsys, tmp_path, pair):
+    out = tmp_path / "o"
+    base = ["flow", *pair, "--method", "swf", "--steps", 3, *SMALL, "--out", out]
+    assert_user_error(*run(capsys, *base, "--scheme", "nope"), "--scheme", "'nope'", "mc", "reservoir")
+    assert_user_error(*run(capsys, *base, "--seed", 2**64), "--seed", "2^64")
+    assert_user_error(*run(capsys, *base, "--seed", -3), "--seed", "-3")
+    garbage = tmp_path / "garbage.npy"
+    garbage.write_bytes(b"\x93NUMPY nonsense")
+    rc, stdout, err = run(capsys, "flow", garbage, pair[1], "--method", "swf", "--out", out)
+    assert_user_error(rc, stdout, err, "geom: error: SOURCE: ", "garbage.npy")
+    assert "obj" not in err
+    assert_user_error(*run(capsys, "generate", "--method", "swf", "--dataset", "digits", "--seed", 2**70,
+                           "--out", out), "--seed")
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("argument", ["--n-points", "--n-projections"])
+def test_sizes_beyond_memory_are_refused_before_anything_is_read(capsys, tmp_path, pair, argument):
+    rc, stdout, err = run(capsys, "flow", pair[0], tmp_path / "not-read.ply", "--method", "swf",
+                          argument, 10**12, "--out", tmp_path / "o")
+    assert_user_error(rc, stdout, err, f"geom: error: {argument}: ", "memory")
+    rc, stdout, err = run(capsys, "generate", "--method", "swf", "--dataset", "digits", "--n-samples"
+                          if argument == "--n-points" else argument, 10**12, "--out", tmp_path / "o")
+    assert_user_error(rc, stdout, err, "memory")
+
+
+def test_a_diverging_flow_is_one_line_naming_the_step_and_keeps_the_checkpoint_from_before(capsys, tmp_path, pair):
+    """With this step size the particles overflow after some 50 steps (SW = 0 was recorded for them)."""
+    out = tmp_path / "run"
+    args = ["flow", *pair, "--method", "swf", *SMALL, "--lr", 1e3, "--out", out]
+    rc, stdout, err = run(capsys, *args, "--steps", 300)
+    assert_user_error(rc, stdout, err, "diverged at step", "non-finite", "--lr")
+    assert not out.exists() or not any(out.iterdir())
+    assert run(capsys, *args, "--steps", 10)[0] == 0  # still finite
+    before = (out / "checkpoint.npz").read_bytes()
+    rc, stdout, err = run(capsys, *args, "--steps", 300, "--resume")
+    assert_user_error(rc, stdout, err, "diverged at step", "non-finite")
+    assert (out / "checkpoint.npz").read_bytes() == before and load(out)[1]["steps_done"] == 10
+
+
+def test_generate_airports_holds_out_points_of_each_one_item_state(capsys, tmp_path):
+    pytest.importorskip("vega_datasets")
+    out = tmp_path / "gen"
+    rc, stdout, err = run(capsys, "generate", "--method", "swf", "--dataset", "airports", "--n-samples", 50,
+                          "--steps", 30, "--n-projections", 16, "--out", out)
+    assert rc == 0, err
+    samples, _, summary = gen_load(out)
+    assert samples.shape == (50, 3) and summary["n_held_out"] > 0 and summary["n_train"] > 0
+    # every airport is a unit vector: the flow brought the noise close to the sphere
+    radius = np.linalg.norm(samples, axis=1)
+    noise = np.linalg.norm(np.random.default_rng(0).normal(size=(50, 3)), axis=1)
+    assert np.abs(radius - 1).mean() < 0.5 * np.abs(noise - 1).mean()
 
 
 def test_output_folder_errors(capsys, tmp_path, pair):

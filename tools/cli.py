@@ -14,33 +14,73 @@ touching :func:`main`::
     geom generate --method swf|cswf|mmd --dataset NAME [--n-samples N] [--steps N] [--seed K] [--class C]
                   --out DIR [--force]
 
-User errors (bad values, missing or unreadable files, broken plugins) end as one line
-``geom: error: <message>`` on stderr and exit status 2, never a traceback.
+User errors (bad values, missing or unreadable files, broken plugins) and usage errors end as one
+line ``geom: error: <message>`` on stderr and exit status 2, never a traceback. Ctrl-C at any moment
+ends as one line and exit status 130: this module imports only the standard library (geom and torch
+are imported by :func:`main`, under its handler), and holds a handler of its own while it is being
+imported.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import itertools
-import json
-import math
 import os
-import pathlib
+import signal
 import sys
-import textwrap
-from typing import Callable
 
-import geom
-from geom._checks import check_p, check_positive_int
-from geom.registry import get_scheme
 
-from .flow_cli import configure_flow, configure_generate, run_flow, run_generate
+def _interrupted_early(signum, frame):  # Ctrl-C while this module is imported: nothing to clean up yet
+    os.write(2, b"geom: interrupted\n")
+    os._exit(130)
+
+
+try:
+    _BEFORE_IMPORT = signal.signal(signal.SIGINT, _interrupted_early)
+except ValueError:  # imported outside the main thread
+    _BEFORE_IMPORT = None
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import pathlib  # noqa: E402
+import textwrap  # noqa: E402
+from typing import Callable  # noqa: E402
 
 __all__ = ["COMMANDS", "METRICS", "USER_ERRORS", "Command", "build_parser", "main"]
 
-USER_ERRORS = (ValueError, TypeError, OSError, geom.PluginError)
-"""Exceptions reported as one line and exit status 2 (FileNotFoundError is an OSError)."""
+geom = None
+"""The geom package, imported by :func:`main` (importing torch takes a second: under main's Ctrl-C handler)."""
+
+USER_ERRORS = (ValueError, TypeError, OSError)
+"""Exceptions reported as one line and exit status 2 (FileNotFoundError is an OSError), with
+``geom.PluginError`` (a plugin broke the contract)."""
+
+
+def _import_geom() -> None:
+    global geom
+    with _sigint_held():  # some libraries catch BaseException around optional imports: Ctrl-C waits
+        import geom
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """Hold Ctrl-C back while the block runs (a checkpoint written whole, an import that would swallow
+    it), then deliver it to the handler from before."""
+    caught = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    except ValueError:  # not the main thread: nothing to hold back
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and previous is not signal.SIG_IGN:
+        (previous if callable(previous) else signal.default_int_handler)(signal.SIGINT, None)
+
 
 METRICS: dict[str, str] = {
     "chamfer": "chamfer_distance",
@@ -122,21 +162,72 @@ def _parse_options(items: list[str]) -> dict:
     return options
 
 
+def _named(exc: Exception, name: str, library: tuple[str, ...] = ("obj",)) -> Exception:
+    """``exc`` again (same type), its message naming ``name``: a leading ``library`` argument name
+    (``obj: ...``, the argument of geom.measure) is replaced, anything else gets the prefix."""
+    text = str(exc)
+    for old in library:
+        if text.startswith(old + ": "):
+            text = text[len(old) + 2:]
+            break
+    return type(exc)(f"{name}: {text}")
+
+
+def _check_seed(seed) -> int:
+    """``--seed``: an integer in [0, 2^64), what torch's and numpy's generators take."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"--seed: expected an integer in [0, 2^64), got {seed!r}")
+    return seed
+
+
+def _scheme_class(name: str) -> type:
+    """The scheme registered as ``name``; a ValueError naming ``--scheme`` lists the registered ones."""
+    from geom.registry import get_scheme
+
+    try:
+        return get_scheme(name)
+    except (TypeError, ValueError) as exc:
+        raise _named(exc, "--scheme", ("scheme",)) from None
+
+
 def _check_common(args: argparse.Namespace) -> None:
     """Validate cheap arguments before any file is read; ``args.scheme`` becomes the scheme instance
     built with the ``--option`` values (bad names or values fail here, naming the option)."""
-    check_p(args.p)
-    check_positive_int(args.n_projections, "--n-projections")
-    check_positive_int(args.n_samples, "--n-samples")
-    if args.seed < 0:
-        raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
+    from geom._checks import check_memory, check_p, check_positive_int
+
+    try:
+        check_p(args.p)
+    except (TypeError, ValueError) as exc:
+        raise _named(exc, "--p", ("p",)) from None
+    n_projections = check_positive_int(args.n_projections, "--n-projections")
+    n_samples = check_positive_int(args.n_samples, "--n-samples")
+    _check_seed(args.seed)
+    if args.kind is not None:
+        from geom.registry import get_representation
+
+        try:
+            get_representation(args.kind)
+        except (TypeError, ValueError) as exc:
+            raise _named(exc, "--kind", ("kind",)) from None
+    if (args.kind or "points") in SAMPLING_KINDS:  # float64 samples of both meshes (a lower bound)
+        check_memory(2 * 24 * n_samples, "--n-samples", f"{n_samples} surface samples of each mesh")
+    check_memory(24 * n_projections, "--n-projections", f"{n_projections} directions")
     args.options = _parse_options(args.options)
     args.scheme_name = args.scheme
-    cls = get_scheme(args.scheme)  # ValueError listing the registered schemes
+    cls = _scheme_class(args.scheme)
     try:
         args.scheme = cls(**args.options)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"--option: {exc}") from None
+
+
+def _check_projections(args: argparse.Namespace, mu) -> None:
+    """``--n-projections`` against the memory its directions need in the measure's space."""
+    from geom._checks import check_memory
+
+    dim = math.prod(mu.support.shape[2:])  # numbers per atom (d, or n * n for matrices)
+    check_memory(8 * args.n_projections * (dim + 2), "--n-projections", f"{args.n_projections} directions in "
+                 f"dimension {dim}")
 
 
 def _scheme_text(args: argparse.Namespace) -> str:
@@ -152,10 +243,14 @@ SAMPLING_KINDS = ("points", "mesh")
 """Kinds that sample mesh surfaces, and so take ``--n-samples`` and ``--seed``."""
 
 
-def _load(path: pathlib.Path, args: argparse.Namespace) -> geom.Measure:
+def _load(path: pathlib.Path, args: argparse.Namespace, name: str) -> geom.Measure:
+    """The measure in the file ``path``; errors name the argument ``name`` (A or B)."""
     kind = args.kind or "points"
     options = dict(n_samples=args.n_samples, seed=args.seed) if kind in SAMPLING_KINDS else {}
-    return geom.measure(str(path), kind=kind, **options)
+    try:
+        return geom.measure(str(path), kind=kind, **options)
+    except (TypeError, ValueError, OSError) as exc:
+        raise _named(exc, name) from None
 
 
 def _metric(name: str, mu: geom.Measure, nu: geom.Measure) -> float:
@@ -198,7 +293,8 @@ def _run_compare(args: argparse.Namespace) -> int:
     metrics = _parse_metrics(args.metrics)
     _check_common(args)
     a, b = _existing_file(args.a, "A"), _existing_file(args.b, "B")
-    mu, nu = _load(a, args), _load(b, args)
+    mu, nu = _load(a, args, "A"), _load(b, args, "B")
+    _check_projections(args, mu)
     result = geom.sliced_wasserstein(mu, nu, p=args.p, n_projections=args.n_projections, scheme=args.scheme,
                                      seed=args.seed, return_result=True)
     value, stderr = float(result.value), float(result.stderr)
@@ -301,7 +397,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     _check_common(args)
     files = _sample_files()
-    measures = {path.stem: _load(path, args) for path in files}
+    measures = {path.stem: _load(path, args, path.name) for path in files}
     rows = []
     for a, b in tqdm(list(itertools.combinations(measures, 2)), desc="geom demo", unit="pair", file=sys.stderr):
         mu, nu = measures[a], measures[b]
@@ -335,6 +431,17 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- main
 
+def _from_flow_cli(name: str) -> Callable:
+    """``flow_cli.<name>``, imported at the first call (the module imports torch)."""
+    def call(*args):
+        from . import flow_cli
+
+        return getattr(flow_cli, name)(*args)
+
+    call.__name__ = name
+    return call
+
+
 COMMANDS: dict[str, Command] = {
     "compare": Command("compare two shape files: SW_p ± stderr, and optional metrics", _configure_compare, _run_compare),
     "plugins": Command("list installed plugins and what each registers", _configure_plugins, _run_plugins),
@@ -343,18 +450,29 @@ COMMANDS: dict[str, Command] = {
     "datasets": Command("list registered datasets, their descriptions and options", _configure_datasets,
                         _run_datasets),
     "flow": Command("flow a point cloud onto another (sw, swf, cswf, mmd): trajectory, frames, loss curve, summary",
-                    configure_flow, run_flow),
+                    _from_flow_cli("configure_flow"), _from_flow_cli("run_flow")),
     "generate": Command("generate samples of a dataset from noise (swf, cswf, mmd): grid PNG, W2 and energy to "
-                        "held-out data", configure_generate, run_generate),
+                        "held-out data", _from_flow_cli("configure_generate"), _from_flow_cli("run_generate")),
 }
 """Command name -> :class:`Command`; ``geom <name>`` runs it."""
 
 
+class UsageError(Exception):
+    """A command line argparse cannot parse; :func:`main` prints it as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, its usage errors raised as :class:`UsageError` (one line) instead of a usage block."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``geom`` argument parser with one sub-parser per entry of :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(
-        prog="geom", description="Geometry and point-cloud toolkit built on sliced optimal transport."
-    )
+    if geom is None:
+        _import_geom()
+    parser = _Parser(prog="geom", description="Geometry and point-cloud toolkit built on sliced optimal transport.")
     parser.add_argument("--version", action="version", version=f"geom {geom.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     for name, command in COMMANDS.items():
@@ -369,32 +487,87 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+class _Interrupt:
+    """:func:`main`'s SIGINT handler: Ctrl-C raises KeyboardInterrupt, except while one is being handled
+    (it is already on its way to main, which prints one line). One that a library swallowed (some
+    catch BaseException around their optional imports) is raised again by :meth:`check`."""
+
+    def __init__(self):
+        self.pending = self.caught = False
+
+    def __call__(self, signum, frame):
+        if self.caught or isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            return
+        self.pending = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.pending and not self.caught:
+            raise KeyboardInterrupt
+
+
+def _interruption_point() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C was pressed under :func:`main` and the exception got lost."""
+    check = getattr(signal.getsignal(signal.SIGINT), "check", None)
+    if check is not None:
+        check()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``geom`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit status.
 
     0 on success; 2 for a usage error or a user error (one line ``geom: error: ...`` on stderr);
-    130 when interrupted.
+    130 when interrupted (one line ``geom: interrupted...``), whenever Ctrl-C comes: while geom is
+    imported, the arguments parsed, the files read, the flow run or its files written. The SIGINT
+    handler from before is restored on return; with ``argv`` None (the console script) Ctrl-C is
+    ignored from then on, while the interpreter exits.
     """
-    parser = build_parser()
+    interrupt = _Interrupt()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version and usage errors
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        before = signal.signal(signal.SIGINT, interrupt)
+    except ValueError:  # not the main thread: Ctrl-C raises KeyboardInterrupt as usual
+        before = None
     try:
-        return int(args.run(args) or 0)
+        return _main(argv)
     except KeyboardInterrupt:
+        interrupt.caught = True
         print("geom: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN if argv is None else before)
+
+
+def _main(argv: list[str] | None) -> int:
+    _import_geom()
+    parser = build_parser()
+    _interruption_point()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except UsageError as exc:
+        print(f"geom: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    try:
+        status = int(args.run(args) or 0)
     except BrokenPipeError:  # e.g. `geom demo | head`: stop quietly
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError):
             pass
         return 141
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, geom.PluginError) as exc:
+        _interruption_point()  # an error after a Ctrl-C that a library swallowed is that Ctrl-C's doing
         print(f"geom: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    if status != 130:  # 130: the command said so itself
+        _interruption_point()
+    return status
 
+
+if _BEFORE_IMPORT is not None:  # the module is imported: main() installs its own handler
+    signal.signal(signal.SIGINT, _BEFORE_IMPORT)
 
 if __name__ == "__main__":
     raise SystemExit(main())

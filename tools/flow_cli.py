@@ -21,25 +21,34 @@ flow sends every part of SOURCE to the same part of TARGET. ``--labels AXIS:K`` 
 cuts each cloud into K slabs of equal size along a coordinate (x, y, z or its index); ``--labels
 npz`` takes the ``labels`` arrays (one integer per point) of two ``.npz`` archives.
 
-``geom flow`` writes into DIR: ``trajectory.npz`` (``trajectory (T, N, d)``, ``steps``, ``values``),
-``final.ply`` (``final.npy`` when d > 3), ``frames.png``, ``loss.png``, ``summary.json`` and
-``checkpoint.pt`` (particles, generator state, scheme instance, Adam state or velocity, part labels,
-arguments); ``trajectory.npz`` also holds the particles' ``labels`` for ``cswf``. Ctrl-C stops at the
-current step, writes all of these and exits with status 130; ``--resume`` continues the run
-(``--steps`` may grow; any other differing argument is refused) and repeats the uninterrupted one
-exactly, for every method (the checkpoint keeps Adam's moments for ``sw`` and the velocity for
-``mmd``).
+``geom flow`` writes into DIR, in this order: ``checkpoint.npz`` (particles, generator state, the
+scheme's state, Adam's moments or the velocity, part labels, the recorded frames and the arguments:
+arrays plus one JSON document, nothing pickled), ``trajectory.npz`` (``trajectory (T, N, d)``,
+``steps``, ``values``, and the particles' ``labels`` for ``cswf``), ``final.ply`` (``final.npy`` when
+d > 3), ``frames.png``, ``loss.png`` and last ``summary.json``, which lists the files written and the
+checksum of the checkpoint they come from. Every file is written to a temporary file and renamed
+into place, so each is whole, old or new, whatever happens. Ctrl-C stops at the current step,
+writes all of these and exits with status 130; ``--resume`` continues the run (``--steps`` may grow;
+any other differing argument is refused) and repeats the uninterrupted one exactly, for every
+method. A checkpoint that is complete but whose outputs are missing or stale (a second Ctrl-C, a
+full disk) makes ``--resume`` write them. ``--force`` replaces a finished run's files: it removes
+only files that an earlier run of the same command wrote there (those its summary or checkpoint
+lists) and refuses where the folder holds a file of an output's name that no such run wrote.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import math
+import os
 import pathlib
 import shlex
 import signal
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -47,7 +56,11 @@ import torch
 
 import geom
 import geom.flows
-from geom._checks import check_positive_int
+from geom._checks import check_memory, check_positive_int, describe
+from geom._files import TEMP_PREFIX, atomic_write
+from geom._state import flatten, load_npz, read_npz, save_npz, unflatten
+
+from .cli import _check_seed, _interruption_point, _named, _parse_options, _scheme_class, _sigint_held
 
 __all__ = ["configure_flow", "configure_generate", "exact_w2", "run_flow", "run_generate"]
 
@@ -56,7 +69,15 @@ DEFAULT_LR = {"sw": 0.02, "swf": 0.5, "cswf": 0.5, "mmd": 0.05}
 """Step size of each method when ``--lr`` is not given."""
 RESUMABLE_KEYS = ("steps",)
 """Arguments that ``--resume`` may change."""
-OUTPUTS = ("trajectory.npz", "final.ply", "final.npy", "frames.png", "loss.png", "summary.json", "checkpoint.pt")
+CHECKPOINT, SUMMARY, LEGACY_CHECKPOINT = "checkpoint.npz", "summary.json", "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+"""Layout of ``checkpoint.npz``; another number is refused."""
+FLOW_OUTPUTS = (CHECKPOINT, "trajectory.npz", "final.ply", "final.npy", "frames.png", "loss.png", SUMMARY)
+"""Every file ``geom flow`` writes (``--force`` removes no other)."""
+GENERATE_OUTPUTS = ("samples.npz", "samples.png", SUMMARY)
+"""Every file ``geom generate`` writes."""
+MAX_JSON = 16 << 20
+"""Largest summary.json read back (to find which files an earlier run wrote)."""
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -125,65 +146,140 @@ def _load_input(text: str, args, what: str, dim: int | None = None):
     try:
         m = geom.measure(str(path), kind="points", n_samples=args.n_points, seed=args.seed)
     except (TypeError, ValueError, OSError) as exc:
-        raise type(exc)(f"{what}: {exc}") from None
+        raise _named(exc, what) from None
     return _weighted_cloud(m, what)
 
 
 # ---------------------------------------------------------------------------------------------- output folder
 
 
-def _prepare_out(text: str, *, resume: bool, force: bool) -> pathlib.Path:
-    """Check that ``--out`` can be used: absent or empty, or ``--force``, or ``--resume`` with a checkpoint."""
+def _read_json(path: pathlib.Path):
+    """The JSON document in ``path``, or None where it is missing, too large or not JSON."""
+    try:
+        if path.stat().st_size > MAX_JSON:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def _written_by(out: pathlib.Path, command: str, outputs: tuple[str, ...]) -> set[str]:
+    """The outputs in ``out`` that an earlier ``geom <command>`` wrote: those its summary lists and,
+    for flow, those its checkpoint lists (written first, it names the files that follow it)."""
+    names = set()
+    summary = _read_json(out / SUMMARY)
+    if isinstance(summary, dict) and isinstance(summary.get("command"), list) \
+            and summary["command"][1:2] == [command] and isinstance(summary.get("files"), list):
+        names.update(n for n in summary["files"] if isinstance(n, str))
+    if command == "flow" and (out / CHECKPOINT).is_file():
+        try:
+            _, meta = load_npz(out / CHECKPOINT, meta_only=True)
+        except (ValueError, OSError):
+            meta = None
+        if isinstance(meta, dict) and meta.get("command") == "flow" and isinstance(meta.get("outputs"), list):
+            names.update(n for n in meta["outputs"] if isinstance(n, str))
+    return names & set(outputs)
+
+
+def _prepare_out(text: str, command: str, outputs: tuple[str, ...], *, resume: bool = False,
+                 force: bool = False) -> tuple[pathlib.Path, set[str]]:
+    """Check that ``--out`` can be used; returns the folder and the outputs an earlier run wrote there.
+
+    Usable: absent or empty (temporary files of interrupted writers aside); with ``--force``, when
+    every file of an output's name was written by an earlier ``geom <command>``; with ``--resume``,
+    when it holds a checkpoint.
+    """
     out = pathlib.Path(text).expanduser()
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out: '{text}' exists and is not a directory")
-    busy = out.is_dir() and any(out.iterdir())
-    if resume:
-        if not (out / "checkpoint.pt").is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint.pt in '{text}' to continue")
-    elif busy and not force:
+    present = {p.name for p in out.iterdir() if not p.name.startswith(TEMP_PREFIX)} if out.is_dir() else set()
+    ours = _written_by(out, command, outputs) if present else set()
+    if resume and CHECKPOINT not in present:
+        if LEGACY_CHECKPOINT in present:
+            raise ValueError(f"--resume: '{text}' holds only {LEGACY_CHECKPOINT}, a checkpoint of an older geom, "
+                             f"which cannot be loaded safely (it is a pickle, which can run any code); it was not "
+                             f"opened: start the run again in a new --out folder")
+        raise FileNotFoundError(f"--resume: no {CHECKPOINT} in '{text}' to continue")
+    if present and not (force or resume):
         raise FileExistsError(f"--out: '{text}' is not empty; pass --force to overwrite or --resume to continue")
+    if force and not resume:
+        _refuse_foreign(out, command, outputs, ours, "--force")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".geom-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=out)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise OSError(f"--out: cannot write to '{text}' ({exc.strerror or exc})") from None
-    if force and not resume:
-        for name in OUTPUTS:
-            (out / name).unlink(missing_ok=True)
-    return out
+    return out, ours
 
 
-def _export_cloud(x: np.ndarray, out: pathlib.Path) -> str:
-    """``final.ply`` (2-D clouds padded with z = 0), or ``final.npy`` when d > 3; returns the file name."""
+def _refuse_foreign(out: pathlib.Path, command: str, outputs: tuple[str, ...], ours: set[str], flag: str) -> None:
+    """FileExistsError where ``out`` holds a file of an output's name that no earlier run wrote."""
+    foreign = sorted(n for n in outputs if (out / n).exists() and n not in ours)
+    if foreign:
+        raise FileExistsError(
+            f"{flag}: '{out}' holds {', '.join(foreign)}, which no earlier `geom {command}` wrote there; geom "
+            f"replaces only its own outputs: move {'it' if len(foreign) == 1 else 'them'} away or choose another --out")
+
+
+@contextlib.contextmanager
+def _output(path: pathlib.Path, mode: str = "wb"):
+    """A file handle that replaces ``path`` whole on success (:func:`geom._files.atomic_write`); an
+    OSError (a full disk, say) names the file and leaves the earlier one of that name as it was."""
+    _interruption_point()  # a Ctrl-C that a library swallowed stops here, between two whole files
+    try:
+        with atomic_write(path, mode) as fh:
+            yield fh
+    except OSError as exc:
+        raise OSError(f"--out: cannot write '{path}' ({exc.strerror or exc}); the earlier file of that name, "
+                      f"if any, is intact") from None
+
+
+def _remove_stale(out: pathlib.Path, ours: set[str], written: list[str]) -> None:
+    """Remove the earlier run's outputs that this run did not write again (``final.ply`` for ``final.npy``)."""
+    for name in sorted(ours - set(written)):
+        (out / name).unlink(missing_ok=True)
+
+
+def _export_cloud(x: np.ndarray, fh, name: str) -> None:
+    """``final.ply`` (2-D clouds padded with z = 0) or ``final.npy`` (d > 3) into the file ``fh``."""
     n, d = x.shape
-    if d > 3:
-        np.save(out / "final.npy", x)
-        return "final.npy"
-    import trimesh
+    if name.endswith(".npy"):
+        np.save(fh, x)
+        return
+    with _sigint_held():  # trimesh catches BaseException around its optional imports: Ctrl-C waits for it
+        import trimesh
 
     xyz = np.zeros((n, 3))
     xyz[:, :d] = x
-    trimesh.PointCloud(xyz).export(out / "final.ply")
-    return "final.ply"
+    trimesh.PointCloud(xyz).export(file_obj=fh, file_type="ply")
 
 
-def _plot_frames(traj: np.ndarray, steps: np.ndarray, path: pathlib.Path, labels: np.ndarray | None = None,
-                 n_frames: int = 6) -> None:
-    """A strip of up to ``n_frames`` snapshots: 3-D scatter for d = 3, else the first two coordinates;
-    points coloured by their part label when there are labels."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save_figure(fig, fh) -> None:
+    fig.tight_layout()
+    fig.savefig(fh, format="png", dpi=80)
+    _pyplot().close(fig)
+
+
+def _plot_frames(traj: np.ndarray, steps: np.ndarray, fh, labels: np.ndarray | None = None,
+                 n_frames: int = 6) -> None:
+    """A strip of up to ``n_frames`` snapshots: 3-D scatter for d = 3, else the first two coordinates;
+    points coloured by their part label when there are labels."""
     T, _, d = traj.shape
     colour = {} if labels is None else dict(c=labels % 10, cmap="tab10", vmin=0, vmax=10)
     pick = sorted(set(np.linspace(0, T - 1, min(n_frames, T)).round().astype(int).tolist()))
     lo, hi = traj.min(axis=(0, 1)), traj.max(axis=(0, 1))
-    fig = plt.figure(figsize=(3 * len(pick), 3.2))
+    fig = _pyplot().figure(figsize=(3 * len(pick), 3.2))
     for i, t in enumerate(pick):
         if d == 3:
             ax = fig.add_subplot(1, len(pick), i + 1, projection="3d")
@@ -198,25 +294,16 @@ def _plot_frames(traj: np.ndarray, steps: np.ndarray, path: pathlib.Path, labels
                 ax.set_ylim(lo[1], hi[1])
             ax.set_aspect("equal", adjustable="box")
         ax.set_title(f"step {int(steps[t])}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    _save_figure(fig, fh)
 
 
-def _plot_loss(steps: np.ndarray, values: np.ndarray, label: str, path: pathlib.Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+def _plot_loss(steps: np.ndarray, values: np.ndarray, label: str, fh) -> None:
+    fig, ax = _pyplot().subplots(figsize=(5, 3.5))
     positive = values > 0
     ax.plot(steps[positive], values[positive], marker=".")
     ax.set(xlabel="step", ylabel=label, yscale="log")
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    _save_figure(fig, fh)
 
 
 # ---------------------------------------------------------------------------------------------- progress and Ctrl-C
@@ -226,7 +313,7 @@ class _Monitor:
     """The flow's callback: advances the progress bar and stops the flow once Ctrl-C has been pressed.
 
     While active, SIGINT sets :attr:`interrupted` (the flow then stops at the end of its current step)
-    and restores the default handler, so a second Ctrl-C stops at once.
+    and restores the handler from before, so a second Ctrl-C stops at once.
     """
 
     def __init__(self, bar, offset: int):
@@ -238,6 +325,7 @@ class _Monitor:
         signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
 
     def __enter__(self):
+        _interruption_point()
         try:
             self._previous = signal.signal(signal.SIGINT, self._on_sigint)
         except ValueError:  # not the main thread: Ctrl-C raises KeyboardInterrupt as usual
@@ -286,8 +374,14 @@ def configure_flow(parser: argparse.ArgumentParser) -> None:
                         help="cswf: weight of the one-hot label block (default: 2)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (absent or empty)")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true", help="continue the run whose checkpoint.pt is in DIR")
-    group.add_argument("--force", action="store_true", help="overwrite the outputs in a non-empty DIR")
+    group.add_argument("--resume", action="store_true", help=f"continue the run whose {CHECKPOINT} is in DIR")
+    group.add_argument("--force", action="store_true", help="replace the outputs of an earlier geom flow in DIR")
+
+
+def _frame_count(record_every: int | None, steps: int) -> int:
+    """How many frames :func:`_record_steps` keeps (without building them)."""
+    k = record_every or max(1, steps // 100)
+    return len(range(0, steps + 1, k)) + (steps % k != 0)
 
 
 def _flow_settings(args) -> dict:
@@ -299,10 +393,9 @@ def _flow_settings(args) -> dict:
     lr = DEFAULT_LR[method] if args.lr is None else args.lr
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"--lr: expected a positive number, got {lr}")
-    check_positive_int(args.n_projections, "--n-projections")
-    check_positive_int(args.n_points, "--n-points")
-    if args.seed < 0:
-        raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
+    n_projections = check_positive_int(args.n_projections, "--n-projections")
+    n_points = check_positive_int(args.n_points, "--n-points")
+    _check_seed(args.seed)
     if args.record_every is not None:
         check_positive_int(args.record_every, "--record-every")
     labels, label_scale = args.labels, args.label_scale
@@ -314,12 +407,25 @@ def _flow_settings(args) -> dict:
     elif labels is not None or label_scale is not None:
         raise ValueError(f"--{'labels' if labels is not None else 'label-scale'}: only used by --method cswf, "
                          f"got --method {method}")
-    from .cli import _parse_options  # here: cli imports this module
-
+    _scheme_class(args.scheme)  # names --scheme and lists the registered ones
     options = _parse_options(args.options)
+    # lower bounds (one coordinate per point); the real sizes are checked again once the inputs are read
+    frames = _frame_count(args.record_every, steps)
+    check_memory(32 * n_points, "--n-points", f"{n_points} particles")
+    check_memory(8 * frames * n_points, "--n-points" if args.record_every is None else "--record-every",
+                 f"a trajectory of {frames} frames of {n_points} points")
+    check_memory(24 * n_projections, "--n-projections", f"{n_projections} directions per step")
     return dict(source=args.source, target=args.target, method=method, scheme=args.scheme, options=options,
                 steps=steps, lr=lr, n_projections=args.n_projections, n_points=args.n_points, seed=args.seed,
                 record_every=args.record_every, labels=labels, label_scale=label_scale)
+
+
+def _new_scheme(s: dict):
+    """A fresh instance of the run's scheme, built with its options."""
+    try:
+        return _scheme_class(s["scheme"])(**s["options"])
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"--option: {exc}") from None
 
 
 def _record_steps(record_every: int | None, steps: int) -> list[int]:
@@ -338,10 +444,10 @@ def _npz_labels(text: str, n: int, what: str) -> torch.Tensor:
     path = pathlib.Path(text).expanduser()
     if path.suffix.lower() != ".npz" or not path.is_file():
         raise ValueError(f"--labels: 'npz' takes the labels of .npz archives; {what} is '{text}'")
-    with np.load(path) as z:
-        if "labels" not in z.files:
-            raise ValueError(f"--labels: {what} '{text}' has no 'labels' array (it has {', '.join(z.files)})")
-        labels = z["labels"]
+    arrays = read_npz(path, {"labels"})  # checked against the bytes present, never unpickled
+    if "labels" not in arrays:
+        raise ValueError(f"--labels: {what} '{text}' has no 'labels' array")
+    labels = arrays["labels"]
     if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"--labels: expected one integer label per point of {what}, shape ({n},), "
                          f"got {labels.dtype} {labels.shape}")
@@ -376,15 +482,182 @@ def _run_method(s: dict, x, y, *, start: int, total: int, scheme, gen, opt_state
         local = [0] + local
     common = dict(steps=remaining, n_projections=s["n_projections"], scheme=scheme, generator=gen,
                   record_every=local, callback=monitor)
-    if s["method"] == "sw":
-        return geom.flows.sw_flow(x, y, lr=s["lr"], optimizer_state=opt_state, **common)
-    if s["method"] == "swf":
-        return geom.flows.swf(x, y, step_size=s["lr"], **common)
-    if s["method"] == "cswf":
-        return geom.flows.conditional_swf(x, y, *labels, step_size=s["lr"], label_scale=s["label_scale"], **common)
-    from geom.mmd import mmd_flow
+    try:
+        if s["method"] == "sw":
+            return geom.flows.sw_flow(x, y, lr=s["lr"], optimizer_state=opt_state, **common)
+        if s["method"] == "swf":
+            return geom.flows.swf(x, y, step_size=s["lr"], **common)
+        if s["method"] == "cswf":
+            return geom.flows.conditional_swf(x, y, *labels, step_size=s["lr"], label_scale=s["label_scale"],
+                                              **common)
+        from geom.mmd import mmd_flow
 
-    return mmd_flow(x, y, lr=s["lr"], velocity=opt_state, **common)
+        return mmd_flow(x, y, lr=s["lr"], velocity=opt_state, **common)
+    except geom.flows.FlowDiverged as exc:
+        raise ValueError(f"the flow diverged at step {start + exc.step}: the {exc.what} became non-finite "
+                         f"({exc.detail}); try a smaller --lr (now {s['lr']:g})") from None
+    except ValueError as exc:  # the library's argument name -> the command's
+        if str(exc).startswith("n_projections:"):
+            raise _named(exc, "--n-projections", ("n_projections",)) from None
+        raise
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+_CHECKPOINT_KEYS = ("settings", "steps_done", "particles", "source_weights", "target", "target_weights", "labels",
+                    "generator_state", "scheme", "optimizer_state", "trajectory", "steps", "values", "seconds",
+                    "start_value", "value")
+"""The entries of a checkpoint's tree (see :func:`geom._state.flatten`)."""
+
+
+def _flow_outputs(dim: int) -> list[str]:
+    """The files a run in dimension ``dim`` writes, in the order it writes them."""
+    return [CHECKPOINT, "trajectory.npz", "final.npy" if dim > 3 else "final.ply", "frames.png", "loss.png", SUMMARY]
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _save_checkpoint(out: pathlib.Path, tree: dict) -> str:
+    """Write ``checkpoint.npz`` (the tree's arrays plus one JSON document); returns its SHA-256."""
+    arrays, skeleton = flatten(tree, "checkpoint")
+    meta = dict(format=CHECKPOINT_FORMAT, command="flow", version=geom.__version__,
+                outputs=_flow_outputs(tree["particles"].shape[1]), tree=skeleton)
+    with _output(out / CHECKPOINT) as fh:
+        save_npz(fh, arrays, meta)
+    return _sha256(out / CHECKPOINT)
+
+
+def _tensors(tree):
+    """Every tensor in a tree."""
+    if isinstance(tree, torch.Tensor):
+        yield tree
+    elif isinstance(tree, (list, tuple, dict)):
+        for v in tree.values() if isinstance(tree, dict) else tree:
+            yield from _tensors(v)
+
+
+def _read_checkpoint(out: pathlib.Path, s: dict) -> dict:
+    """The checkpoint in ``out``, every entry checked (types, shapes against each other, finite numbers,
+    the scheme's state against a fresh instance), plus its ``scheme`` instance, generator ``gen`` and
+    ``sha256``; a one-line ValueError naming the file and what is wrong."""
+    path = out / CHECKPOINT
+    advice = "it cannot be resumed: start the run again in a new --out folder"
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"--resume: checkpoint '{path}': {what}; {advice}")
+
+    try:
+        arrays, meta = load_npz(path)
+    except ValueError as exc:
+        raise ValueError(f"--resume: checkpoint {exc}; {advice}") from None
+    if not isinstance(meta, dict) or meta.get("command") != "flow":
+        raise bad("it is not a checkpoint of geom flow")
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise bad(f"it has checkpoint format {meta.get('format')!r}; this geom reads format {CHECKPOINT_FORMAT}")
+    if meta.get("version") != geom.__version__:
+        raise bad(f"it was written by geom {meta.get('version')!r}; this is geom {geom.__version__}, whose steps "
+                  f"need not repeat that version's")
+    try:
+        ck = unflatten(arrays, meta.get("tree"), "checkpoint")
+    except ValueError as exc:
+        raise bad(f"it is corrupt ({exc})") from None
+    if not isinstance(ck, dict) or set(ck) != set(_CHECKPOINT_KEYS):
+        raise bad(f"it does not hold the entries of a checkpoint ({', '.join(_CHECKPOINT_KEYS)})")
+    saved = ck["settings"]
+    if not isinstance(saved, dict) or set(saved) != set(s) or type(saved["steps"]) is not int:
+        raise bad(f"its settings are not those of geom flow ({', '.join(s)})")
+    differ = [k for k in saved if k not in RESUMABLE_KEYS and saved[k] != s[k]]
+    if differ:
+        what = "; ".join(f"{k}={saved[k]!r}, got {s[k]!r}" for k in differ)
+        raise ValueError(f"--resume: the run in '{out}' was started with other arguments: {what} "
+                         f"(only --steps may change)")
+
+    def tensor(t, name: str, dtype, *shape):
+        if not (isinstance(t, torch.Tensor) and t.dtype == dtype and t.ndim == len(shape)
+                and all(n is None or n == m for n, m in zip(shape, t.shape))):
+            want = ", ".join("?" if n is None else str(n) for n in shape)
+            raise bad(f"it holds {name} as {describe(t)}; expected a {dtype} tensor of shape ({want})")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise bad(f"its {name} are not all finite")
+        return t
+
+    f64 = torch.float64
+    x = tensor(ck["particles"], "particles", f64, None, None)
+    N, d = x.shape
+    M = len(tensor(ck["target"], "target", f64, None, d))
+    wx, wy = tensor(ck["source_weights"], "source_weights", f64, N), tensor(ck["target_weights"], "target_weights", f64, M)
+    T = len(tensor(ck["trajectory"], "trajectory", f64, None, N, d))
+    at = tensor(ck["steps"], "steps", torch.int64, T)
+    tensor(ck["values"], "values", f64, T)
+    tensor(ck["generator_state"], "generator_state", torch.uint8, *torch.Generator().get_state().shape)
+    done = ck["steps_done"]
+    if min(N, M, d, T) == 0:
+        raise bad(f"it holds an empty cloud or trajectory ({N} particles, {M} target points, {T} frames in R^{d})")
+    if bool((wx < 0).any() | (wy < 0).any()) or not (wx.sum() > 0 and wy.sum() > 0):
+        raise bad("it holds negative weights, or weights that sum to 0")
+    if type(done) is not int or not 0 <= done <= saved["steps"]:
+        raise bad(f"steps_done is {done!r}; expected an integer in [0, {saved['steps']}]")
+    if at[0] != 0 or at[-1] != done or not bool((at[1:] > at[:-1]).all()):
+        raise bad(f"its recorded steps {at.tolist()[:6]}... do not rise from 0 to the {done} steps done")
+    labels = ck["labels"]
+    if s["method"] == "cswf":
+        if not (isinstance(labels, list) and len(labels) == 2):
+            raise bad(f"it holds labels as {describe(labels)}; expected the source and target part labels")
+        labels = (tensor(labels[0], "source labels", torch.int64, N), tensor(labels[1], "target labels", torch.int64, M))
+    elif labels is not None:
+        raise bad(f"it holds part labels, which --method {s['method']} does not use")
+    opt = ck["optimizer_state"]
+    if s["method"] == "mmd":
+        tensor(opt, "the velocity", f64, N, d)
+    elif s["method"] == "sw":
+        if not (isinstance(opt, dict) and set(opt) == {"state", "param_groups"}):
+            raise bad(f"it holds Adam's state as {describe(opt)}; expected a dict of 'state' and 'param_groups'")
+        for t in _tensors(opt):
+            if t.ndim and (tuple(t.shape) != (N, d) or not bool(torch.isfinite(t).all())):
+                raise bad(f"it holds Adam moments of shape {tuple(t.shape)}; expected finite ({N}, {d}) like the particles")
+    elif opt is not None:
+        raise bad(f"it holds an optimizer state, which --method {s['method']} does not use")
+    for name in ("seconds", "start_value"):
+        if type(ck[name]) not in (int, float) or not math.isfinite(ck[name]):
+            raise bad(f"{name} is {ck[name]!r}; expected a finite number")
+    if not isinstance(ck["value"], str):
+        raise bad(f"value is {ck['value']!r}; expected the description of the recorded values")
+    scheme = _new_scheme(s)
+    try:
+        scheme.load_state_dict(ck["scheme"])
+    except (ValueError, TypeError) as exc:
+        raise bad(f"its state of scheme {s['scheme']!r} does not fit: {exc}") from None
+    gen = torch.Generator()
+    try:
+        gen.set_state(ck["generator_state"])
+    except RuntimeError as exc:
+        raise bad(f"its generator state is unusable ({exc})") from None
+    return ck | dict(labels=labels, scheme=scheme, gen=gen, sha256=_sha256(path))
+
+
+def _outputs_current(out: pathlib.Path, digest: str) -> bool:
+    """True when the summary in ``out`` comes from the checkpoint ``digest`` and every file it lists is there."""
+    summary = _read_json(out / SUMMARY)
+    files = summary.get("files") if isinstance(summary, dict) else None
+    return isinstance(files, list) and summary.get("checkpoint_sha256") == digest and all(
+        isinstance(n, str) and n in FLOW_OUTPUTS and (out / n).is_file() for n in files)
+
+
+# ---------------------------------------------------------------------------------------------- running the flow
+
+
+def _check_sizes(s: dict, n: int, m: int, d: int) -> None:
+    """Memory for the inputs as read (``n`` particles, ``m`` target points in R^d)."""
+    frames = _frame_count(s["record_every"], s["steps"])
+    check_memory(8 * frames * n * d, "--n-points" if s["record_every"] is None else "--record-every",
+                 f"a trajectory of {frames} frames of {n} points in R^{d}")
+    check_memory(8 * s["n_projections"] * (d + 2), "--n-projections", f"{s['n_projections']} directions in R^{d}")
 
 
 def run_flow(args: argparse.Namespace) -> int:
@@ -392,37 +665,31 @@ def run_flow(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     s = _flow_settings(args)
-    out = _prepare_out(args.out, resume=args.resume, force=args.force)
+    out, ours = _prepare_out(args.out, "flow", FLOW_OUTPUTS, resume=args.resume, force=args.force)
+    cmd = " ".join(shlex.quote(a) for a in _command_line(args)) + " --resume"
     previous = None
     if args.resume:
-        previous = torch.load(out / "checkpoint.pt", weights_only=False)
-        saved = previous["settings"]
-        differ = [k for k in saved if k not in RESUMABLE_KEYS and saved[k] != s.get(k)]
-        if differ:
-            what = "; ".join(f"{k}={saved[k]!r}, got {s.get(k)!r}" for k in differ)
-            raise ValueError(f"--resume: the run in '{args.out}' was started with other arguments: {what} "
-                             f"(only --steps may change)")
-        if previous["steps_done"] >= s["steps"]:
-            raise ValueError(f"--resume: the run in '{args.out}' already did {previous['steps_done']} steps; "
-                             f"give --steps larger than that to continue it")
-        y, wy = previous["target"], previous["target_weights"]
-        x, wx = previous["particles"], previous["source_weights"]
-        start, scheme, opt_state = previous["steps_done"], previous["scheme"], previous["optimizer_state"]
-        labels = previous.get("labels")  # None for checkpoints written before cswf existed
-        gen = torch.Generator()
-        gen.set_state(previous["generator_state"])
+        previous = _read_checkpoint(out, s)
+        _refuse_foreign(out, "flow", FLOW_OUTPUTS, ours, "--resume")
+        done = previous["steps_done"]
+        if done >= s["steps"]:
+            if _outputs_current(out, previous["sha256"]):
+                raise ValueError(f"--resume: the run in '{args.out}' already did {done} steps; "
+                                 f"give --steps larger than that to continue it")
+            _write_flow_outputs(out, s, previous, args, ours, previous["sha256"])
+            print(f"{s['method']}: the run had done its {done} steps; its outputs were missing or stale and are "
+                  f"written again from its checkpoint, in {out}")
+            return 0
+        y, wy, x, wx = (previous[k] for k in ("target", "target_weights", "particles", "source_weights"))
+        start, scheme, gen, opt_state, labels = (previous[k] for k in ("steps_done", "scheme", "gen",
+                                                                         "optimizer_state", "labels"))
     else:
         y, wy = _load_input(s["target"], args, "TARGET")
         x, wx = _load_input(s["source"], args, "SOURCE", dim=y.shape[1])
         if x.shape[1] != y.shape[1]:
             raise ValueError(f"SOURCE, TARGET: expected the same dimension, got {x.shape[1]} and {y.shape[1]}")
-        from geom.registry import get_scheme
-
-        try:
-            scheme = get_scheme(s["scheme"])(**s["options"])
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"--option: {exc}") from None
-        start, opt_state = 0, None
+        _check_sizes(s, len(x), len(y), x.shape[1])
+        scheme, start, opt_state = _new_scheme(s), 0, None
         labels = _point_labels(s["labels"], s, x, y) if s["method"] == "cswf" else None
         gen = torch.Generator().manual_seed(s["seed"])
 
@@ -431,8 +698,8 @@ def run_flow(args: argparse.Namespace) -> int:
                dynamic_ncols=True)
     try:
         with _Monitor(bar, start) as monitor:
-            result = _run_method(s, _as_input(x, wx), _as_input(y, wy), start=start, total=s["steps"], scheme=scheme, gen=gen,
-                                 opt_state=opt_state, labels=labels, monitor=monitor)
+            result = _run_method(s, _as_input(x, wx), _as_input(y, wy), start=start, total=s["steps"], scheme=scheme,
+                                 gen=gen, opt_state=opt_state, labels=labels, monitor=monitor)
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
@@ -445,21 +712,28 @@ def run_flow(args: argparse.Namespace) -> int:
         at = torch.cat([previous["steps"], at[new]])
         values = torch.cat([previous["values"], values[new]])
         elapsed += previous["seconds"]
-    checkpoint = dict(settings=s, particles=result.particles.detach().cpu(), steps_done=done, target=y,
-                      target_weights=wy, source_weights=wx,
-                      generator_state=gen.get_state(), scheme=scheme,
-                      optimizer_state=result.info.get("velocity" if s["method"] == "mmd" else "optimizer_state"),
-                      labels=labels, trajectory=traj, steps=at, values=values,
-                      seconds=elapsed, start_value=(previous or {}).get("start_value", float(values[0])))
-    torch.save(checkpoint, out / "checkpoint.pt")
-    _write_flow_outputs(out, s, checkpoint, result, args)
-
+    tree = dict(settings=s, steps_done=done, particles=result.particles.detach().cpu(), source_weights=wx,
+                target=y, target_weights=wy, labels=None if labels is None else list(labels),
+                generator_state=gen.get_state(), scheme=scheme.state_dict(),
+                optimizer_state=result.info.get("velocity" if s["method"] == "mmd" else "optimizer_state"),
+                trajectory=traj, steps=at, values=values, seconds=elapsed,
+                start_value=(previous or {}).get("start_value", float(values[0])), value=result.info["value"])
+    digest = None
+    try:
+        with _sigint_held():  # the checkpoint is written whole, or not at all
+            digest = _save_checkpoint(out, tree)
+        _write_flow_outputs(out, s, tree, args, ours, digest)
+    except KeyboardInterrupt:
+        if digest is None:
+            raise
+        print(f"geom: interrupted while writing the outputs; the checkpoint of step {done} in {out} is complete: "
+              f"write them with: {cmd}", file=sys.stderr)
+        return 130
     if monitor.interrupted and done < s["steps"]:
-        cmd = " ".join(shlex.quote(a) for a in _command_line(args)) + " --resume"
         print(f"geom: interrupted at step {done} of {s['steps']}; checkpoint in {out}; continue with: {cmd}",
               file=sys.stderr)
         return 130
-    print(f"{s['method']}: distance {checkpoint['start_value']:.4g} -> {float(values[-1]):.4g} in {done} steps "
+    print(f"{s['method']}: distance {tree['start_value']:.4g} -> {float(values[-1]):.4g} in {done} steps "
           f"({elapsed:.1f} s); outputs in {out}")
     return 0
 
@@ -482,28 +756,37 @@ def _command_line(args) -> list[str]:
     return argv
 
 
-def _write_flow_outputs(out: pathlib.Path, s: dict, ck: dict, result, args) -> None:
-    traj = ck["trajectory"].numpy()
-    steps, values = ck["steps"].numpy(), ck["values"].numpy()
+def _write_flow_outputs(out: pathlib.Path, s: dict, ck: dict, args, ours: set[str], digest: str) -> None:
+    """The outputs of checkpoint ``ck`` (SHA-256 ``digest``), each replaced whole, then the earlier run's
+    stale outputs removed, then ``summary.json``, which lists them all."""
+    traj, steps, values = (ck[k].numpy() for k in ("trajectory", "steps", "values"))
+    particles = ck["particles"].numpy()
     labels = None if ck["labels"] is None else ck["labels"][0].numpy()  # the particles' part labels
-    np.savez(out / "trajectory.npz", trajectory=traj, steps=steps, values=values,
-             **({} if labels is None else {"labels": labels}))
-    final = _export_cloud(ck["particles"].numpy(), out)
-    _plot_frames(traj, steps, out / "frames.png", labels)
+    files = _flow_outputs(particles.shape[1])
+    with _output(out / "trajectory.npz") as fh:
+        np.savez(fh, trajectory=traj, steps=steps, values=values, **({} if labels is None else {"labels": labels}))
+    with _output(out / files[2]) as fh:
+        _export_cloud(particles, fh, files[2])
+    with _output(out / "frames.png") as fh:
+        _plot_frames(traj, steps, fh, labels)
     label = {"mmd": "sliced energy distance", "cswf": "SW_2 of (point, label) to the target"}.get(
         s["method"], "SW_2 to the target")
-    _plot_loss(steps, values, label, out / "loss.png")
+    with _output(out / "loss.png") as fh:
+        _plot_loss(steps, values, label, fh)
+    _remove_stale(out, ours, files)
     summary = dict(
         command=_command_line(args), method=s["method"], scheme=s["scheme"], options=s["options"], seed=s["seed"],
         lr=s["lr"], n_projections=s["n_projections"], n_points=s["n_points"], steps=s["steps"],
         steps_done=ck["steps_done"], complete=ck["steps_done"] >= s["steps"], resumed=bool(args.resume),
-        value=result.info.get("value", label), start_value=ck["start_value"], end_value=float(values[-1]),
+        value=ck["value"], start_value=ck["start_value"], end_value=float(values[-1]),
         n_source=int(traj.shape[1]), n_target=int(ck["target"].shape[0]), dim=int(traj.shape[2]),
-        final=final, seconds=round(ck["seconds"], 3), version=geom.__version__,
+        final=files[2], seconds=round(ck["seconds"], 3), version=geom.__version__, files=files,
+        checkpoint_sha256=digest,
     )
     if labels is not None:
         summary.update(labels=s["labels"], label_scale=s["label_scale"], n_labels=int(len(np.unique(labels))))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with _output(out / SUMMARY, "w") as fh:
+        fh.write(json.dumps(summary, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------- generate
@@ -540,8 +823,10 @@ def _split_data(name: str, args):
     """``(train (M, d), train labels (M,), test (K, d), test labels (K,), classes, is_digits)``, float64.
 
     Digits: the 64-D intensity vectors of the dataset's own seeded stratified split. Other datasets:
-    items are point clouds; a seeded quarter of each class's items is held out and the points of
-    the items are pooled (a point's label is its item's class).
+    items are point clouds (or measures, such as the airports of one state on the sphere); a seeded
+    quarter of each class's items is held out, or, for a class of one item, a seeded quarter of that
+    item's points (none of a single point), and the points are pooled (a point's label is its item's
+    class).
     """
     from geom.registry import get_dataset
 
@@ -556,24 +841,45 @@ def _split_data(name: str, args):
         data = geom.load_dataset(name, **options)
     except (TypeError, ValueError, OSError) as exc:
         raise type(exc)(f"--dataset: {name!r}: {exc}") from None
+    if len(data) == 0:
+        raise ValueError(f"--dataset: {name!r} has no items")
     labels = np.array([int(data[i][1]) for i in range(len(data))])
     rng = np.random.default_rng(args.seed)
-    held = np.zeros(len(data), dtype=bool)
+
+    def cloud(i):
+        return _cloud_of(data[int(i)][0], f"--dataset: {name!r} item {int(i)}")
+
+    held = np.zeros(len(data), dtype=bool)  # items held out
+    split = {}  # item of a one-item class -> (its points, their seeded order, how many are held out)
     for c in np.unique(labels):
         rows = rng.permutation(np.flatnonzero(labels == c))
-        held[rows[: max(1, round(HELD_OUT * len(rows)))] if len(rows) > 1 else []] = True
+        if len(rows) > 1:
+            held[rows[: max(1, round(HELD_OUT * len(rows)))]] = True
+            continue
+        points = cloud(rows[0])
+        if len(points) < 2:  # one point: nothing to hold out, it trains
+            continue
+        split[int(rows[0])] = (points, torch.from_numpy(rng.permutation(len(points))),
+                               max(1, round(HELD_OUT * len(points))))
+    train, test = [], []  # (points (n, d), label) of every part, in item order
+    for i in range(len(data)):
+        if i in split:
+            points, order, k = split[i]
+            test.append((points[order[:k]], labels[i]))
+            train.append((points[order[k:]], labels[i]))
+        else:
+            (test if held[i] else train).append((cloud(i), labels[i]))
 
-    def pool(rows):
-        clouds = [_cloud_of(data[int(i)][0], f"--dataset: {name!r} item {int(i)}") for i in rows]
-        lab = torch.cat([torch.full((len(c),), int(labels[i])) for c, i in zip(clouds, rows)])
-        x = torch.cat(clouds)
+    def pool(parts):
+        x = torch.cat([p for p, _ in parts])
+        lab = torch.cat([torch.full((len(p),), int(c)) for p, c in parts])
         if len(x) > MAX_POOL:
             keep = torch.from_numpy(np.sort(rng.choice(len(x), MAX_POOL, replace=False)))
             x, lab = x[keep], lab[keep]
         return x, lab
 
-    x, y = pool(np.flatnonzero(~held))
-    xt, yt = pool(np.flatnonzero(held))
+    x, y = pool(train)
+    xt, yt = pool(test)
     return x, y, xt, yt, list(data.classes), False
 
 
@@ -586,15 +892,12 @@ def exact_w2(x: torch.Tensor, y: torch.Tensor) -> float:
                                       numItermax=10_000_000)), 0.0))
 
 
-def _plot_samples(samples: np.ndarray, labels: np.ndarray, held: np.ndarray, classes, digits: bool,
-                  path: pathlib.Path) -> None:
-    """Digits: 8x8 images, one row per class (one grid when unconditional); clouds: a scatter per class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    present = sorted(set(labels.tolist()))
+def _plot_samples(samples: np.ndarray, labels: np.ndarray, held: np.ndarray, classes, digits: bool, fh,
+                  max_panels: int = 12) -> None:
+    """Digits: 8x8 images, one row per class (one grid when unconditional); clouds: a scatter per class
+    (the first ``max_panels`` classes)."""
+    plt = _pyplot()
+    present = sorted(set(labels.tolist()))[:max_panels]
     if digits:
         rows = [np.flatnonzero(labels == c)[:10] for c in present] if len(present) > 1 else \
             [np.arange(len(samples))[i:i + 10] for i in range(0, min(len(samples), 100), 10)]
@@ -616,9 +919,7 @@ def _plot_samples(samples: np.ndarray, labels: np.ndarray, held: np.ndarray, cla
             ax.scatter(*(held[:, :3].T if d == 3 else held[:, :2].T), s=1, c="0.75")
             ax.scatter(*(s[:, :3].T if d == 3 else s[:, :2].T), s=2)
             ax.set_title(classes[c] if len(present) > 1 else "samples (grey: held-out)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    _save_figure(fig, fh)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -634,13 +935,16 @@ def run_generate(args: argparse.Namespace) -> int:
         raise ValueError(f"--lr: expected a positive number, got {lr}")
     n = check_positive_int(args.n_samples if args.n_samples is not None else (20 if method == "cswf" else 200),
                            "--n-samples")
-    check_positive_int(args.n_projections, "--n-projections")
-    check_positive_int(args.n_points, "--n-points")
+    n_projections = check_positive_int(args.n_projections, "--n-projections")
+    n_points = check_positive_int(args.n_points, "--n-points")
     if not (math.isfinite(args.label_scale) and args.label_scale > 0):
         raise ValueError(f"--label-scale: expected a positive number, got {args.label_scale}")
-    if args.seed < 0:
-        raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
-    out = _prepare_out(args.out, resume=False, force=args.force)
+    _check_seed(args.seed)
+    # lower bounds (one coordinate per point); checked again with the dimension of the data
+    check_memory(32 * n, "--n-samples", f"{n} samples")
+    check_memory(12 * n_points, "--n-points", f"items of {n_points} points")
+    check_memory(24 * n_projections, "--n-projections", f"{n_projections} directions per step")
+    out, _ = _prepare_out(args.out, "generate", GENERATE_OUTPUTS, force=args.force)
 
     x, y, xt, yt, classes, digits = _split_data(args.dataset, args)
     if args.cls is not None:
@@ -653,6 +957,10 @@ def run_generate(args: argparse.Namespace) -> int:
     else:
         wanted = sorted(set(y.tolist()))
     labels = torch.tensor(wanted).repeat_interleave(n) if method == "cswf" else torch.full((n,), wanted[0] if len(wanted) == 1 else -1)
+    d = x.shape[1]
+    check_memory(32 * len(labels) * d, "--n-samples", f"{len(labels)} samples in R^{d}")
+    check_memory(8 * n_projections * (d + 2 * (len(labels) + len(x))), "--n-projections",
+                 f"{n_projections} directions and projections of {len(labels)} + {len(x)} points per step")
     gen = torch.Generator().manual_seed(args.seed)
     source = torch.randn(len(labels), x.shape[1], generator=gen, dtype=torch.float64)  # (S, d) noise
 
@@ -670,6 +978,9 @@ def run_generate(args: argparse.Namespace) -> int:
                 from geom.mmd import mmd_flow
 
                 r = mmd_flow(source, x, lr=lr, callback=monitor, **common)
+    except geom.flows.FlowDiverged as exc:
+        raise ValueError(f"the flow diverged at step {exc.step}: the {exc.what} became non-finite ({exc.detail}); "
+                         f"try a smaller --lr (now {lr:g})") from None
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
@@ -694,15 +1005,18 @@ def run_generate(args: argparse.Namespace) -> int:
         w2_to_held_out=scores["w2"], energy_to_held_out=scores["energy"],
         reference_train_subset=dict(n=len(ref), w2_to_held_out=reference["w2"],
                                     energy_to_held_out=reference["energy"]),
-        seconds=round(elapsed, 3), version=geom.__version__,
+        seconds=round(elapsed, 3), version=geom.__version__, files=list(GENERATE_OUTPUTS),
     )
     if digits and method == "cswf":
         nearest = torch.cdist(samples, x).argmin(1)  # 1-NN on the real training digits
         summary["nn1_accuracy"] = float((y[nearest] == labels).double().mean())
         summary["nn1_accuracy_real_test"] = float((y[torch.cdist(xt, x).argmin(1)] == yt).double().mean())
-    np.savez(out / "samples.npz", samples=samples.numpy(), labels=labels.numpy())
-    _plot_samples(samples.numpy(), labels.numpy(), held.numpy(), classes, digits, out / "samples.png")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with _output(out / "samples.npz") as fh:
+        np.savez(fh, samples=samples.numpy(), labels=labels.numpy())
+    with _output(out / "samples.png") as fh:
+        _plot_samples(samples.numpy(), labels.numpy(), held.numpy(), classes, digits, fh)
+    with _output(out / SUMMARY, "w") as fh:  # last: it lists the files above
+        fh.write(json.dumps(summary, indent=2) + "\n")
     if monitor.interrupted and summary["steps_done"] < steps:
         print(f"geom: interrupted at step {summary['steps_done']} of {steps}; samples so far in {out}",
               file=sys.stderr)
