@@ -14,7 +14,7 @@ import os
 import pathlib
 import tempfile
 
-__all__ = ["TEMP_PREFIX", "atomic_path", "atomic_write", "write_bytes", "write_text"]
+__all__ = ["TEMP_PREFIX", "atomic_path", "atomic_write", "save_figure", "write_bytes", "write_text"]
 
 TEMP_PREFIX = ".geom-tmp-"
 """Prefix of every temporary file geom writes; readers of folders skip names that start with it."""
@@ -77,3 +77,10 @@ def write_text(path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_write(path, "w") as fh:
         fh.write(text)
+
+
+def save_figure(fig, path, **savefig_options) -> None:
+    """``fig.savefig`` (matplotlib) to ``path`` atomically; the format is the suffix of ``path``."""
+    path = pathlib.Path(path)
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format=path.suffix.lstrip(".") or "png", **savefig_options)

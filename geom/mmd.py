@@ -49,7 +49,8 @@ import torch
 
 from . import _ot1d
 from ._checks import check_memory, check_positive_int, check_real
-from .flows import FlowResult, _check_callback, _eval_directions, _generator, _pair, _record_set, _run
+from .flows import (FlowResult, _check_callback, _check_finite_at, _eval_directions, _generator, _pair, _record_set,
+                    _run)
 from .measure import measure
 from .reductions import _prepare
 from .sliced import SlicedResult, _check_directions, _scheme_name, make_generator, resolve_scheme
@@ -485,6 +486,7 @@ def mmd_flow(
         value = sliced_energy_distance(measure(xr, weights=a), target_measure, n_projections=n_projections,
                                        scheme=scheme, generator=gen)
         (grad,) = torch.autograd.grad(value, xr)
+        _check_finite_at(k, "gradient", grad)
         velocity = momentum * velocity - lr * grad / a[:, None]
         x = x.detach() + velocity
         return x, float(value.detach())

@@ -135,6 +135,19 @@ class Reservoir(geom.SlicingScheme):
         self._pending = (theta, n_res, rho, u.log())
         return theta
 
+    def load_state_dict(self, state):
+        """The default, then the reservoir's shapes: ``(R, dim)`` members, ``R <= reservoir_size``, and
+        ``(R,)`` for every per-member array."""
+        super().load_state_dict(state)
+        R = self.reservoir.shape[0]
+        if self.reservoir.ndim != 2 or R > self.reservoir_size or (self.dim and self.reservoir.shape[1] != self.dim):
+            raise ValueError(f"state: reservoir: expected (R, {self.dim}) members with R <= {self.reservoir_size}, "
+                             f"got shape {tuple(self.reservoir.shape)}")
+        for name in ("log_keys", "weights", "_log_u", "_rho", "_cost", "_birth"):
+            if tuple(getattr(self, name).shape) != (R,):
+                raise ValueError(f"state: {name}: expected shape ({R},), one per reservoir member, got "
+                                 f"{tuple(getattr(self, name).shape)}")
+
     def _near(self, centre, generator):
         """One draw per row of ``centre (m, d)`` from the density ``(theta . r)^(2s)`` (w.r.t. uniform):
         a Gaussian vector whose component along ``r`` is replaced by a signed chi with 2s + 1 degrees of

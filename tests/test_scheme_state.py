@@ -271,3 +271,16 @@ def test_check_scheme_fails_schemes_whose_state_does_not_round_trip():
         geom.testing.check_scheme(Lazy)
     with pytest.raises(AssertionError, match=r"check_scheme\(Unstorable\).*state_dict.*Unstorable\.rule"):
         geom.testing.check_scheme(Unstorable)
+
+
+def test_reservoir_state_whose_arrays_disagree_in_length_is_refused():
+    state = used("reservoir").state_dict()
+    R = state["reservoir"].shape[0]
+    assert R >= 2
+    fresh = get_scheme("reservoir")(**SCHEMES["reservoir"])
+    with pytest.raises(ValueError, match=rf"state: log_keys: expected shape \({R},\)"):
+        fresh.load_state_dict({**state, "log_keys": state["log_keys"][:-1]})
+    with pytest.raises(ValueError, match="state: reservoir: expected .* R <= 4"):
+        big = torch.cat([state["reservoir"]] * 3)
+        fresh.load_state_dict({**state, "reservoir": big})
+    fresh.load_state_dict(state)  # the state itself loads

@@ -178,11 +178,13 @@ def main(argv=None) -> int:
     if args.json:
         import pathlib
 
+        from geom._files import write_text
+
         path = pathlib.Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = dict(torch=torch.__version__, pot=ot.__version__, machine=platform.machine(), device=args.device,
                     threads=torch.get_num_threads(), reps=args.reps)
-        path.write_text(json.dumps(dict(meta=meta, speed=speed, memory=memory), indent=2))
+        write_text(path, json.dumps(dict(meta=meta, speed=speed, memory=memory), indent=2))
         print(f"\nwrote {path}", file=sys.stderr)
     return 0
 

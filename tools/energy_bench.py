@@ -28,6 +28,7 @@ import time
 import torch
 
 import geom
+from geom._files import write_text
 from geom import _keops
 from geom.mmd import sliced_energy_distance
 
@@ -136,8 +137,8 @@ def main(argv=None) -> None:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = table(result)
-    (out / "energy.md").write_text(text)
-    (out / "energy.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out / "energy.md", text)
+    write_text(out / "energy.json", json.dumps(result, indent=2) + "\n")
     print()
     print(text)
 

@@ -32,6 +32,7 @@ import torch
 
 import geom
 import geom.flows
+from geom._files import save_figure, write_text
 from geom.mmd import mmd_flow
 from geom_tools.flow_cli import exact_w2
 
@@ -163,7 +164,7 @@ def plot(result: dict, path: pathlib.Path) -> None:
     handles, names = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=5, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -187,8 +188,8 @@ def main(argv=None) -> int:
     result = run(n=args.n, steps=args.steps, L=args.L, every=args.every, seed=args.seed)
     table = markdown(result)
     print(table)
-    (out / "flows.md").write_text(table)
-    (out / "flows.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_text(out / "flows.md", table)
+    write_text(out / "flows.json", json.dumps(result, indent=1) + "\n")
     plot(result, out / "flows.png")
     print(f"wrote {out}/flows.{{json,md,png}}", file=sys.stderr)
     return 0

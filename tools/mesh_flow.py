@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import geom
+from geom._files import save_figure, write_text
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ def flow(source, target, *, kind="varifold", scheme="qmc", steps=300, lr=0.01, n
         opt.zero_grad()
         (sw**2).backward()
         opt.step()
-        curve.append((step, float(sw)))
+        curve.append((step, float(sw.detach())))
         if step % every == 0 or step == steps:
             snapshots[step] = v.detach().numpy().copy()
     return v.detach().numpy(), curve, snapshots
@@ -76,7 +77,7 @@ def plot(curve, snapshots, faces, target, path: pathlib.Path):
         ax.set_title(f"step {step}", fontsize=9)
         ax.set_axis_off()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"mesh-flow-{name}-{args.kind}"
     plot(curve, snapshots, source[1], target, out / f"{stem}.png")
-    (out / f"{stem}.json").write_text(json.dumps(dict(settings=vars(args), curve=curve), indent=1))
+    write_text(out / f"{stem}.json", json.dumps(dict(settings=vars(args), curve=curve), indent=1))
     print(f"SW_2 {curve[0][1]:.4f} -> {curve[-1][1]:.4f} in {args.steps} steps; wrote {out / stem}.png, .json")
     return 0
 

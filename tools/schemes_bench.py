@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 import geom
+from geom._files import save_figure, write_text
 from geom.io import sample_surface
 from geom.registry import get_scheme
 from geom_tools.flow_cli import exact_w2
@@ -247,7 +248,7 @@ def plot_errors(rows, path: pathlib.Path):
     handles, names = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=min(7, len(names)), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.9 / (3.6 * nrows + 0.9) + 0.02, 1, 1))
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -265,7 +266,7 @@ def plot_flows(curves, path: pathlib.Path):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -375,8 +376,8 @@ def run(out: pathlib.Path, *, n_points, Ls, seeds, variance_seeds, reference_n, 
     plot_errors(errors, out / "schemes-error.png")
     plot_flows(curves, out / "schemes-flows.png")
     table = markdown(errors, variance, times, curves, flow, 100 if 100 in Ls else Ls[-1])
-    (out / "schemes.md").write_text(table)
-    (out / "schemes.json").write_text(json.dumps(dict(errors=errors, variance=variance, times=times, flows=curves,
+    write_text(out / "schemes.md", table)
+    write_text(out / "schemes.json", json.dumps(dict(errors=errors, variance=variance, times=times, flows=curves,
                                                       flow_settings=flow, torch=torch.__version__), indent=1))
     print(f"wrote {out}/schemes.{{json,md}}, schemes-error.png, schemes-flows.png", file=sys.stderr)
     return table
