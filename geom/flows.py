@@ -395,7 +395,8 @@ def _swf_core(x0, a, nu, frozen, *, steps, step_size, n_projections, noise, inst
         theta = torch.as_tensor(theta).to(device=x.device, dtype=torch.float64)  # (L, D)
         L = theta.shape[0]
         th = theta.to(x.dtype)
-        u, v = th @ x.T, th @ nb.T  # (L, N), (L, M) in the data's dtype (float32 sorts fastest)
+        xc, yc = _ot1d.centred(x[None], nb[None], a[None], b[None])  # one common origin: float32 keeps its digits
+        u, v = th @ xc[0].T, th @ yc[0].T  # (L, N), (L, M) in the data's dtype (float32 sorts fastest)
         T, costs = transport_targets(u, a, v, b, same_uniform=same_uniform)
         # E[d theta theta^T] = I: d / L sum_l (T_l - u_l) theta_l estimates the full displacement.
         drift = (D / L) * ((T - u.double()).T @ theta)  # (N, D)
