@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export KEOPS_CACHE_FOLDER := $(CURDIR)/.cache/keops
 export MPLBACKEND := Agg
 
-.PHONY: setup run test bench bench-schemes bench-flows bench-energy lint clean
+.PHONY: setup run test bench bench-schemes bench-flows bench-energy gpu-check lint clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,9 @@ bench-flows: $(STAMP)
 
 bench-energy: $(STAMP)
 	$(BIN)/python tools/energy_bench.py
+
+gpu-check: $(STAMP)
+	$(BIN)/python tools/gpu_check.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check geom plugins tools datasets tests
