@@ -527,14 +527,14 @@ def _slices(x, y, theta, a, b, p, uniform, need):
 
 
 def centred(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
-    """``x - c``, ``y - c`` (detached) with ``c (B, 1, D)`` the midpoint of the two weighted means,
-    computed in float64. Sliced distances do not change when both measures move together, and
-    coordinates near the origin keep their digits in the projections: float32 clouds around 1e7
-    with gaps around 1 would otherwise lose all of them."""
-    c = 0.5 * ((a.detach().double()[..., None] * x.detach().double()).sum(1, keepdim=True)
-               + (b.detach().double()[..., None] * y.detach().double()).sum(1, keepdim=True))  # (B, 1, D)
-    c = c.to(x.dtype)
-    return x.detach() - c, y.detach() - c
+    """``x - c``, ``y - c`` (detached) with ``c (B, 1, D)`` the midpoint of the two weighted means.
+    Sliced distances do not change when both measures move together, and coordinates near the
+    origin keep their digits in the projections: float32 clouds around 1e7 with gaps around 1 would
+    otherwise lose all of them. Any point among the data serves, so ``c`` is computed in the data's
+    dtype (a convex combination: it cannot overflow)."""
+    x, y = x.detach(), y.detach()
+    c = 0.5 * (torch.matmul(a.detach()[:, None, :].to(x.dtype), x) + torch.matmul(b.detach()[:, None, :].to(x.dtype), y))
+    return x - c, y - c
 
 
 class LinearSlicedCost(torch.autograd.Function):
