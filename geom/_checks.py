@@ -7,8 +7,8 @@ import numbers
 
 import torch
 
-__all__ = ["GeomWarning", "available_memory", "check_finite", "check_int", "check_memory", "check_p", "check_positive_int",
-           "check_real", "describe", "format_bytes"]
+__all__ = ["GeomWarning", "available_memory", "check_bool", "check_device", "check_finite", "check_int", "check_memory",
+           "check_p", "check_positive_int", "check_real", "describe", "format_bytes"]
 
 
 class GeomWarning(UserWarning):
@@ -83,6 +83,20 @@ def check_real(value, name: str, expected: str, ok=lambda v: True) -> float:
     if not (math.isfinite(number) and ok(number)):
         raise ValueError(f"{name}: expected a real number {expected}, got {value!r}")
     return number
+
+
+def check_bool(value, name: str) -> bool:
+    """True or False (numpy bools too); anything else, ``"no"`` and 0 included, a TypeError naming ``name``."""
+    if not _is_bool(value):
+        raise TypeError(f"{name}: expected True or False, got {describe(value)}")
+    return bool(value)
+
+
+def check_device(t: torch.Tensor, name: str) -> torch.Tensor:
+    """``t`` unless it lives on a device geom does not compute on (``meta``, ...): ValueError naming ``name``."""
+    if t.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name}: expected a tensor on the CPU or a CUDA device, got one on device '{t.device}'")
+    return t
 
 
 def check_finite(t: torch.Tensor, name: str) -> None:

@@ -34,6 +34,8 @@ condition, the kink is ``cG_j - cF_i`` with autograd). The search runs in float6
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -47,18 +49,27 @@ _KINK_TOL = 64 * 2.0**-52  # kinks closer than this times max(N, M) count as one
 
 def _sorted_levels(x: torch.Tensor, w: torch.Tensor):
     """Rows ``x (R, N)`` in [0, 1), weights ``w (R, N)`` -> sorted positions, their permutation, the
-    sorted weights and the cumulative levels normalised to end at exactly 1 (all float64, autograd kept)."""
+    sorted weights and the cumulative levels, both normalised by the same total so that the levels
+    end at exactly 1 and the first level is the first weight (all float64, autograd kept)."""
     _, perm = _ot1d.sort_rows(x.detach(), True)
     xs = x.gather(-1, perm)
     ws = w.gather(-1, perm)
     c = ws.cumsum(-1)
-    return xs, perm, ws, c / c[..., -1:]
+    total = c[..., -1:]
+    return xs, perm, ws / total, c / total
+
+
+_GRID = 2.0**-48  # positions are multiples of it: sums with whole turns and differences are exact
 
 
 def _wrap(x: torch.Tensor) -> torch.Tensor:
-    """Positions mod 1, in [0, 1) (a value that rounds to 1 becomes 0), float64, autograd kept."""
+    """Positions mod 1, in [0, 1), float64, on the grid of :data:`_GRID` (autograd kept, as if not
+    rounded). On the grid, a distance reached through a whole turn (``y + 1 - x``) is the same
+    number however it is computed, so equal terms of the derivative cancel exactly: at large ``p``
+    rounding noise in them would otherwise outweigh the smaller terms that decide its sign."""
     x = x.double()
     y = x - x.detach().floor()
+    y = y + (torch.round(y.detach() / _GRID) * _GRID - y.detach())  # moves by at most _GRID / 2
     return torch.where(y >= 1.0, y - 1.0, y)
 
 
@@ -67,7 +78,9 @@ def _pow(d: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def _slope(theta, xs, cF, ys, ynext, cG, p: float):
-    """Right derivative ``c'(theta+)`` ``(R,)`` and the unwrapped F-level counts ``(R, M)`` at ``t_j = cG_j - theta``.
+    """Right derivative ``c'(theta+) = top^p d`` at ``t_j = cG_j - theta``: ``d (R,)``, ``log top (R,)``
+    (``top`` the largest distance in the sum, so that no ``p`` overflows or underflows ``d``) and the
+    unwrapped F-level counts ``(R, M)``.
 
     The count of extended F levels ``cF_i + m`` below ``t`` is ``i + N m``; ``F^-1(t) = x_i + m``.
     """
@@ -77,8 +90,11 @@ def _slope(theta, xs, cF, ys, ynext, cG, p: float):
     r = t - m  # (0, 1]
     i = _searchsorted(cF, r).clamp_(max=N - 1)
     xq = xs.gather(-1, i) + m  # F^-1(t_j), left-continuous
-    d = (_pow(xq - ynext, p) - _pow(xq - ys, p)).sum(-1)
-    return d, i + N * m.long()
+    up, down = (xq - ynext).abs(), (xq - ys).abs()  # (R, M)
+    top = torch.maximum(up, down).detach().amax(-1, keepdim=True)  # (R, 1)
+    top = torch.where(top > 0, top, 1.0)
+    d = (_pow(up / top, p) - _pow(down / top, p)).sum(-1)
+    return d, top[:, 0].log(), i + N * m.long()
 
 
 def _searchsorted(levels: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -106,8 +122,11 @@ def _level(idx: torch.Tensor, cF: torch.Tensor) -> torch.Tensor:
 def optimal_shift(xs, cF, ys, cG, p: float):
     """The minimiser ``theta (R,)`` of ``c(theta)`` for sorted float64 rows (no autograd).
 
-    Also returns the final bracket ``lo, hi (R,)`` and ``isolated (R,)``: True where ``theta`` is the
-    only kink in ``(lo, hi]`` (so ``c`` is linear on ``[lo, theta]`` and on ``[theta, hi]``).
+    Also returns the final bracket ``lo, hi (R,)``, ``isolated (R,)``: True where ``theta`` is the
+    only kink in ``(lo, hi]`` (so ``c`` is linear on ``[lo, theta]`` and on ``[theta, hi]``),
+    ``kinked (R,)``: True where ``theta`` is a kink (isolated, or one of a cluster narrower than the
+    rounding of the levels), and there the kink's G level ``j (R,)`` and extended F level ``i (R,)``,
+    with ``theta = cG_j - (cF_(i mod N) + i div N)`` (0 elsewhere).
 
     Args:
         xs, ys: ``(R, N)``, ``(R, M)`` sorted positions in [0, 1).
@@ -118,10 +137,11 @@ def optimal_shift(xs, cF, ys, cG, p: float):
     ynext = torch.cat([ys[:, 1:], ys[:, :1] + 1.0], -1)  # value after each G level
     # The optimal plan moves mass by at most 1/2, which puts the optimal shift in [-2, 2].
     lo, hi = xs.new_full((R,), -2.0), xs.new_full((R,), 2.0)
-    dlo, ilo = _slope(lo, xs, cF, ys, ynext, cG, p)
-    dhi, ihi = _slope(hi, xs, cF, ys, ynext, cG, p)
+    dlo, llo, ilo = _slope(lo, xs, cF, ys, ynext, cG, p)  # c'(lo+) = exp(p llo) dlo
+    dhi, lhi, ihi = _slope(hi, xs, cF, ys, ynext, cG, p)
     theta = hi.clone()
-    isolated = torch.zeros(R, dtype=torch.bool)
+    isolated, kinked = torch.zeros(R, dtype=torch.bool), torch.zeros(R, dtype=torch.bool)
+    kink_j, kink_i = torch.zeros(R, dtype=torch.long), torch.zeros(R, dtype=torch.long)
     done = dhi <= 0  # c'(2+) <= 0 only on a flat bottom: 2 is a minimiser
     first = dlo >= 0  # c'(-2+) >= 0: -2 is the smallest minimiser
     theta[first & ~done] = -2.0
@@ -130,7 +150,7 @@ def optimal_shift(xs, cF, ys, cG, p: float):
     rows = (~done).nonzero()[:, 0]
     # Illinois variant of the secant method: when the same end moves twice, halve the other end's
     # derivative in the secant formula; bisect when two steps did not halve the bracket.
-    flo, fhi = dlo.clone(), dhi.clone()
+    flo, fhi = dlo.clone(), dhi.clone()  # in units of exp(p llo), exp(p lhi)
     moved = torch.zeros(R, dtype=torch.long)  # +1: hi moved last, -1: lo moved last
     width2 = torch.full((R,), 64.0, dtype=xs.dtype)  # bracket width two steps ago (none yet)
     width1 = torch.full((R,), 64.0, dtype=xs.dtype)
@@ -138,18 +158,22 @@ def optimal_shift(xs, cF, ys, cG, p: float):
     while rows.numel():
         xs_, cF_, ys_, yn_, cG_ = (t[rows] for t in (xs, cF, ys, ynext, cG))
         lo_, hi_, dlo_, dhi_, flo_, fhi_ = (t[rows] for t in (lo, hi, dlo, dhi, flo, fhi))
+        llo_, lhi_ = llo[rows], lhi[rows]
         width = hi_ - lo_
-        frac = (-flo_ / (fhi_ - flo_)).clamp(1.0 / 1024, 1023.0 / 1024)
+        # secant step -flo / (fhi - flo) = 1 / (1 + |fhi| / |flo|), the ratio taken in logarithms
+        ratio = fhi_.abs().log() - flo_.abs().log() + p * (lhi_ - llo_)
+        frac = torch.nan_to_num(torch.sigmoid(-ratio), nan=0.5).clamp(1.0 / 1024, 1023.0 / 1024)
         frac = torch.where(width > 0.5 * width2[rows], 0.5, frac)
         mid = lo_ + frac * width
-        dm, im = _slope(mid, xs_, cF_, ys_, yn_, cG_, p)
+        dm, lm, im = _slope(mid, xs_, cF_, ys_, yn_, cG_, p)
         right = dm >= 0  # the smallest minimiser is <= mid
         last = moved[rows]
         flo_ = torch.where(right, torch.where(last == 1, 0.5 * flo_, flo_), dm)
         fhi_ = torch.where(right, dm, torch.where(last == -1, 0.5 * fhi_, fhi_))
         moved[rows] = torch.where(right, 1, -1)
-        lo_, dlo_ = torch.where(right, lo_, mid), torch.where(right, dlo_, dm)
-        hi_, dhi_ = torch.where(right, mid, hi_), torch.where(right, dm, dhi_)
+        lo_, dlo_, llo_ = torch.where(right, lo_, mid), torch.where(right, dlo_, dm), torch.where(right, llo_, lm)
+        hi_, dhi_, lhi_ = torch.where(right, mid, hi_), torch.where(right, dm, dhi_), torch.where(right, lm, lhi_)
+        llo[rows], lhi[rows] = llo_, lhi_
         ilo_, ihi_ = ilo[rows], ihi[rows]
         ilo_ = torch.where(right[:, None], ilo_, im)
         ihi_ = torch.where(right[:, None], im, ihi_)
@@ -160,20 +184,23 @@ def optimal_shift(xs, cF, ys, cG, p: float):
         crossing = ilo_ > ihi_  # (r, M)
         kink = cG_ - _level(ihi_, cF_)  # the crossing nearest to hi
         inf = torch.full_like(kink, float("inf"))
-        k_max = torch.where(crossing, kink, -inf).amax(-1)
+        k_max, j = torch.where(crossing, kink, -inf).max(-1)
         k_min = torch.where(crossing, kink, inf).amin(-1)
         single = ((ilo_ - ihi_).amax(-1) <= 1) & (k_max - k_min <= tol)
         flat = dhi_ == 0  # hi is a minimiser
         narrow = (hi_ - lo_) <= tol
         fin = single | flat | narrow | ~crossing.any(-1)
         iso = single & ~flat
-        theta[rows] = torch.where(iso, k_max.clamp(lo_, hi_), hi_)
+        at = (iso | (narrow & ~flat)) & crossing.any(-1) & (k_max >= lo_) & (k_max <= hi_)  # a kink ends it
+        theta[rows] = torch.where(at, k_max, hi_)
         isolated[rows] = iso & (k_max > lo_) & (k_max < hi_)
+        kinked[rows] = at
+        kink_j[rows], kink_i[rows] = j, ihi_.gather(-1, j[:, None])[:, 0]
         rows = rows[~fin]
         step += 1
         if step >= _MAX_STEPS:
             break
-    return theta, lo, hi, isolated
+    return theta, lo, hi, isolated, kinked, kink_j, kink_i
 
 
 def _line_measure(ys, ws, cG, theta):
@@ -242,8 +269,8 @@ def scaled_circle_costs(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: to
         ``(costs, scale)``, both ``(B, L)``: ``W_p^p = scale^p costs``, costs in ``u``'s dtype and
         differentiable, scale float64 and constant (as :class:`geom._ot1d.LinearSlicedCost` returns
         them; scale 1 for ``p = 1``). POT's ``ot.wasserstein_circle`` returns ``W_p^p``, not ``W_p``.
-        The search runs in float64: a ``W_p^p`` outside float64's range (distances far below 1 at
-        large ``p``) raises a ValueError naming ``p``.
+        The search runs in float64, on derivatives and costs kept as ``mantissa * exp(p log scale)``,
+        so that every ``p`` stays in range.
 
     >>> import torch
     >>> u, v = torch.tensor([[[0.05]]]), torch.tensor([[[0.95]]])
@@ -260,32 +287,48 @@ def scaled_circle_costs(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: to
     if p == 1.0:
         cost = _w1(x, y, a_, b_).reshape(B, L)
         return cost.to(u.dtype), torch.ones_like(cost.detach())
+    a_ = a_ / a_.sum(-1, keepdim=True)  # normalised as _sorted_levels does G's: equal measures, equal levels
     xs, _, _, cF = _sorted_levels(x, a_)
     ys, _, wy, cG = _sorted_levels(y, b_)
-    ynext = torch.cat([ys[:, 1:], ys[:, :1] + 1.0], -1)
     with torch.no_grad():
-        theta, lo, hi, iso = optimal_shift(xs, cF, ys, cG, float(p))
-    # At an isolated kink c is the larger of two lines (the pieces on either side); W_p^p is their
-    # intersection, computed from both sides so that gradients follow the kink as the data move.
-    # Elsewhere theta is held fixed (envelope theorem).
-    t_lo = torch.where(iso, 0.5 * (lo + theta), theta)
-    t_hi = torch.where(iso, 0.5 * (theta + hi), theta)
-    R = B * L
-    pos, mass = _line_measure(torch.cat([ys, ys]), torch.cat([wy, wy]), torch.cat([cG, cG]), torch.cat([t_lo, t_hi]))
-    c2, s2 = _ot1d.ProjectedCost.apply(torch.cat([x, x])[:, None, :], pos[:, None, :], torch.cat([a_, a_]), mass,
-                                       float(p), False)
-    c2 = c2[:, 0] * s2[:, 0] ** p  # (2R,) float64 W_p^p on both sides of the shift
-    c_lo, c_hi = c2[:R], c2[R:]
-    cost = c_lo
-    if bool(iso.any()):
-        s_lo = _slope(t_lo, xs, cF.detach(), ys, ynext, cG.detach(), float(p))[0]  # < 0
-        s_hi = _slope(t_hi, xs, cF.detach(), ys, ynext, cG.detach(), float(p))[0]  # > 0
-        gap = torch.where(iso, s_lo - s_hi, -1.0)
-        t_x = (c_hi - c_lo + s_lo * t_lo - s_hi * t_hi) / gap
-        cost = torch.where(iso, c_lo + s_lo * (t_x - t_lo), c_lo)
-    cost = cost.reshape(B, L)
-    if bool((s2 != 1).any()) or not bool(torch.isfinite(cost.detach()).all()):  # outside float64's safe range
-        raise ValueError(f"p: W_p^p on the circle leaves float64's range at p = {p:g} (distances far below "
-                         "1 raised to a large power); choose a smaller p")
-    scale = torch.where(cost.detach() > 0, cost.detach().clamp_min(1e-300) ** (1.0 / p), 1.0)  # W_p per slice
-    return (cost / scale**p).to(u.dtype), scale
+        theta, lo, hi, iso, kinked, j, i = optimal_shift(xs, cF, ys, cG, float(p))
+    # At a kink the shift is where a level of G meets a level of F, and it moves with them: taken
+    # with autograd, the weights' gradients follow it (W_p^p = c(theta*(w), w) along the kink).
+    theta = torch.where(kinked, cG.gather(-1, j[:, None])[:, 0] - _level(i[:, None], cF)[:, 0], theta)
+    # W_p^p is the line cost at the shift itself (held fixed: the envelope theorem gives the gradients
+    # in the positions), never extrapolated from the pieces beside it: at large p those lie orders of
+    # magnitude above it.
+    pos, mass = _line_measure(ys, wy, cG, theta)
+    cost, scale = _line_cost(x, a_, pos, mass, float(p))  # (R,): W_p^p = scale^p cost
+    # W_p^p = scale^p cost with cost in float64's range: moved into the scale, so that it is 1 (or 0)
+    # and survives the cast to u's dtype
+    unit = torch.where(cost.detach() > 0, cost.detach(), 1.0)
+    cost, scale = (cost / unit).reshape(B, L), (scale * unit ** (1.0 / p)).reshape(B, L)
+    return cost.to(u.dtype), scale
+
+
+
+def _line_cost(x, a, y, b, p: float):
+    """``W_p^p = scale^p cost`` between rows of measures on the line, ``x, a (R, N)`` and ``y, b (R, M)``
+    (weights summing to the same total), as ``(cost, scale)`` ``(R,)``: differentiable (autograd)
+    in the positions and the weights, ``scale`` the largest gap of a piece (float64, constant).
+
+    Pieces of rounding-level mass carry none: at a kink two levels coincide (the shift is defined by
+    that), and the few ulps their difference rounds to would, at large ``p``, hold a gap far above
+    ``W_p`` and outweigh everything else.
+    """
+    R, N = x.shape
+    px, py = x.detach().argsort(-1), y.detach().argsort(-1)
+    xs, ys = x.gather(-1, px), y.gather(-1, py)  # (R, N), (R, M)
+    ca, cb = a.gather(-1, px).cumsum(-1), b.gather(-1, py).cumsum(-1)
+    ca, cb = ca / ca[:, -1:], cb / cb[:, -1:]  # levels, ending at 1
+    t, _ = torch.sort(torch.cat([ca, cb], -1), -1)  # (R, N + M) breakpoints
+    dt = torch.diff(t, dim=-1, prepend=t.new_zeros(R, 1))  # mass of each piece
+    i = torch.searchsorted(ca.detach(), t.detach()).clamp_(max=N - 1)  # x atom holding each piece
+    j = torch.searchsorted(cb.detach(), t.detach()).clamp_(max=ys.shape[-1] - 1)
+    keep = dt.detach() > 8 * 2.0**-52 * t.shape[-1]
+    gap = torch.where(keep, (xs.gather(-1, i) - ys.gather(-1, j)).abs(), 0.0)  # (R, N + M)
+    top = gap.detach().amax(-1, keepdim=True)
+    top = torch.where(top > 0, top, 1.0)
+    cost = (torch.where(keep, dt, 0.0) * _pow(gap / top, p)).sum(-1)
+    return cost, top[:, 0]

@@ -306,10 +306,11 @@ def direction_chunks(L: int, B: int, n_total: int, bytes_per_entry: int = 64):
 
 def _safe(cost: np.ndarray, n: int, dtype) -> np.ndarray:
     """Rows whose cost ``mean |d|^p`` was computed without overflow and without losing digits to
-    underflow: finite, and at least ``n tiny / eps`` (the most that ``n`` underflowed terms lose is
-    then one ulp of the cost). A zero cost is not safe: every term may have underflowed."""
+    underflow: within ``dtype``'s range (a cost summed in float64 from float32 gaps may exceed it),
+    and at least ``n tiny / eps`` (the most that ``n`` underflowed terms lose is then one ulp of the
+    cost). A zero cost is not safe: every term may have underflowed."""
     fi = np.finfo(dtype)
-    return np.isfinite(cost) & (cost >= n * float(fi.tiny) / float(fi.eps))
+    return (cost <= float(fi.max)) & (cost >= n * float(fi.tiny) / float(fi.eps))  # False for NaN
 
 
 def _row_scale(d: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from ._checks import check_finite, describe
+from ._checks import check_device, check_finite, describe
 
 __all__ = ["Measure", "Representation", "measure", "normalize_weights"]
 
@@ -119,11 +119,13 @@ def normalize_weights(weights, support: torch.Tensor, *, batched: bool) -> tuple
             raise TypeError(f"weights: expected an array of non-negative numbers, got {describe(weights)}") from exc
     if weights.is_complex() or weights.dtype == torch.bool:
         raise TypeError(f"weights: expected real numbers, got dtype {weights.dtype}")
-    weights = weights.to(device=support.device, dtype=support.dtype)  # keeps autograd
+    check_device(weights, "weights")
     expected = (B, N) if batched else (N,)
     if tuple(weights.shape) != expected:
         raise ValueError(f"weights: expected shape {expected} to match the support, got {tuple(weights.shape)}")
-    weights = weights.reshape(B, N)
+    # Normalised in float64 (autograd kept), then cast: float64 weights beyond the support's dtype
+    # (1e300, 1e-320 for float32 data) neither overflow nor vanish in the cast.
+    weights = weights.to(device=support.device, dtype=torch.float64).reshape(B, N)
     check_finite(weights, "weights")
     if bool((weights < 0).any()):
         raise ValueError(f"weights: expected non-negative values, got {weights.min().item()}")
@@ -131,7 +133,7 @@ def normalize_weights(weights, support: torch.Tensor, *, batched: bool) -> tuple
     if bool((top <= 0).any()):
         raise ValueError("weights: expected a positive sum for every measure, got a sum of 0")
     weights = weights / top
-    weights = weights / weights.sum(-1, keepdim=True)
+    weights = (weights / weights.sum(-1, keepdim=True)).to(support.dtype)
     uniform = bool((weights == weights[:, :1]).all())
     return weights, uniform
 

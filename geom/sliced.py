@@ -23,12 +23,14 @@ import torch
 
 from . import _ot1d
 from ._ot1d import absolute_costs
-from ._checks import _as_int, check_finite, check_memory, check_p, check_positive_int, describe
+from ._checks import (_as_int, check_bool, check_device, check_finite, check_memory, check_p, check_positive_int,
+                      describe)
 from .measure import Measure, measure
 from .registry import check_same_space, get_representation, get_scheme
 
-__all__ = ["EstimateContext", "SlicedResult", "SlicingScheme", "absolute_costs", "make_generator", "relative_costs",
-           "resolve_scheme", "scaled_costs", "sliced_costs", "sliced_wasserstein"]
+__all__ = ["EstimateContext", "SlicedResult", "SlicingScheme", "absolute_costs", "check_gradient_p", "make_generator",
+           "relative_costs", "resolve_scheme", "scaled_costs", "slice_distances", "sliced_costs", "sliced_value",
+           "sliced_wasserstein"]
 
 
 @dataclass
@@ -167,6 +169,10 @@ def resolve_scheme(scheme, options=None, *, name: str = "scheme") -> SlicingSche
 
     ``name`` is the argument the errors speak of (schemes that wrap another pass ``"base"``).
     """
+    for key in ("weights", "kind"):
+        if key in (options or {}):
+            raise TypeError(f"{key}: belongs to the measures, not to the scheme options: build them with "
+                            f"geom.measure(x, {key}=...) and pass the Measures")
     if isinstance(scheme, SlicingScheme):
         if options:
             raise TypeError(f"{name} options {sorted(options)} given with a scheme instance; set them on the instance")
@@ -186,6 +192,7 @@ def _check_directions(directions, dim: int, like: torch.Tensor, name: str, rows:
             directions = torch.as_tensor(directions)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise TypeError(f"{name}: expected an (L, {dim}) array of unit rows, got {describe(directions)}") from exc
+    check_device(directions, name)
     if directions.ndim != 2 or directions.shape[1] != dim or directions.shape[0] < 1:
         raise ValueError(f"{name}: expected shape (L, {dim}) with L >= 1, got {tuple(directions.shape)}")
     if rows is not None and directions.shape[0] != rows:
@@ -219,9 +226,9 @@ def representation_costs(space, mu: Measure, nu: Measure, directions: torch.Tens
     weights_grad = torch.is_grad_enabled() and (mu.weights.requires_grad or nu.weights.requires_grad)
     uniform = mu.uniform and nu.uniform and mu.n_points == nu.n_points and not weights_grad
     if space.linear:
-        return _ot1d.LinearSlicedCost.apply(
+        return _finite(mu, nu, *_ot1d.LinearSlicedCost.apply(
             mu.support, nu.support, directions, mu.weights, nu.weights, p, uniform
-        )
+        ))
     if space.domain == "circle":  # projections are positions on the circle R/Z (length 1)
         from . import _circle
 
@@ -238,7 +245,34 @@ def representation_costs(space, mu: Measure, nu: Measure, directions: torch.Tens
         th = directions[l0:l1]
         u, v = space.project(mu.support, th), space.project(nu.support, th)  # (B, Lc, N), (B, Lc, M)
         parts.append(cost(u, v))
-    return torch.cat([c for c, _ in parts], -1), torch.cat([s for _, s in parts], -1)
+    return _finite(mu, nu, torch.cat([c for c, _ in parts], -1), torch.cat([s for _, s in parts], -1))
+
+
+def _finite(mu: Measure, nu: Measure, costs: torch.Tensor, scale: torch.Tensor):
+    """``(costs, scale)`` unless a slice is not a number: then the projections of the supports left
+    the range of their dtype (coordinates near its largest value), a ValueError naming the measures."""
+    if bool(torch.isfinite(costs.detach()).all()) and bool(torch.isfinite(scale).all()):
+        return costs, scale
+    top = max(mu.support.detach().abs().max().item(), nu.support.detach().abs().max().item())
+    if not math.isfinite(top):  # a scheme's lifting (the measures themselves are checked finite)
+        raise ValueError(f"mu, nu: the supports the slices are taken from hold non-finite values (lifted by the "
+                         f"scheme from {mu.dtype} measures); rescale the measures or use float64")
+    raise ValueError(f"mu, nu: the per-slice costs are not finite: the projections of these {mu.kind!r} measures "
+                     f"leave the range of {mu.dtype} (coordinates up to {top:.3g}); rescale them or use float64")
+
+
+def slice_distances(mu: Measure, nu: Measure, directions: torch.Tensor, p: float) -> torch.Tensor:
+    """``(B, L)`` per-slice ``W_p``, differentiable, for every ``p`` and every scale of the data (the
+    p-th root taken of the scaled costs: ``W_p = scale * costs^(1/p)``)."""
+    costs, scale = scaled_costs(mu, nu, directions, p)
+    return scale.to(costs.dtype) * root_p(costs, p)
+
+
+def sliced_value(mu: Measure, nu: Measure, directions: torch.Tensor, p: float) -> torch.Tensor:
+    """``(B,)`` ``(mean_l W_p^p)^(1/p)`` over the given directions (the plain mean), differentiable,
+    for every ``p`` and every scale of the data: the objective of schemes that learn directions."""
+    costs, scale = relative_costs(*scaled_costs(mu, nu, directions, p), p)
+    return scale.to(costs.dtype) * root_p(costs.mean(-1), p)
 
 
 def relative_costs(costs: torch.Tensor, scale: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -286,11 +320,8 @@ def sliced_wasserstein(
     >>> geom.sliced_wasserstein(x, x + 3, directions=[[1.0]]).item()
     3.0
     """
-    for key in ("weights", "kind"):
-        if key in scheme_options:
-            raise TypeError(f"{key}: belongs to the measures, not to sliced_wasserstein: build them with "
-                            f"geom.measure(x, {key}=...) and pass the Measures")
     p = check_p(p)
+    return_result = check_bool(return_result, "return_result")
     mu, nu = measure(mu), measure(nu)
     check_same_space(mu, nu)
     if mu.dim != nu.dim:
@@ -324,6 +355,7 @@ def sliced_wasserstein(
                                        f"directions returned by scheme {_scheme_name(scheme)}", rows=n)
     else:
         directions = _check_directions(directions, dim, mu.support, "directions")
+    check_gradient_p(p, mu, nu)
 
     costs, scale = relative_costs(*scaled_costs(mu, nu, directions, p), p)  # (B, L) in [0, 1], (B,) max W_p
     mean, mean_err = scheme.estimate(costs, EstimateContext(mu, nu, directions, p, generator, scale))
@@ -333,6 +365,17 @@ def sliced_wasserstein(
     if return_result:
         return SlicedResult(value, stderr.detach(), costs, directions, scale, p)
     return value
+
+
+def check_gradient_p(p: float, mu: Measure, nu: Measure) -> None:
+    """A ValueError naming ``p`` where autograd would differentiate ``SW_p`` but ``p`` exceeds
+    ``1 / sqrt(tiny)`` of the data's dtype (about 9e18 in float32): the factor ``1 / p`` of the
+    derivative of the p-th root would underflow there, and the gradient with it."""
+    need = torch.is_grad_enabled() and any(t.requires_grad for t in (mu.support, nu.support, mu.weights, nu.weights))
+    top = torch.finfo(mu.dtype).tiny ** -0.5
+    if need and p > top:
+        raise ValueError(f"p: gradients of SW_p in {mu.dtype} need p <= {top:.3g} (beyond it the factor 1/p of "
+                         f"the derivative underflows), got {p:g}; use float64 or a smaller p")
 
 
 def root_p(mean: torch.Tensor, p: float) -> torch.Tensor:
@@ -358,6 +401,10 @@ def _root(mean: torch.Tensor, mean_err: torch.Tensor, scale: torch.Tensor, p: fl
     tiny = torch.finfo(mean.dtype).tiny
     s = scale.to(mean.dtype)
     value = s * root_p(mean, p)
+    if not bool(torch.isfinite(value.detach()).all()):
+        k = int((~torch.isfinite(value.detach())).nonzero()[0, 0])
+        raise ValueError(f"mu, nu: SW_p of item {k} is about {scale[k].item():.3g}, beyond the range of {mean.dtype}; "
+                         "rescale the measures or use float64")
     # delta method: d (m^(1/p)) / dm = m^(1/p - 1) / p; at m = 0 the error of m^(1/p) is m_err^(1/p).
     m = mean.detach().clamp_min(0)
     err = mean_err.detach()

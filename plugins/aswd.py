@@ -61,7 +61,7 @@ import torch
 import geom
 from geom._checks import check_int, check_positive_int, check_real
 from geom.measure import Measure
-from geom.sliced import sliced_costs
+from geom.sliced import sliced_value
 
 from .mc import uniform_directions
 
@@ -156,13 +156,14 @@ class Augmented(geom.SlicingScheme):
     # -- the training --------------------------------------------------------------------------
     def _objective(self, mu: Measure, nu: Measure, params, directions: torch.Tensor, p: float) -> torch.Tensor:
         gm, gn = self._lift(mu, params), self._lift(nu, params)
-        mean = sliced_costs(gm, gn, directions, p).mean(-1)  # (B,)
-        tiny = torch.finfo(mean.dtype).tiny
-        value = torch.where(mean > 0, mean.clamp_min(tiny).pow(1.0 / p), 0.0)  # ASWD_p, (B,)
+        value = sliced_value(gm, gn, directions, p)  # ASWD_p, (B,)
+        tiny = torch.finfo(value.dtype).tiny
 
-        def moment(m: Measure) -> torch.Tensor:  # (E |g(x)|^p)^(1/p), (B,)
-            e = (m.weights * torch.linalg.vector_norm(m.support, dim=-1).pow(p)).sum(-1)
-            return e.clamp_min(tiny).pow(1.0 / p)
+        def moment(m: Measure) -> torch.Tensor:  # (E |g(x)|^p)^(1/p) = top (E (|g(x)| / top)^p)^(1/p), (B,)
+            norm = torch.linalg.vector_norm(m.support, dim=-1)  # (B, N)
+            top = norm.detach().amax(-1).clamp_min(tiny)  # (B,): every p and every scale stay in range
+            e = (m.weights * (norm / top[:, None]).pow(p)).sum(-1)
+            return top * e.clamp_min(tiny).pow(1.0 / p)
 
         return value - self.penalty * (moment(gm) + moment(gn))
 

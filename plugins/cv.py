@@ -68,6 +68,7 @@ import math
 import torch
 
 import geom
+from geom._checks import check_real
 from geom.registry import get_representation
 from geom.sliced import resolve_scheme
 
@@ -93,11 +94,7 @@ class ControlVariates(geom.SlicingScheme):
         if variate not in VARIATES:
             raise ValueError(f"variate: expected one of {VARIATES}, got {variate!r}")
         if gamma is not None:
-            if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
-                raise TypeError(f"gamma: expected None or a real number, got {type(gamma).__name__} {gamma!r}")
-            if not math.isfinite(gamma):
-                raise ValueError(f"gamma: expected a finite number, got {gamma!r}")
-            gamma = float(gamma)
+            gamma = check_real(gamma, "gamma", "(finite) or None")
         if base is not None:
             base = resolve_scheme(base, name="base")
             if base.learns_from_data:
@@ -113,18 +110,23 @@ class ControlVariates(geom.SlicingScheme):
             return self.base.directions(n, dim, generator=generator)
         return uniform_directions(n, dim, generator)
 
-    def control_variate(self, mu, nu, theta):
+    def control_variate(self, mu, nu, theta, scale=None):
         """The control variate per slice and its expectation over uniform directions.
 
         Args:
             mu, nu: :class:`geom.Measure` point clouds, supports ``(B, N, d)``, ``(B, M, d)``.
             theta: ``(L, d)`` unit directions.
+            scale: ``(B,)`` unit of length (the costs' ``context.scale``): the variates are those of the
+                supports divided by it, so that no scale of the data overflows or underflows.
 
         Returns:
             ``C (B, L)`` and ``E C (B,)``, differentiable in the supports and weights.
         """
         d = theta.shape[1]
         x, y = mu.support.reshape(*mu.support.shape[:2], -1), nu.support.reshape(*nu.support.shape[:2], -1)
+        if scale is not None:
+            unit = scale.to(x.dtype)[:, None, None]  # (B, 1, 1)
+            x, y = x / unit, y / unit
         m1 = torch.einsum("bn,bnd->bd", mu.weights, x)  # (B, d)
         m2 = torch.einsum("bn,bnd->bd", nu.weights, y)  # (B, d)
         dm = m1 - m2  # (B, d)
@@ -145,10 +147,8 @@ class ControlVariates(geom.SlicingScheme):
         L = costs.shape[-1]
         if L < 2 and self.gamma is None:
             return super().estimate(costs, context)  # gamma cannot be estimated from one slice
-        C, EC = self.control_variate(context.mu, context.nu, context.directions)  # (B, L), (B,)
-        if context.scale is not None:  # the costs are in units of scale^2: so are the variates
-            unit = context.scale.to(C.dtype) ** 2  # (B,)
-            C, EC = C / unit[:, None], EC / unit
+        # the costs are in units of scale^2: so are the variates of the supports divided by scale
+        C, EC = self.control_variate(context.mu, context.nu, context.directions, context.scale)  # (B, L), (B,)
         C, EC = C.to(costs.dtype), EC.to(costs.dtype)
         if self.gamma is None:
             gamma, fitted = _optimal_gamma(costs.detach(), C.detach())  # (B,), (B,) bool

@@ -51,7 +51,7 @@ import geom
 from geom._checks import check_positive_int, check_real, describe
 from geom.measure import Measure
 from geom.registry import get_representation
-from geom.sliced import sliced_costs
+from geom.sliced import sliced_value
 
 from .maxsliced import _Ascent
 from .mc import uniform_directions
@@ -63,12 +63,6 @@ __all__ = ["Distributional", "VonMisesFisherDSW", "sample_von_mises_fisher"]
 
 def _detached(m: Measure) -> Measure:
     return Measure(m.support.detach(), m.weights.detach(), kind=m.kind, batched=True, uniform=m.uniform)
-
-
-def _root(mean_cost: torch.Tensor, p: float) -> torch.Tensor:
-    """``m^(1/p)`` with a finite gradient at ``m = 0``."""
-    tiny = torch.finfo(mean_cost.dtype).tiny
-    return torch.where(mean_cost > 0, mean_cost.clamp_min(tiny).pow(1.0 / p), 0.0)
 
 
 def _wood_cosines(n: int, dim: int, kappa: float, generator) -> torch.Tensor:
@@ -157,8 +151,7 @@ class _Learned(geom.SlicingScheme):
         with torch.enable_grad():
             for _ in range(self.n_steps):
                 theta = sample()  # (S, d)
-                costs = sliced_costs(mu, nu, theta, p)  # (B, S)
-                objective = _root(costs.mean(-1), p).mean()
+                objective = sliced_value(mu, nu, theta, p).mean()  # (E W_p^p)^(1/p), stable for every p
                 if penalty is not None:
                     objective = objective - penalty(theta)
                 objective.backward()

@@ -4,8 +4,9 @@ Paper: I. Deshpande, Y.-T. Hu, R. Sun, A. Pyrros, N. Siddiqui, S. Koyejo, Z. Zha
 A. Schwing, *Max-Sliced Wasserstein Distance and its use for GANs*, CVPR 2019.
 
 ``Max-SW_p(mu, nu) = max_{theta in S^(d-1)} W_p(theta#mu, theta#nu)``: the single most discriminative
-slice instead of the average over all of them. :meth:`MaxSliced.fit` climbs ``W_p^p(theta)`` on the
-sphere: costs from :func:`geom.sliced.sliced_costs` on detached supports, Adam or plain gradient
+slice instead of the average over all of them. :meth:`MaxSliced.fit` climbs ``W_p(theta)`` on the
+sphere: ``W_p`` per slice from :func:`geom.sliced.slice_distances` on detached supports (the same
+maximiser as ``W_p^p``, in range for every ``p``), Adam or plain gradient
 ascent on a free vector ``v`` with ``theta = v / |v|`` (``v`` renormalised after each step, the step
 size annealed from ``lr`` to 0 by a cosine schedule), keeping the best iterate seen. It starts from
 the direction learned at the previous call (warm start: pass the same instance at every step of a
@@ -36,7 +37,7 @@ Options:
         1e4 points in R^3 on one CPU core; fewer suffice in a training loop, thanks to the warm start).
     lr (float, default 0.2): initial step size. For ``"adam"`` it is about the angle (radians) moved
         per step, whatever the scale of the data; for ``"sgd"`` it multiplies the raw gradient of
-        ``W_p^p``, so it depends on the scale of the data.
+        ``W_p``, so it depends on the scale of the data.
     optimizer (str, default ``"adam"``): ``"adam"`` or ``"sgd"`` (plain projected gradient ascent).
     n_starts (int, default 1): ascents run side by side from different starts; the best is kept.
     warm_start (bool, default True): start from the previous call's direction when the dimension
@@ -53,7 +54,7 @@ import geom
 from geom._checks import check_positive_int, check_real, describe
 from geom.measure import Measure
 from geom.registry import get_representation
-from geom.sliced import sliced_costs
+from geom.sliced import slice_distances
 
 from .mc import uniform_directions
 
@@ -120,7 +121,7 @@ class MaxSliced(geom.SlicingScheme):
         self.cost_: torch.Tensor | None = None
 
     def fit(self, mu, nu, *, p, generator=None):
-        """Climb ``W_p^p(theta)`` for every item of the batch; keep the best direction seen."""
+        """Climb ``W_p(theta)`` for every item of the batch; keep the best direction seen."""
         dim = get_representation(mu.kind).direction_dim(mu)
         B, S = mu.batch_size, self.n_starts
         warm = self.direction_
@@ -130,7 +131,7 @@ class MaxSliced(geom.SlicingScheme):
         starts = uniform_directions(B * n_random, dim, generator).view(B, n_random, dim)
         if warm is not None:
             starts = torch.cat([warm[:, None], starts], 1)  # (B, S, d)
-        # one sliced_costs call per item: the core shares one set of directions across a batch
+        # one slice_distances call per item: the core shares one set of directions across a batch
         items = [(_item(mu, b), _item(nu, b)) for b in range(B)]
         with torch.enable_grad():
             v = starts.to(dtype=mu.dtype, device=mu.device).clone().requires_grad_(True)  # (B, S, d)
@@ -139,21 +140,21 @@ class MaxSliced(geom.SlicingScheme):
             best_theta = starts.clone()  # (B, S, d)
             for step in range(self.n_steps + 1):
                 theta = v / v.norm(dim=-1, keepdim=True)  # (B, S, d)
-                costs = torch.cat([sliced_costs(m, n, theta[b], p) for b, (m, n) in enumerate(items)])  # (B, S)
-                c = costs.detach().double().cpu()
+                dist = torch.cat([slice_distances(m, n, theta[b], p) for b, (m, n) in enumerate(items)])  # (B, S)
+                c = dist.detach().double().cpu()
                 better = c > best
                 best = torch.where(better, c, best)
                 best_theta[better] = theta.detach().double().cpu()[better]
                 if step == self.n_steps:
                     break
-                costs.sum().backward()
+                dist.sum().backward()
                 ascent.step(self.lr * 0.5 * (1 + math.cos(math.pi * step / self.n_steps)))  # cosine annealing
                 with torch.no_grad():
                     v /= v.norm(dim=-1, keepdim=True)
         k = best.argmax(1)  # (B,) the best start of every item
         theta = best_theta[torch.arange(B), k]  # (B, d)
         self.direction_ = theta / theta.norm(dim=1, keepdim=True)
-        self.cost_ = best[torch.arange(B), k]
+        self.cost_ = best[torch.arange(B), k] ** p  # W_p^p
 
     def directions(self, n, dim, *, generator=None):
         """The learned directions cycled to ``n`` rows; before a fit, ``n`` copies of a random one."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.optimize import linprog
 
-from geom._circle import circle_costs
+from geom._circle import circle_costs, scaled_circle_costs
 
 P_VALUES = (1.0, 1.5, 2.0, 3.0)
 
@@ -135,3 +135,57 @@ def test_gradients_match_finite_differences(p):
             args_hi[k], args_lo[k] = hi.reshape(t.shape), lo.reshape(t.shape)
             fd = (f(*args_hi) - f(*args_lo)).item() / (2 * eps)
             assert gt.reshape(-1)[idx].item() == pytest.approx(fd, rel=1e-5, abs=1e-7), (k, idx)
+
+
+def _log_shift_cost(xs, ys, ca, cb, theta, p):
+    """``log c(theta)``, ``c(theta) = int_0^1 |F^-1(t) - G^-1(t + theta)|^p dt``, exactly over the pieces
+    between consecutive levels, summed in logarithms (no p over- or underflows)."""
+    cuts = {0.0, 1.0, *ca.tolist()}
+    for k in range(-3, 4):
+        cuts |= {float(c) + k - theta for c in cb if 0 < float(c) + k - theta < 1}
+    cuts = sorted(cuts)
+    logs = []
+    for t0, t1 in zip(cuts[:-1], cuts[1:]):
+        t = 0.5 * (t0 + t1)
+        s = t + theta
+        gap = abs(xs[min(np.searchsorted(ca, t), len(xs) - 1)] - ys[min(np.searchsorted(cb, s % 1), len(ys) - 1)]
+                  - np.floor(s))
+        if t1 > t0 and gap > 0:
+            logs.append(np.log(t1 - t0) + p * np.log(gap))
+    return -np.inf if not logs else np.logaddexp.reduce(logs)
+
+
+def kink_oracle(x, y, a, b, p):
+    """``W_p`` on the circle by enumeration: ``c`` is convex and piecewise linear in the shift, with
+    kinks where a level of G meets a level of F, so its minimum is ``c`` at the best kink."""
+    ox, oy = np.argsort(x), np.argsort(y)
+    xs, ys = x[ox], y[oy]
+    ca, cb = np.cumsum(a[ox]) / a.sum(), np.cumsum(b[oy]) / b.sum()
+    kinks = {g - f + k for g in (0.0, *cb) for f in (0.0, *ca) for k in (-1, 0, 1)}
+    return np.exp(min(_log_shift_cost(xs, ys, ca, cb, t, p) for t in kinks) / p)
+
+
+@pytest.mark.parametrize("p", (2.0, 7.0, 50.0, 300.0, 1e5))
+def test_large_p_matches_the_kink_enumeration(p):
+    # W_p at large p is decided by the largest gaps: the minimum of c sits at a kink, where the cost
+    # of the pieces beside it is orders of magnitude above it, so neither an extrapolation from them
+    # nor a rounding-level piece at the kink itself may enter the value.
+    rng = np.random.default_rng(3)
+    for _ in range(12):
+        N, M = rng.integers(1, 7, 2)
+        x, y = rng.random(N), rng.random(M)
+        a, b = rng.random(N) + 0.1, rng.random(M) + 0.1
+        a, b = a / a.sum(), b / b.sum()
+        cost, scale = scaled_circle_costs(*(torch.tensor(t)[None, None] for t in (x, y)),
+                                          *(torch.tensor(t)[None] for t in (a, b)), p)
+        got = (scale * cost.double() ** (1 / p)).item()
+        assert got == pytest.approx(kink_oracle(x, y, a, b, p), rel=1e-10), (N, M)
+
+
+def test_equal_measures_at_large_p_are_at_distance_zero():
+    g = torch.Generator().manual_seed(0)
+    u = torch.rand(1, 8, 10, generator=g, dtype=torch.float64)
+    w = torch.full((1, 10), 0.1)
+    for p in (3.0, 50.0, 1e4):
+        cost, _ = scaled_circle_costs(u, u, w, w, p)
+        assert bool((cost == 0).all()), p

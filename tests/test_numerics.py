@@ -108,13 +108,11 @@ def test_large_p_on_the_sphere():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(60, 3, generator=g, dtype=F64), torch.randn(50, 3, generator=g, dtype=F64) + 0.3
     mu, nu = (geom.measure(t, kind="sphere", normalize=True) for t in (x, y))
-    values = [geom.sliced_wasserstein(mu, nu, p=p, n_projections=32, seed=1).item() for p in (2, 20, 80, 150)]
+    values = [geom.sliced_wasserstein(mu, nu, p=p, n_projections=32, seed=1).item() for p in (2, 20, 80, 150, 2000, 1e300)]
     assert all(math.isfinite(v) and v > 0 for v in values)
     assert values == sorted(values)  # SW_p grows with p (Jensen), and never collapses to 0
     f32 = geom.sliced_wasserstein(mu.to(torch.float32), nu.to(torch.float32), p=150, n_projections=32, seed=1)
-    assert f32.item() == pytest.approx(values[-1], rel=1e-4)
-    with pytest.raises(ValueError, match="p: W_p\\^p on the circle leaves float64's range"):
-        geom.sliced_wasserstein(mu, nu, p=2000, n_projections=8, seed=1)
+    assert f32.item() == pytest.approx(values[3], rel=1e-4)
 
 
 class _NaNScheme(geom.SlicingScheme):
@@ -267,3 +265,4 @@ def test_surface_samples_that_would_exhaust_memory_are_refused_up_front(tmp_path
     path.write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")
     with pytest.raises(ValueError, match="n_samples: this needs about"):
         geom.measure(path, n_samples=10**10)
+
