@@ -30,6 +30,7 @@ names them in order.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import torch
@@ -48,7 +49,9 @@ class _Generated(geom.Dataset):
 
     name = ""
 
-    def _setup(self, root, seed, n_items: int) -> None:
+    def _setup(self, root, seed, n_items: int, name: str = "n_per_class") -> None:
+        if n_items > sys.maxsize:  # len() must hold it
+            raise ValueError(f"{name}: expected at most {sys.maxsize} items in all, got {n_items}")
         if root is not None:
             raise ValueError(
                 f"root: the generated dataset {self.name!r} reads no files; expected root=None, got {root!r}"
@@ -220,7 +223,7 @@ class Shapes(_Generated):
             for v, f in meshes:
                 x = np.einsum("nk,nkd->nd", bary, np.asarray(v, dtype=np.float64)[f[face]])  # (n_points, 3)
                 if self.noise > 0:
-                    x = x + self.noise * rng.standard_normal(x.shape)
+                    x = _noise_in_range(x + self.noise * rng.standard_normal(x.shape), self.noise)
                 items.append(torch.from_numpy(x.astype(np.float32)))
         else:
             seed = int(rng.integers(2**31))
@@ -228,10 +231,21 @@ class Shapes(_Generated):
             for v, f in meshes:
                 if self.noise > 0:
                     v, f = shapes.noisy((v, f), self.noise, int(rng.integers(2**31)))
+                    v = _noise_in_range(v, self.noise)
                 v = torch.as_tensor(np.asarray(v, dtype=np.float32))
                 options = {"n_samples": self.n_points, "seed": seed} if self.kind == "mesh" else {}
                 items.append(geom.measure((v, torch.as_tensor(f)), kind=self.kind, **options))
         return (items[0] if len(items) == 1 else tuple(items)), info["label"]
+
+
+def _noise_in_range(x: np.ndarray, noise: float) -> np.ndarray:
+    """``x`` unless noise took it beyond the float32 range of the items (a ValueError naming ``noise``)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        representable = np.isfinite(np.asarray(x, dtype=np.float32)).all()
+    if not representable:
+        raise ValueError(f"noise: {noise:g} times a Gaussian leaves the float32 range of the points; choose a "
+                         "smaller noise")
+    return x
 
 
 # ----------------------------------------------------------------- von Mises-Fisher mixtures
@@ -285,7 +299,7 @@ class SphereMixtures(_Generated):
 
     def __init__(self, root=None, *, d=3, n_classes=2, n_components=3, kappa=20.0, n_points=256, n_items=20,
                  seed=0, kind="points"):
-        self._setup(root, seed, check_int(n_items, "n_items", minimum=1))
+        self._setup(root, seed, check_int(n_items, "n_items", minimum=1), "n_items")
         self.d = check_int(d, "d", minimum=2)
         self.n_classes = check_int(n_classes, "n_classes", minimum=1)
         self.n_components = check_int(n_components, "n_components", minimum=1)
@@ -489,6 +503,11 @@ class GaussianMixtures(_Generated):
         self.classes = [f"class-{c}" for c in range(self.n_classes)]
         rng = self._structure_rng()
         self.means = self.separation * rng.standard_normal((C, K, d))
+        with np.errstate(over="ignore"):
+            representable = np.isfinite(self.means.astype(np.float32)).all()  # the items are float32
+        if not representable:
+            raise ValueError(f"separation: means {self.separation:g} times a Gaussian leave the float32 range of the "
+                             "items; choose a smaller separation")
         Q = np.stack([_rotation(rng, d) for _ in range(C * K)]).reshape(C, K, d, d)
         lam = rng.uniform(0.1, 1.0, (C, K, d))
         self.covariances = (Q * lam[..., None, :]) @ Q.swapaxes(-1, -2)  # (C, K, d, d)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 
-__all__ = ["GeomWarning", "available_memory", "check_bool", "check_device", "check_finite", "check_int", "check_memory",
+__all__ = ["GeomWarning", "as_host_array", "as_real_tensor", "available_memory", "check_bool", "check_device", "check_finite", "check_int", "check_memory",
            "check_p", "check_positive_int", "check_real", "describe", "format_bytes"]
 
 
@@ -96,6 +97,43 @@ def check_device(t: torch.Tensor, name: str) -> torch.Tensor:
     """``t`` unless it lives on a device geom does not compute on (``meta``, ...): ValueError naming ``name``."""
     if t.device.type not in ("cpu", "cuda"):
         raise ValueError(f"{name}: expected a tensor on the CPU or a CUDA device, got one on device '{t.device}'")
+    return t
+
+
+def as_host_array(obj, name: str, expected: str) -> np.ndarray:
+    """A numpy array of an array argument (a tensor checked for its device, detached and moved to the
+    CPU); TypeError naming ``name`` (saying ``expected``) for what numpy cannot read as an array."""
+    if isinstance(obj, torch.Tensor):
+        obj = check_device(obj, name).detach().cpu()
+        return (obj.double() if obj.dtype in (torch.float16, torch.bfloat16) else obj).numpy()
+    try:
+        return np.asarray(obj)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected {expected}, got {describe(obj)}") from exc
+
+
+def as_real_tensor(obj, name: str, expected: str) -> torch.Tensor:
+    """Numeric input (tensor, numpy array, nested list) -> float tensor: float64 kept, everything else
+    float32, autograd kept. TypeError / ValueError naming ``name`` (saying ``expected``) for other
+    input, complex or bool values, and tensors on a device geom does not compute on."""
+    if isinstance(obj, torch.Tensor):
+        t = obj
+    elif isinstance(obj, np.ndarray):
+        if obj.dtype.kind not in "biuf":
+            raise TypeError(f"{name}: expected a numeric array, got dtype {obj.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(obj))
+    elif isinstance(obj, (list, tuple)):
+        try:
+            t = torch.tensor(obj, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"{name}: expected {expected}; the nested list is not a numeric array ({exc})") from exc
+    else:
+        raise TypeError(f"{name}: expected {expected}, got {describe(obj)}")
+    check_device(t, name)
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name}: expected real coordinates, got dtype {t.dtype}")
+    if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):
+        t = t.to(torch.float32)
     return t
 
 

@@ -34,8 +34,6 @@ condition, the kink is ``cG_j - cF_i`` with autograd). The search runs in float6
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 

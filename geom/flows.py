@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from . import _ot1d
-from ._checks import check_memory, check_p, check_positive_int, check_real, describe
+from ._checks import _as_int, as_host_array, check_memory, check_p, check_positive_int, check_real, describe
 from .measure import Measure, measure
 from .registry import check_same_space, get_representation
 from .sliced import EstimateContext, SlicingScheme, make_generator, resolve_scheme, sliced_wasserstein
@@ -117,23 +117,82 @@ def _pair(source, target) -> tuple[Measure, Measure]:
     return mu.to(dtype), nu.to(dtype)
 
 
-def _record_set(record_every, steps: int) -> set[int]:
-    """Steps to record: ``None`` (about 100 frames), an int (every k-th step), or explicit steps."""
+@dataclass(frozen=True)
+class _Every:
+    """Steps ``0, k, 2k, ...`` and the last: a set of steps held in O(1) memory whatever ``steps``."""
+
+    k: int
+    steps: int
+
+    def __contains__(self, step) -> bool:
+        return 0 <= step <= self.steps and (step % self.k == 0 or step == self.steps)
+
+    def __len__(self) -> int:
+        return self.steps // self.k + 1 + (self.steps % self.k != 0)
+
+
+def _record_set(record_every, steps: int):
+    """Steps to record: ``None`` (about 100 frames), an int (every k-th step), or explicit steps
+    (numpy integers count as ints); a container of steps that supports ``in`` and ``len``."""
     if record_every is None:
         record_every = max(1, steps // 100)
-    if isinstance(record_every, int) and not isinstance(record_every, bool):
-        k = check_positive_int(record_every, "record_every")
-        return set(range(0, steps + 1, k)) | {steps}
+    if _as_int(record_every) is not None:
+        return _Every(check_positive_int(record_every, "record_every"), steps)
     if isinstance(record_every, Sequence) and not isinstance(record_every, str):
         out = set()
         for s in record_every:
-            if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= steps:
+            k = _as_int(s)
+            if k is None or not 0 <= k <= steps:
                 raise ValueError(f"record_every: expected steps in [0, {steps}], got {s!r}")
-            out.add(s)
+            out.add(k)
         if not out:
             raise ValueError("record_every: expected at least one step, got an empty list")
         return out
     raise TypeError(f"record_every: expected a positive int or a list of steps, got {describe(record_every)}")
+
+
+def _check_step(value, name: str, dtype: torch.dtype) -> float:
+    """A step size ``> 0`` that the particles' dtype holds (optimizers multiply by it in that dtype)."""
+    top = torch.finfo(dtype).max
+    return check_real(value, name, f"> 0 and at most {top:.3g} (the range of {dtype})", lambda v: 0 < v <= top)
+
+
+def _check_optimizer_state(opt: torch.optim.Optimizer, x: torch.Tensor, optimizer: str) -> None:
+    """After ``load_state_dict``: every hyperparameter of the kind of its default, every state
+    tensor finite and of the particles' shape (a ValueError naming ``optimizer_state``)."""
+    def bad(what: str):
+        return ValueError(f"optimizer_state: does not fit a {optimizer} optimizer of this flow ({what})")
+
+    for group in opt.param_groups:
+        for key, default in opt.defaults.items():
+            value = group.get(key, bad(f"no {key!r} in a parameter group"))
+            if isinstance(value, Exception):
+                raise value
+            if isinstance(default, bool) or default is None:
+                ok = value is None or isinstance(value, bool) if default is None else isinstance(value, bool)
+            elif isinstance(default, tuple):
+                ok = isinstance(value, (tuple, list)) and len(value) == len(default) and all(
+                    _is_real(v) for v in value)
+            else:
+                ok = _is_real(value) or isinstance(value, torch.Tensor) and value.numel() == 1
+            if not ok:
+                raise bad(f"{key} = {value!r}, expected a value like {default!r}")
+    for state in opt.state.values():
+        for key, value in state.items():
+            if value is None:
+                continue
+            if not isinstance(value, torch.Tensor):
+                if not _is_real(value):
+                    raise bad(f"state {key!r} is {describe(value)}")
+                continue
+            if value.ndim and tuple(value.shape) != tuple(x.shape):
+                raise bad(f"state {key!r} has shape {tuple(value.shape)}, the particles {tuple(x.shape)}")
+            if not value.is_floating_point() or not bool(torch.isfinite(value).all()):
+                raise bad(f"state {key!r} is not a finite float tensor")
+
+
+def _is_real(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _check_callback(callback):
@@ -182,6 +241,9 @@ def _run(step, x0, *, steps, record, callback, evaluate, view=lambda x: x):
     :class:`FlowDiverged` naming the step: a diverged flow never reads as a converged one.
     """
     frames, at, values = [], [], []
+    shape = view(x0.detach()).shape
+    check_memory(len(record) * (math.prod(shape) * x0.element_size() + 16), "record_every",
+                 f"a trajectory of {len(record)} frames of shape {tuple(shape)}")
 
     def keep(k, x):
         value = evaluate(x.detach())
@@ -270,7 +332,7 @@ def sw_flow(
     """
     mu, nu = _pair(source, target)
     steps = check_positive_int(steps, "steps")
-    lr = check_real(lr, "lr", "> 0", lambda v: v > 0)
+    lr = _check_step(lr, "lr", mu.dtype)
     p = check_p(p)
     n_projections = check_positive_int(n_projections, "n_projections")
     if not isinstance(optimizer, str) or optimizer.lower() not in ("adam", "sgd"):
@@ -293,8 +355,9 @@ def sw_flow(
                             f"{describe(optimizer_state)}")
         try:
             opt.load_state_dict(optimizer_state)
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
             raise ValueError(f"optimizer_state: does not fit a {optimizer} optimizer of this flow ({exc})") from None
+        _check_optimizer_state(opt, x, optimizer)
 
     def step(k):
         opt.zero_grad(set_to_none=True)
@@ -419,7 +482,7 @@ def _swf_core(x0, a, nu, frozen, *, steps, step_size, n_projections, noise, inst
 
 def _check_swf_args(steps, step_size, n_projections, noise, callback, record_every):
     steps = check_positive_int(steps, "steps")
-    step_size = check_real(step_size, "step_size", "> 0", lambda v: v > 0)
+    step_size = _check_step(step_size, "step_size", torch.float64)
     n_projections = check_positive_int(n_projections, "n_projections")
     noise = check_real(noise, "noise", ">= 0", lambda v: v >= 0)
     _check_callback(callback)
@@ -430,12 +493,12 @@ def _mask(mask, N: int, d: int, device) -> torch.Tensor | None:
     """``None``, ``(d,)`` or ``(N, d)`` booleans (True = observed, never moves) -> ``(N, d)`` or None."""
     if mask is None:
         return None
-    m = torch.as_tensor(mask)
-    if m.dtype != torch.bool:
+    m = as_host_array(mask, "mask", f"booleans of shape ({d},) or ({N}, {d})")
+    if m.dtype.kind != "b":
         raise TypeError(f"mask: expected booleans (True = observed coordinate), got dtype {m.dtype}")
     if tuple(m.shape) not in ((d,), (N, d)):
         raise ValueError(f"mask: expected shape ({d},) or ({N}, {d}), got {tuple(m.shape)}")
-    return m.to(device).expand(N, d).clone()
+    return torch.from_numpy(m.copy()).to(device).expand(N, d).clone()
 
 
 def swf(
@@ -500,9 +563,13 @@ def swf(
 
 
 def _labels(labels, n: int, name: str, what: str) -> np.ndarray:
-    arr = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    arr = as_host_array(labels, name, f"one label (int or str) per {what} point")
+    if arr.dtype.kind not in "biufUS":
+        raise TypeError(f"{name}: expected labels that are ints or strings, got dtype {arr.dtype}")
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{name}: expected one label per {what} point, shape ({n},), got {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name}: expected finite labels, got {arr[~np.isfinite(arr)][0]}")
     return arr
 
 
@@ -553,7 +620,7 @@ def conditional_swf(
     mu, nu = _pair(source, target)
     N, M, d = mu.n_points, nu.n_points, mu.dim
     ls, lt = _labels(source_labels, N, "source_labels", "source"), _labels(target_labels, M, "target_labels", "target")
-    label_scale = check_real(label_scale, "label_scale", "> 0", lambda v: v > 0)
+    label_scale = _check_step(label_scale, "label_scale", mu.dtype)
     steps, step_size, n_projections, noise, record = _check_swf_args(
         steps, step_size, n_projections, noise, callback, record_every)
     frozen_x = _mask(mask, N, d, mu.device)

@@ -29,7 +29,7 @@ import zipfile
 
 import numpy as np
 
-from ._checks import available_memory, check_memory, check_positive_int, describe, format_bytes
+from ._checks import as_host_array, available_memory, check_int, check_memory, check_positive_int, describe, format_bytes
 
 __all__ = ["ARRAY_SUFFIXES", "SUFFIXES", "read_array", "read_mesh", "read_points", "sample_surface", "surface_draws"]
 
@@ -62,7 +62,11 @@ def sample_surface(vertices, faces, n_samples: int, *, seed: int = 0) -> np.ndar
     (4, 3)
     """
     face, bary = surface_draws(vertices, faces, n_samples, seed=seed)  # (N,), (N, 3)
-    tri = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)[face]]  # (N, 3, D)
+    v = as_host_array(vertices, "vertices", "a numeric array").astype(np.float64)
+    if np.abs(v).max() > np.finfo(np.float32).max:  # the samples are float32
+        raise ValueError(f"vertices: coordinates up to {np.abs(v).max():.3g} are beyond the float32 range of the "
+                         "samples; rescale the mesh")
+    tri = v[as_host_array(faces, "faces", "a numeric array")[face]]  # (N, 3, D)
     return np.einsum("nk,nkd->nd", bary, tri).astype(np.float32)
 
 
@@ -74,9 +78,9 @@ def surface_draws(vertices, faces, n_samples: int, *, seed: int = 0) -> tuple[np
     themselves with these fixed draws. Inputs are validated as for :func:`sample_surface`.
     """
     n_samples = check_positive_int(n_samples, "n_samples")
+    seed = check_int(seed, "seed")
     check_memory(n_samples * 96, "n_samples", f"{n_samples} surface samples")  # draws (N, 4) and samples (N, D)
-    v = np.asarray(vertices)
-    f = np.asarray(faces)
+    v, f = (as_host_array(t, name, "a numeric array") for t, name in ((vertices, "vertices"), (faces, "faces")))
     if v.ndim != 2 or v.shape[1] < 2 or v.dtype.kind not in "biuf":
         raise ValueError(f"vertices: expected a numeric array of shape (V, D) with D >= 2, got {describe(v)}")
     if not np.isfinite(v).all():
@@ -87,7 +91,14 @@ def surface_draws(vertices, faces, n_samples: int, *, seed: int = 0) -> tuple[np
         raise ValueError(f"faces: expected indices in [0, {len(v)}), got values in [{f.min()}, {f.max()}]")
     tri = v.astype(np.float64)[f]  # (F, 3, D)
     a, b = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]  # (F, D)
-    gram = (a * a).sum(1) * (b * b).sum(1) - (a * b).sum(1) ** 2  # (F,) = (2 area)^2
+    with np.errstate(over="ignore", invalid="ignore"):
+        unit = float(max(np.abs(a).max(), np.abs(b).max()))  # areas relative to unit^2: no scale over- or underflows
+    if not math.isfinite(unit):
+        raise ValueError(f"vertices: the edges of the mesh overflow float64 (coordinates up to {np.abs(v).max():.3g})")
+    if unit > 0:
+        unit = math.ldexp(1.0, math.frexp(unit)[1] - 1)  # a power of 2: exact
+        a, b = a / unit, b / unit
+    gram = (a * a).sum(1) * (b * b).sum(1) - (a * b).sum(1) ** 2  # (F,) = (2 area / unit^2)^2
     area = 0.5 * np.sqrt(np.maximum(gram, 0.0))  # (F,)
     if not area.sum() > 0:
         raise ValueError(f"faces: every one of the {len(f)} faces has zero area; there is no surface to sample")
@@ -234,7 +245,7 @@ def _read_npy(fh, size: int, what: str) -> np.ndarray:
     if got != nbytes or fh.read(1):  # a zip member is checked against its CRC when read to its end
         raise ValueError(f"{what} holds {got} bytes of array data, its header declares {nbytes}")
     array = buf.view(dtype).reshape(shape[::-1]).T if fortran else buf.view(dtype).reshape(shape)
-    return np.ascontiguousarray(array, dtype=dtype.newbyteorder("="))
+    return np.require(array.astype(dtype.newbyteorder("="), copy=False), requirements="C")  # a 0-d array stays 0-d
 
 
 def _read_npz(path: pathlib.Path) -> np.ndarray:

@@ -48,9 +48,9 @@ import numpy as np
 import torch
 
 from . import _ot1d
-from ._checks import check_memory, check_positive_int, check_real
-from .flows import (FlowResult, _check_callback, _check_finite_at, _eval_directions, _generator, _pair, _record_set,
-                    _run)
+from ._checks import as_real_tensor, check_bool, check_finite, check_memory, check_positive_int, check_real
+from .flows import (FlowResult, _check_callback, _check_finite_at, _check_step, _eval_directions, _generator, _pair,
+                    _record_set, _run)
 from .measure import measure
 from .reductions import _prepare
 from .sliced import SlicedResult, _check_directions, _scheme_name, make_generator, resolve_scheme
@@ -378,7 +378,8 @@ def sliced_energy_distance(
     >>> round(value.item() / math.pi, 5)  # times c_2 = pi / 2
     5.0
     """
-    x, y, a, b, batched = _prepare(mu, nu)  # (B, N, D), (B, M, D), (B, N), (B, M)
+    return_result = check_bool(return_result, "return_result")
+    x, y, a, b, batched, unit = _prepare(mu, nu)  # (B, N, D), (B, M, D), (B, N), (B, M): centred, / unit
     D = x.shape[-1]
     scheme = resolve_scheme(scheme, scheme_options)
     if scheme.learns_from_data:
@@ -395,7 +396,10 @@ def sliced_energy_distance(
     else:
         directions = _check_directions(directions, D, x, "directions")
     c_d = energy_slicing_constant(D)
-    costs = c_d * _SlicedEnergy.apply(x, y, directions.detach(), a, b)  # (B, L) unbiased per slice
+    costs = (c_d * unit) * _SlicedEnergy.apply(x, y, directions.detach(), a, b)  # (B, L) unbiased per slice
+    if not bool(torch.isfinite(costs.detach()).all()):
+        raise ValueError(f"mu, nu: the sliced energy distance leaves the range of {x.dtype} (clouds of extent about "
+                         f"{unit:.3g}); rescale the clouds or use float64")
     L = costs.shape[-1]
     value = costs.mean(-1)  # (B,)
     stderr = costs.detach().std(-1) / math.sqrt(L) if L > 1 else torch.full_like(value.detach(), math.nan)
@@ -460,7 +464,7 @@ def mmd_flow(
     if bool((mu.weights <= 0).any()):
         raise ValueError("source: expected positive weights for every particle, got a zero weight")
     steps = check_positive_int(steps, "steps")
-    lr = check_real(lr, "lr", "> 0", lambda v: v > 0)
+    lr = _check_step(lr, "lr", mu.dtype)
     momentum = check_real(momentum, "momentum", "in [0, 1)", lambda v: 0 <= v < 1)
     n_projections = check_positive_int(n_projections, "n_projections")
     _check_callback(callback)
@@ -475,10 +479,11 @@ def mmd_flow(
     if velocity is None:
         velocity = torch.zeros_like(x)
     else:
-        velocity = torch.as_tensor(velocity)
+        velocity = as_real_tensor(velocity, "velocity", f"an {tuple(x.shape)} array like source")
         if tuple(velocity.shape) != tuple(x.shape):
             raise ValueError(f"velocity: expected shape {tuple(x.shape)} like source, got {tuple(velocity.shape)}")
         velocity = velocity.detach().to(x.device, x.dtype)
+        check_finite(velocity, "velocity")
 
     def step(k):
         nonlocal x, velocity

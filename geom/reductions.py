@@ -113,7 +113,11 @@ def _kernel(name: str, backend, *calls):
 
 
 def _prepare(mu, nu):
-    """Measures -> supports ``(B, N, D)``, ``(B, M, D)``, weights ``(B, N)``, ``(B, M)`` and ``batched``."""
+    """Measures -> supports ``(B, N, D)``, ``(B, M, D)``, weights ``(B, N)``, ``(B, M)``, ``batched`` and
+    a length ``unit``: the supports returned are the clouds moved by one common point (the midpoint
+    of their weighted means: float32 far from the origin keeps its digits), and divided by
+    ``unit``, a power of 2 (1 unless squared distances of clouds of that extent would leave the
+    dtype's range). Distances between the returned supports are the true ones divided by ``unit``."""
     mu, nu = measure(mu), measure(nu)
     check_same_space(mu, nu)
     if mu.support.ndim != 3 or nu.support.ndim != 3:
@@ -126,9 +130,22 @@ def _prepare(mu, nu):
     if {mu.batch_size, nu.batch_size} - {1, B}:
         raise ValueError(f"mu, nu: expected equal batch sizes, got {mu.batch_size} and {nu.batch_size}")
     dtype = torch.promote_types(mu.dtype, nu.dtype)
-    x, y = (m.support.to(dtype).expand(B, -1, -1) for m in (mu, nu))
-    a, b = (m.weights.to(dtype).expand(B, -1) for m in (mu, nu))
-    return x, y, a, b, mu.batched or nu.batched
+    x, y = mu.support.to(dtype), nu.support.to(dtype)  # (Bx, N, D), (By, M, D), not yet broadcast
+    a, b = mu.weights.to(dtype), nu.weights.to(dtype)
+    with torch.no_grad():  # the midpoint of the weighted means: per item, or of all items when one side broadcasts
+        mx, my = torch.matmul(a[:, None, :], x.detach()), torch.matmul(b[:, None, :], y.detach())  # (Bx|By, 1, D)
+        if mu.batch_size != nu.batch_size:
+            mx, my = mx.mean(0, keepdim=True), my.mean(0, keepdim=True)
+        c = 0.5 * (mx + my)  # (B or 1, 1, D)
+    x, y = x - c, y - c
+    top = max(x.detach().abs().max().item(), y.detach().abs().max().item())
+    fi = torch.finfo(dtype)
+    unit = 1.0
+    if not fi.tiny**0.5 * 2**12 <= top <= fi.max**0.5 / 2**12 and 0 < top < math.inf:  # squares leave the range
+        unit = math.ldexp(1.0, math.frexp(top)[1] - 1)  # a power of 2 (the scaling is exact), in (top / 2, top]
+        x, y = (x * (1 / unit), y * (1 / unit)) if unit >= 1 else (x / unit, y / unit)  # factors the dtype holds
+    x, y = x.expand(B, -1, -1), y.expand(B, -1, -1)
+    return x, y, a.expand(B, -1), b.expand(B, -1), mu.batched or nu.batched, unit
 
 
 class _Energy(torch.autograd.Function):
@@ -161,8 +178,17 @@ def _nearest_sq(x: torch.Tensor, y: torch.Tensor, b: torch.Tensor, nearest) -> t
     return (x - near).square().sum(-1)
 
 
-def _finish(value: torch.Tensor, batched: bool) -> torch.Tensor:
-    return value if batched else value[0]
+def _finish(value: torch.Tensor, batched: bool, unit: float, power: int, what: str) -> torch.Tensor:
+    """``value * unit^power`` (the reduction in the data's units), unbatched where the input was; a
+    ValueError naming the measures where that leaves the range of the dtype."""
+    out = value * unit**power if unit != 1 else value
+    bad = ~torch.isfinite(out.detach()) | ((out.detach() == 0) & (value.detach() > 0))  # overflow, underflow
+    if bool(bad.any()):
+        k = int(bad.nonzero()[0, 0])
+        size = math.log10(value[k].item()) + power * math.log10(unit) if value[k].item() > 0 else math.inf
+        raise ValueError(f"mu, nu: the {what} of item {k} is about 1e{size:.0f}, outside the range of {value.dtype}; "
+                         "rescale the clouds or use float64")
+    return out if batched else out[0]
 
 
 def energy_distance(mu, nu, *, backend: str = "auto") -> torch.Tensor:
@@ -188,9 +214,9 @@ def energy_distance(mu, nu, *, backend: str = "auto") -> torch.Tensor:
     >>> geom.energy_distance([[0.0, 0.0, 0.0]], [[3.0, 4.0, 0.0]]).item()
     10.0
     """
-    x, y, a, b, batched = _prepare(mu, nu)
+    x, y, a, b, batched, unit = _prepare(mu, nu)
     sums = _kernel("sums", backend, (x, y), (x, x), (y, y), (y, x))  # every pairwise term decides
-    return _finish(_Energy.apply(x, y, a, b, sums), batched)
+    return _finish(_Energy.apply(x, y, a, b, sums), batched, unit, 1, "energy distance")
 
 
 def chamfer_distance(mu, nu, *, backend: str = "auto") -> torch.Tensor:
@@ -210,10 +236,10 @@ def chamfer_distance(mu, nu, *, backend: str = "auto") -> torch.Tensor:
     >>> geom.chamfer_distance([[0.0, 0.0, 0.0]], [[3.0, 4.0, 0.0]]).item()
     50.0
     """
-    x, y, a, b, batched = _prepare(mu, nu)
+    x, y, a, b, batched, unit = _prepare(mu, nu)
     nearest = _kernel("nearest", backend, (x, y), (y, x))
     value = (a * _nearest_sq(x, y, b, nearest)).sum(-1) + (b * _nearest_sq(y, x, a, nearest)).sum(-1)  # (B,)
-    return _finish(value, batched)
+    return _finish(value, batched, unit, 2, "Chamfer distance")
 
 
 def hausdorff_distance(mu, nu, *, backend: str = "auto") -> torch.Tensor:
@@ -232,13 +258,13 @@ def hausdorff_distance(mu, nu, *, backend: str = "auto") -> torch.Tensor:
     >>> geom.hausdorff_distance([[0.0, 0.0], [1.0, 0.0]], [[0.0, 2.0]]).item()
     2.2360680103302
     """
-    x, y, a, b, batched = _prepare(mu, nu)
+    x, y, a, b, batched, unit = _prepare(mu, nu)
     nearest = _kernel("nearest", backend, (x, y), (y, x))
     dx = _nearest_sq(x, y, b, nearest).masked_fill(a == 0, 0.0)  # (B, N)
     dy = _nearest_sq(y, x, a, nearest).masked_fill(b == 0, 0.0)  # (B, M)
     sq = torch.maximum(dx.amax(-1), dy.amax(-1))  # (B,)
     value = torch.where(sq > 0, sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt(), 0.0)
-    return _finish(value, batched)
+    return _finish(value, batched, unit, 1, "Hausdorff distance")
 
 
 def warm_keops_cache() -> list[str]:

@@ -59,7 +59,7 @@ import math
 import torch
 
 import geom
-from geom._checks import check_int, check_positive_int, check_real
+from geom._checks import check_int, check_memory, check_positive_int, check_real
 from geom.measure import Measure
 from geom.sliced import sliced_value
 
@@ -68,9 +68,6 @@ from .mc import uniform_directions
 __all__ = ["Augmented", "LiftingNet"]
 
 _BETAS = (0.9, 0.999)  # Adam
-
-
-
 
 
 class LiftingNet(torch.nn.Module):
@@ -182,6 +179,12 @@ class Augmented(geom.SlicingScheme):
         self._check_points(mu, "mu")
         self._check_points(nu, "nu")
         B, d = mu.batch_size, mu.dim
+        h, k, n = self.hidden, self.lifted_dim, min(self.fit_points, max(mu.n_points, nu.n_points))
+        check_memory(32 * B * h * (d + k + 2), "hidden", f"{B} lifting networks of {h} hidden units")
+        check_memory(32 * B * max(mu.n_points, nu.n_points, n) * (h + k), "hidden" if h >= k else "lifted_dim",
+                     f"the hidden layer and the lift of {B} x {max(mu.n_points, nu.n_points)} points")
+        check_memory(self.fit_projections * (48 * (d + k) + 40 * B), "fit_projections",
+                     f"{self.fit_projections} directions per ascent step")
         if self.net_ is None or self.net_.shape != (B, d):
             self.net_ = LiftingNet(B, d, self.hidden, self.lifted_dim, generator=generator)
         if self.n_steps == 0:

@@ -48,7 +48,7 @@ import math
 import torch
 
 import geom
-from geom._checks import check_positive_int, check_real, describe
+from geom._checks import check_memory, check_positive_int, check_real, describe
 from geom.measure import Measure
 from geom.registry import get_representation
 from geom.sliced import sliced_value
@@ -59,21 +59,22 @@ from .mc import uniform_directions
 __all__ = ["Distributional", "VonMisesFisherDSW", "sample_von_mises_fisher"]
 
 
-
-
 def _detached(m: Measure) -> Measure:
     return Measure(m.support.detach(), m.weights.detach(), kind=m.kind, batched=True, uniform=m.uniform)
 
 
 def _wood_cosines(n: int, dim: int, kappa: float, generator) -> torch.Tensor:
-    """``(n,)`` float64 cosines ``w = theta . epsilon`` of vMF(epsilon, kappa) on S^(dim-1) (Wood, 1994)."""
+    """``(n,)`` float64 ``1 - w``, one minus the cosines ``w = theta . epsilon`` of vMF(epsilon, kappa)
+    on S^(dim-1) (Wood, 1994). Kept as ``1 - w``, with ``x0 = 1 - delta`` and ``b`` computed without
+    ``kappa^2``: every finite ``kappa`` keeps its digits (``1 - w`` is about ``(dim - 1) / (2 kappa)``)."""
     if dim == 1:  # S^0 = {-1, +1}: P(+epsilon) = e^k / (e^k + e^-k)
         u = torch.rand(n, generator=generator, dtype=torch.float64)
-        return torch.where(u < 1.0 / (1.0 + math.exp(-2.0 * kappa)), 1.0, -1.0)
+        return torch.where(u < 1.0 / (1.0 + math.exp(-2.0 * kappa)), 0.0, 2.0)
     m = dim - 1
-    b = m / (2.0 * kappa + math.sqrt(4.0 * kappa**2 + m**2))
-    x0 = (1.0 - b) / (1.0 + b)
-    c = kappa * x0 + m * (math.log(4.0 * b) - 2.0 * math.log1p(b))  # kappa x0 + m log(1 - x0^2)
+    r = m / (2.0 * kappa)
+    b = r / (1.0 + math.sqrt(1.0 + r * r))  # m / (2 kappa + sqrt(4 kappa^2 + m^2))
+    delta = 2.0 * b / (1.0 + b)  # 1 - x0
+    log_norm = math.log(delta) + math.log(2.0 - delta)  # log(1 - x0^2)
     out = torch.empty(n, dtype=torch.float64)
     pending = torch.arange(n)
     while pending.numel():  # vectorised rejection: redraw only the rejected ones
@@ -81,9 +82,10 @@ def _wood_cosines(n: int, dim: int, kappa: float, generator) -> torch.Tensor:
         chi = torch.randn(k, 2, m, generator=generator, dtype=torch.float64).square().sum(-1)  # (k, 2)
         z = chi[:, 0] / chi.sum(-1)  # Beta(m/2, m/2)
         log_u = torch.rand(k, generator=generator, dtype=torch.float64).log()
-        w = (1.0 - (1.0 + b) * z) / (1.0 - (1.0 - b) * z)
-        ok = kappa * w + m * torch.log1p(-x0 * w) - c >= log_u
-        out[pending[ok]] = w[ok]
+        y = 2.0 * b * z / (1.0 - (1.0 - b) * z)  # 1 - w
+        # kappa (w - x0) + m log((1 - x0 w) / (1 - x0^2)) >= log u, each term without cancellation
+        ok = kappa * (delta - y) + m * (torch.log(delta + y - delta * y) - log_norm) >= log_u
+        out[pending[ok]] = y[ok]
         pending = pending[~ok]
     return out
 
@@ -119,10 +121,11 @@ def sample_von_mises_fisher(loc: torch.Tensor, kappa: float, n: int, *, generato
         raise TypeError(f"loc: expected a floating (d,) tensor, got {describe(loc)}")
     d = loc.shape[0]
     loc = loc / loc.norm()
-    w = _wood_cosines(n, d, kappa, generator)  # (n,)
+    y = _wood_cosines(n, d, kappa, generator)  # (n,) 1 - w
     tangent = uniform_directions(n, d - 1, generator) if d > 1 else torch.empty(n, 0, dtype=torch.float64)  # (n, d-1)
     s = 1.0 if float(loc[0].detach()) <= 0 else -1.0  # reference axis r = s e_0, on the far side from loc
-    x = torch.cat([s * w[:, None], (1.0 - w.square()).clamp_min(0).sqrt()[:, None] * tangent], 1)  # (n, d)
+    sine = (y * (2.0 - y)).clamp_min(0).sqrt()  # (n,) sqrt(1 - w^2)
+    x = torch.cat([s * (1.0 - y)[:, None], sine[:, None] * tangent], 1)  # (n, d)
     x = x.to(dtype=loc.dtype, device=loc.device)
     r = torch.zeros_like(loc)
     r[0] = s
@@ -142,6 +145,15 @@ class _Learned(geom.SlicingScheme):
         if not isinstance(warm_start, bool):
             raise TypeError(f"warm_start: expected True or False, got {describe(warm_start)}")
         self.warm_start = warm_start
+
+    def _direction_dim(self, mu: Measure) -> int:
+        """The directions' dimension, after checking that ``n_samples`` of them (and their pairwise
+        products, for the spread penalty) fit in memory."""
+        dim = get_representation(mu.kind).direction_dim(mu)
+        S = self.n_samples
+        check_memory(S * (48 * dim + 40 * mu.batch_size) + 2 * S * S, "n_samples",
+                     f"{S} directions per ascent step and their pairwise products")
+        return dim
 
     def _ascend(self, mu, nu, p, params, sample, penalty=None, after_step=None):
         """Adam on ``params`` for ``n_steps``: maximise the batch mean of ``(E W_p^p)^(1/p)``, minus
@@ -182,7 +194,7 @@ class Distributional(_Learned):
         return z / z.norm(dim=1, keepdim=True)
 
     def fit(self, mu, nu, *, p, generator=None):
-        dim = get_representation(mu.kind).direction_dim(mu)
+        dim = self._direction_dim(mu)
         if self.warm_start and self.weight_ is not None and self.weight_.shape[0] == dim:
             weight, bias = self.weight_, self.bias_
         else:
@@ -225,7 +237,7 @@ class VonMisesFisherDSW(_Learned):
         self.location_: torch.Tensor | None = None
 
     def fit(self, mu, nu, *, p, generator=None):
-        dim = get_representation(mu.kind).direction_dim(mu)
+        dim = self._direction_dim(mu)
         loc = self.location_
         if not (self.warm_start and loc is not None and loc.shape[0] == dim):
             loc = uniform_directions(1, dim, generator)[0]

@@ -45,9 +45,9 @@ import scipy.sparse as sp
 import torch
 
 import geom
-from geom._checks import check_int, check_p, check_real, describe
+from geom._checks import as_host_array, check_bool, check_int, check_memory, check_p, check_real, describe
 from geom.measure import Measure, normalize_weights
-from geom.sliced import make_generator, sliced_costs
+from geom.sliced import absolute_costs, make_generator, relative_costs, root_p, scaled_costs
 
 __all__ = [
     "CollectionTestResult",
@@ -85,6 +85,9 @@ class SpectralDomain:
                  solver="auto", seed=0):
         self.stiffness = sp.csr_matrix(stiffness, dtype=np.float64)
         self.mass = np.asarray(mass, dtype=np.float64)
+        if not (np.isfinite(self.stiffness.data).all() and np.isfinite(self.mass).all()):
+            raise ValueError("stiffness, mass: the Laplacian or the mass matrix is not finite (edge weights or "
+                             "coordinates beyond the range of float64); rescale the graph or the mesh")
         if weighting not in WEIGHTINGS:
             raise ValueError(f"weighting: expected one of {WEIGHTINGS}, got {weighting!r}")
         if solver not in SOLVERS:
@@ -157,13 +160,23 @@ class SpectralDomain:
 
     @property
     def alpha(self) -> np.ndarray:
-        """``(K,)`` spectral weights ``alpha(lambda_k)``."""
+        """``(K,)`` spectral weights ``alpha(lambda_k)``: positive and finite, or a ValueError naming the
+        weighting (an eigenvalue so small, or ``t`` / ``s`` so large, that a weight leaves float64)."""
         lam = self.eigenvalues
-        if self.weighting == "biharmonic":
-            return lam ** -2.0
-        if self.weighting == "heat":
-            return np.exp(-self.t * lam)
-        return lam ** -self.s
+        with np.errstate(over="ignore", under="ignore", divide="ignore"):
+            if self.weighting == "biharmonic":
+                alpha = lam ** -2.0
+            elif self.weighting == "heat":
+                alpha = np.exp(-self.t * lam)
+            else:
+                alpha = lam ** -self.s
+        bad = ~(np.isfinite(alpha) & (alpha > 0))
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ValueError(f"weighting: the {self.weighting!r} weight of eigenvalue {lam[k]:.3g} (t = {self.t:g}, "
+                             f"s = {self.s:g}) is {alpha[k]:.3g}, outside the range of float64; rescale the domain "
+                             "or choose other weights")
+        return alpha
 
     @property
     def embedding(self) -> np.ndarray:
@@ -176,20 +189,15 @@ class SpectralDomain:
 
 
 def _as_matrix(obj, name: str) -> sp.csr_matrix:
-    if isinstance(obj, torch.Tensor):
-        obj = obj.detach().cpu().numpy()
     if sp.issparse(obj):
         a = sp.csr_matrix(obj)
     else:
-        try:
-            a = np.asarray(obj)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name}: expected an (n, n) array or scipy sparse matrix, got {describe(obj)}") from exc
+        a = as_host_array(obj, name, "an (n, n) array or scipy sparse matrix")
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{name}: expected real numbers, got dtype {a.dtype}")
         if a.ndim != 2:
             raise ValueError(f"{name}: expected a square (n, n) matrix, got shape {a.shape}")
-        a = sp.csr_matrix(a)
+        a = sp.csr_matrix(a.astype(np.float64))
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected real numbers, got dtype {a.dtype}")
     return a.astype(np.float64)
@@ -250,8 +258,7 @@ def cotangent_laplacian(vertices, faces) -> tuple[sp.csr_matrix, np.ndarray]:
     Returns:
         ``L`` as a ``(V, V)`` scipy CSR matrix and the ``(V,)`` lumped masses, float64.
     """
-    v = np.asarray(vertices, dtype=np.float64)  # (V, 3)
-    f = np.asarray(faces, dtype=np.int64)  # (F, 3)
+    v, f = _mesh_arrays(vertices, faces)  # (V, 3) float64, (F, 3) int64
     V = len(v)
     rows, cols, vals = [], [], []
     area = np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1) / 2  # (F,)
@@ -270,6 +277,20 @@ def cotangent_laplacian(vertices, faces) -> tuple[sp.csr_matrix, np.ndarray]:
     return laplacian, mass
 
 
+def _mesh_arrays(vertices, faces, name: str = "vertices") -> tuple[np.ndarray, np.ndarray]:
+    """``(V, 3)`` finite float64 vertices and ``(F, 3)`` int64 faces indexing them; errors name ``name`` and ``faces``."""
+    v, f = (as_host_array(arg, what, "an (n, 3) array") for arg, what in ((vertices, name), (faces, "faces")))
+    if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] == 0 or v.dtype.kind not in "iuf":
+        raise ValueError(f"{name}: expected (V, 3) real vertices, got {describe(v)}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{name}: expected finite vertex positions")
+    if f.ndim != 2 or f.shape[1] != 3 or f.shape[0] == 0 or f.dtype.kind not in "iu":
+        raise ValueError(f"faces: expected a non-empty (F, 3) integer array, got {describe(f)}")
+    if f.min() < 0 or f.max() >= len(v):
+        raise ValueError(f"faces: expected vertex indices in [0, {len(v)}), got [{f.min()}, {f.max()}]")
+    return v.astype(np.float64), f.astype(np.int64)
+
+
 class MeshDomain(SpectralDomain):
     """A triangle mesh as a discretised manifold: cotangent Laplacian, lumped mass, ``L phi = lambda M phi``.
 
@@ -283,24 +304,13 @@ class MeshDomain(SpectralDomain):
 
     def __init__(self, mesh, faces=None, **options):
         if faces is None:
-            vertices, faces = geom.io.read_mesh(mesh)
-        else:
-            vertices = mesh.detach().cpu().numpy() if isinstance(mesh, torch.Tensor) else np.asarray(mesh)
-            faces = faces.detach().cpu().numpy() if isinstance(faces, torch.Tensor) else np.asarray(faces)
-        if vertices.ndim != 2 or vertices.shape[1] != 3 or vertices.dtype.kind not in "iuf":
-            raise ValueError(f"mesh: expected (V, 3) real vertices, got {describe(vertices)}")
-        if not np.isfinite(vertices).all():
-            raise ValueError("mesh: expected finite vertex positions")
-        if faces.ndim != 2 or faces.shape[1] != 3 or faces.shape[0] == 0 or faces.dtype.kind not in "iu":
-            raise ValueError(f"faces: expected a non-empty (F, 3) integer array, got {describe(faces)}")
-        if faces.min() < 0 or faces.max() >= len(vertices):
-            raise ValueError(f"faces: expected vertex indices in [0, {len(vertices)}), got [{faces.min()}, "
-                             f"{faces.max()}]")
+            mesh, faces = geom.io.read_mesh(mesh)
+        vertices, faces = _mesh_arrays(mesh, faces, "mesh")
         laplacian, mass = cotangent_laplacian(vertices, faces)
         if not bool((mass > 0).all()):
             raise ValueError(f"faces: vertex {int(np.argmin(mass > 0))} belongs to no face of positive area; "
                              "expected every vertex on a non-degenerate face")
-        self.vertices, self.faces = np.asarray(vertices, dtype=np.float64), faces.astype(np.int64)
+        self.vertices, self.faces = vertices, faces
         super().__init__(laplacian, mass, **options)
 
 
@@ -329,6 +339,8 @@ class GraphMeasures(geom.Representation):
     def build(self, obj, *, weights=None, nodes=None, dtype=None):
         if not isinstance(obj, SpectralDomain):
             raise TypeError(f"obj: expected a GraphDomain or MeshDomain (kind 'graph'), got {describe(obj)}")
+        if dtype is not None and dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype: expected torch.float32, torch.float64 or None, got {describe(dtype)}")
         if weights is not None and not isinstance(weights, torch.Tensor):
             try:
                 weights = np.asarray(weights) if not isinstance(weights, np.ndarray) else weights
@@ -346,9 +358,10 @@ class GraphMeasures(geom.Representation):
             B = weights.shape[0] if batched else 1
             support = emb[None].expand(B, n, emb.shape[1])  # (B, n, K)
         else:
-            idx = torch.as_tensor(nodes.detach().cpu() if isinstance(nodes, torch.Tensor) else np.asarray(nodes))
-            if idx.dtype.is_floating_point or idx.dtype == torch.bool or idx.is_complex() or idx.ndim not in (1, 2):
+            idx = as_host_array(nodes, "nodes", "integer node indices of shape (N,) or (B, N)")
+            if idx.dtype.kind not in "iu" or idx.ndim not in (1, 2):
                 raise TypeError(f"nodes: expected integer node indices of shape (N,) or (B, N), got {describe(nodes)}")
+            idx = torch.from_numpy(idx.astype(np.int64))  # indices beyond int64 wrap negative: out of range
             if idx.numel() == 0 or idx.shape[-1] == 0:
                 raise ValueError("nodes: expected at least one node index, got none")
             if int(idx.min()) < 0 or int(idx.max()) >= n:
@@ -380,9 +393,10 @@ def intrinsic_sliced_wasserstein(mu, nu, domain: SpectralDomain, *, p: float = 2
     """The paper's intrinsic sliced Wasserstein distance, exact over the domain's K eigenfunctions.
 
     ``ISW_p(mu, nu) = (sum_k alpha_k W_p^p(phi_k # mu, phi_k # nu) / Z)^(1/p)`` with ``Z = 1`` (the
-    paper) or ``Z = sum_k alpha_k`` (``normalize=True``). Computed with :func:`geom.sliced.sliced_costs`
+    paper) or ``Z = sum_k alpha_k`` (``normalize=True``). Computed with :func:`geom.sliced.scaled_costs`
     on the spectral embedding along the coordinate axes ``e_k`` (which give ``alpha_k^(p/2) W_p^p``),
-    rescaled by ``alpha_k^(1 - p/2)``. Differentiable with respect to the node weights.
+    rescaled by ``alpha_k^(1 - p/2)``, in logarithms: right for every ``p``. Differentiable with
+    respect to the node weights.
 
     Args:
         mu, nu: node weights ``(n,)`` / ``(B, n)``, or Measures built by
@@ -410,13 +424,19 @@ def intrinsic_sliced_wasserstein(mu, nu, domain: SpectralDomain, *, p: float = 2
     mu, nu = (m if m.batch_size == B else Measure(m.support.expand(B, *m.support.shape[1:]),
                                                     m.weights.expand(B, -1), kind=m.kind, batched=True,
                                                     uniform=m.uniform) for m in (mu, nu))
+    normalize = check_bool(normalize, "normalize")
+    return_costs = check_bool(return_costs, "return_costs")
     K = domain.n_eigenpairs
     axes = torch.eye(K, dtype=dtype, device=mu.device)  # (K, K) the slices phi_k
-    alpha = torch.as_tensor(domain.alpha, dtype=dtype, device=mu.device)  # (K,)
-    costs = sliced_costs(mu, nu, axes, p) * alpha.pow(1 - p / 2)  # (B, K) alpha_k W_p^p(phi_k#mu, phi_k#nu)
-    total = costs.sum(-1) / (alpha.sum() if normalize else 1)  # (B,)
-    tiny = torch.finfo(dtype).tiny
-    value = torch.where(total == 0, total.new_zeros(()), total.clamp_min(tiny).pow(1 / p))  # NaN stays NaN
+    alpha = torch.as_tensor(domain.alpha, dtype=torch.float64, device=mu.device)  # (K,)
+    # alpha_k W_p^p(phi_k) = (alpha_k^(1/p - 1/2) W_p(phi_k))^p: the weight folded into each slice's scale,
+    # then the terms relative to the largest, so that no p leaves the range
+    costs, scale = scaled_costs(mu, nu, axes, p)  # (B, K): the axis e_k gives alpha_k^(p/2) W_p^p(phi_k)
+    costs, top = relative_costs(costs, scale * alpha.pow(1 / p - 0.5), p)  # (B, K), (B,)
+    z = alpha.sum() if normalize else alpha.new_ones(())
+    value = top.to(dtype) * z.pow(-1 / p).to(dtype) * root_p(costs.sum(-1), p)  # (B,)
+    if return_costs:
+        costs = absolute_costs(costs, top[:, None], p)  # (B, K) alpha_k W_p^p, or a ValueError naming p
     if not (mu.batched or nu.batched):
         value, costs = value[0], costs[0]
     return (value, costs) if return_costs else value
@@ -435,6 +455,8 @@ def hilbert_embedding(collection, domain: SpectralDomain, *, n_quantiles: int = 
     """
     J = check_int(n_quantiles, "n_quantiles", minimum=1)
     m = _as_measure(collection, domain, "collection")
+    check_memory(40 * m.batch_size * m.support.shape[-1] * (J + m.n_points), "n_quantiles",
+                 f"the quantile embedding of {m.batch_size} distributions on {J} levels")
     x = m.support.detach().to(torch.float64).transpose(1, 2)  # (C, K, N) embedding sqrt(alpha_k) phi_k
     x, order = x.sort(-1)
     w = m.weights.detach().to(torch.float64)[:, None, :].expand_as(x).gather(-1, order)  # (C, K, N)
@@ -534,8 +556,7 @@ def collection_test(X, Y, domain: SpectralDomain, *, method: str = "permutation"
     signs = torch.full((C,), -1.0 / (C - C1), dtype=torch.float64)
     signs[:C1] = 1.0 / C1  # (C,) group mean difference as one dot product
     chunk = max(1, min(P, 2000, 2**20 // C))  # permutations per batch
-    if progress is None:
-        progress = P >= 10_000
+    progress = P >= 10_000 if progress is None else check_bool(progress, "progress")
     bar = None
     if progress:
         from tqdm.auto import tqdm

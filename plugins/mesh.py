@@ -38,13 +38,14 @@ a zero normal and finite gradients; a mesh whose faces all have zero area is an 
 from __future__ import annotations
 
 import abc
+import math
 import os
 
 import numpy as np
 import torch
 
 import geom
-from geom._checks import check_int, check_memory, check_real, describe
+from geom._checks import check_device, check_int, check_memory, check_real, describe
 from geom.io import surface_draws
 from geom.measure import Measure
 
@@ -69,12 +70,17 @@ def _vertices_tensor(vertices, where: str) -> torch.Tensor:
 
 def _faces_tensor(faces, n_vertices: int, device, where: str) -> torch.Tensor:
     if isinstance(faces, torch.Tensor):
-        f = faces
+        f = check_device(faces, f"faces{where}")
     else:
         try:
-            f = torch.as_tensor(np.asarray(faces))
+            f = np.asarray(faces)
+            if f.dtype.kind == "u":  # torch reduces few unsigned types: int64 (larger values wrap negative)
+                f = f.astype(np.int64)
+            f = torch.as_tensor(f)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise TypeError(f"faces{where}: expected an (F, 3) integer array, got {describe(faces)}") from exc
+    if f.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        f = f.to(torch.int64)
     if f.is_floating_point() or f.is_complex() or f.dtype == torch.bool:
         raise TypeError(f"faces{where}: expected integer vertex indices, got dtype {f.dtype}")
     if f.ndim != 2 or f.shape[1] != 3:
@@ -114,16 +120,31 @@ def face_geometry(vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Te
     """Centroids ``(F, 3)``, areas ``(F,)`` and unit normals ``(F, 3)`` of a triangle mesh, differentiable.
 
     A zero-area face has area 0 and normal 0, and every gradient stays finite (the norm is only
-    taken where it is positive).
+    taken where it is positive). Areas beyond the dtype's range (vertices near 1e20 in float32) are
+    ``inf``; :func:`_face_frames` gives them relative to a unit, as the mesh kinds use them.
     """
+    centroid, area, normal, unit = _face_frames(vertices, faces)
+    return centroid, area * unit**2, normal
+
+
+def _face_frames(vertices: torch.Tensor, faces: torch.Tensor):
+    """:func:`face_geometry` with the areas in units of ``unit**2`` (``unit`` a power of 2 near the
+    largest edge coordinate): in range for every scale of the mesh, as area weights and normals need."""
     tri = vertices[faces]  # (F, 3, 3)
-    cross = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)  # (F, 3) = 2 area n
+    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]  # (F, 3)
+    top = max(e1.detach().abs().max().item(), e2.detach().abs().max().item())
+    if not math.isfinite(top):
+        raise ValueError(f"vertices: the edges of the mesh overflow {vertices.dtype} (coordinates up to "
+                         f"{vertices.detach().abs().max().item():.3g}); rescale the mesh")
+    unit = math.ldexp(1.0, math.frexp(top)[1] - 1) if top > 0 else 1.0  # a power of 2: exact scaling
+    e1, e2 = (e1 * (1 / unit), e2 * (1 / unit)) if unit >= 1 else (e1 / unit, e2 / unit)
+    cross = torch.linalg.cross(e1, e2, dim=-1)  # (F, 3) = 2 area n / unit^2
     sq = (cross * cross).sum(-1)  # (F,)
     ok = sq > torch.finfo(sq.dtype).tiny
     norm = torch.where(ok, sq, torch.ones_like(sq)).sqrt()  # (F,), never sqrt(0)
     area = torch.where(ok, 0.5 * norm, torch.zeros_like(norm))
     normal = torch.where(ok[:, None], cross / norm[:, None], torch.zeros_like(cross))
-    return tri.mean(1), area, normal
+    return tri.mean(1), area, normal, unit
 
 
 # ----------------------------------------------------------------- representations
@@ -209,7 +230,7 @@ class DiscreteMesh(_MeshKind):
     family = "points"
 
     def _item(self, vertices, faces, where):
-        centroid, area, _ = face_geometry(vertices, faces)
+        centroid, area, _, _ = _face_frames(vertices, faces)
         return centroid, _area_weights(area, where)
 
 
@@ -220,8 +241,10 @@ class Varifold(_MeshKind):
     options = {"normal_scale": 1.0}
 
     def _item(self, vertices, faces, where, *, normal_scale):
-        s = check_real(normal_scale, "normal_scale", "> 0", lambda x: x > 0)
-        centroid, area, normal = face_geometry(vertices, faces)
+        top = torch.finfo(vertices.dtype).max
+        s = check_real(normal_scale, "normal_scale", f"> 0 and at most {top:.3g} (the range of {vertices.dtype})",
+                       lambda v: 0 < v <= top)
+        centroid, area, normal, _ = _face_frames(vertices, faces)
         return torch.cat([centroid, s * normal], -1), _area_weights(area, where)  # (F, 6), (F,)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 import geom
-from geom._checks import check_finite, describe
+from geom._checks import as_real_tensor, check_finite, describe
 from geom.measure import Measure, normalize_weights
 
 _ACCEPTED = "an array, tensor or nested list of shape (N, D) or (B, N, D), a file path, a trimesh or open3d object"
@@ -20,28 +20,9 @@ _ACCEPTED = "an array, tensor or nested list of shape (N, D) or (B, N, D), a fil
 def as_support(obj, name: str = "obj", expected: str = _ACCEPTED) -> torch.Tensor:
     """Numeric input -> float tensor (float64 kept, everything else float32; autograd kept).
 
-    Errors name the argument ``name`` and say ``expected``.
+    Errors name the argument ``name`` and say ``expected`` (:func:`geom._checks.as_real_tensor`).
     """
-    if isinstance(obj, torch.Tensor):
-        t = obj
-    elif isinstance(obj, np.ndarray):
-        if obj.dtype.kind not in "biuf":
-            raise TypeError(f"{name}: expected a numeric array, got dtype {obj.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(obj))
-    elif isinstance(obj, (list, tuple)):
-        try:
-            t = torch.tensor(obj, dtype=torch.float32)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(f"{name}: expected {expected}; the nested list is not a numeric array ({exc})") from exc
-    else:
-        raise TypeError(f"{name}: expected {expected}, got {describe(obj)}")
-    if t.device.type not in ("cpu", "cuda"):
-        raise ValueError(f"{name}: expected a tensor on the CPU or a CUDA device, got one on device '{t.device}'")
-    if t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"{name}: expected real coordinates, got dtype {t.dtype}")
-    if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):
-        t = t.to(torch.float32)
-    return t
+    return as_real_tensor(obj, name, expected)
 
 
 class PointCloud(geom.Representation):

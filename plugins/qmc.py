@@ -75,7 +75,7 @@ import math
 import torch
 
 import geom
-from geom._checks import check_positive_int, describe
+from geom._checks import check_memory, check_positive_int, describe
 
 __all__ = ["POINT_SETS", "QuasiMonteCarlo", "energy_points", "equal_area_map", "gaussian_map", "haar_rotation",
            "spiral_points"]
@@ -198,6 +198,9 @@ def energy_points(n: int, dim: int, kind: str = "coulomb") -> torch.Tensor:
     other dimensions, and alternating ``+1, -1`` on the line (S^0 has two points).
     """
     key = (n, dim, kind)
+    if key not in _ENERGY_CACHE and dim > 1:  # the optimiser holds a few (n, n) matrices of pair distances
+        check_memory(32 * n * n + 64 * n * dim, "n_projections", f"the {kind!r} point set of {n} directions "
+                     f"(pair distances of {n} x {n})")
     if key not in _ENERGY_CACHE:
         if dim == 1:
             theta = (1.0 - 2.0 * (torch.arange(n) % 2)).to(torch.float64).reshape(n, 1)

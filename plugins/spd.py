@@ -51,7 +51,7 @@ import re
 import torch
 
 import geom
-from geom._checks import check_real, describe
+from geom._checks import check_int, check_real, describe
 from geom.measure import Measure, normalize_weights
 
 from .points import as_support
@@ -81,8 +81,17 @@ def _triu(n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.triu_indices(n, n, 1, device=device).unbind(0)
 
 
+def _matrix_stack(X, name: str, what: str = "symmetric matrices") -> torch.Tensor:
+    """Array-like -> float tensor ``(..., n, n)`` with ``n >= 1``; errors name ``name``."""
+    X = as_support(X, name, f"an array of {what} (..., n, n)")
+    if X.ndim < 2 or X.shape[-1] != X.shape[-2] or X.shape[-1] == 0:
+        raise ValueError(f"{name}: expected {what} of shape (..., n, n) with n >= 1, got {describe(X)}")
+    return X
+
+
 def sym_to_vec(S: torch.Tensor) -> torch.Tensor:
     """``(..., n, n)`` symmetric -> ``(..., n(n+1)/2)``: diagonal, then ``sqrt(2) S_ij`` for ``i < j``."""
+    S = _matrix_stack(S, "S")
     n = S.shape[-1]
     i, j = _triu(n, S.device)
     return torch.cat([S.diagonal(dim1=-2, dim2=-1), math.sqrt(2.0) * S[..., i, j]], -1)
@@ -90,7 +99,12 @@ def sym_to_vec(S: torch.Tensor) -> torch.Tensor:
 
 def vec_to_sym(v: torch.Tensor, n: int | None = None) -> torch.Tensor:
     """Inverse of :func:`sym_to_vec`: ``(..., D)`` -> ``(..., n, n)`` with ``D = n(n+1)/2``."""
-    n = _order(v.shape[-1], "v") if n is None else n
+    v = as_support(v, "v", "an array of log coordinates (..., n(n+1)/2)")
+    if v.ndim < 1:
+        raise ValueError(f"v: expected log coordinates of shape (..., n(n+1)/2), got {describe(v)}")
+    n = _order(v.shape[-1], "v") if n is None else check_int(n, "n", minimum=1)
+    if v.shape[-1] != n * (n + 1) // 2:
+        raise ValueError(f"v: expected n(n+1)/2 = {n * (n + 1) // 2} log coordinates for n = {n}, got {v.shape[-1]}")
     i, j = _triu(n, v.device)
     upper = v.new_zeros(*v.shape[:-1], n, n)
     upper[..., i, j] = v[..., n:] / math.sqrt(2.0)
@@ -142,7 +156,7 @@ def spd_log(X: torch.Tensor) -> torch.Tensor:
     Raises ValueError naming the first matrix ``X[i, ...]`` whose eigenvalues are not all positive
     and finite (or whose eigendecomposition fails), never a NaN logarithm.
     """
-    return _SymLog.apply(X)
+    return _SymLog.apply(_matrix_stack(X, "X", "SPD matrices"))
 
 
 # ----------------------------------------------------------------- input validation
@@ -181,6 +195,9 @@ def check_spd(X: torch.Tensor, *, batched: bool, name: str = "obj", atol: float 
     positive definite, or so nearly singular that rounding decides the sign of the smallest
     eigenvalue), or an infinite one.
     """
+    X = _matrix_stack(X, name, "SPD matrices")
+    if X.ndim != 4:
+        raise ValueError(f"{name}: expected a (B, N, n, n) stack of SPD matrices, got {describe(X)}")
     Xd = X.detach()
     bad = ~torch.isfinite(Xd).flatten(2).all(-1)  # (B, N)
     if bool(bad.any()):
@@ -235,6 +252,8 @@ def rows_to_frames(rows: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tens
     ``theta`` is the first block normalised, ``P`` the Q factor of the second block (as an ``n x n``
     matrix, row-major) with the signs of its columns fixed so that ``diag R > 0``.
     """
+    n = check_int(n, "n", minimum=1)
+    rows = as_support(rows, "directions", f"an (L, {n + n * n}) array of rows")
     if rows.ndim != 2 or rows.shape[1] != n + n * n:
         raise ValueError(f"directions: expected shape (L, {n + n * n}) for {n}x{n} matrices, got {tuple(rows.shape)}")
     theta = rows[:, :n]
@@ -244,7 +263,13 @@ def rows_to_frames(rows: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tens
         raise ValueError(f"directions: row {int(zero.nonzero()[0])} has a zero theta block (its first {n} "
                          "entries); it names no direction")
     theta = theta / norm  # (L, n)
-    Q, R = torch.linalg.qr(rows[:, n:].reshape(-1, n, n))  # (L, n, n)
+    block = rows[:, n:].reshape(-1, n, n)  # (L, n, n)
+    Q, R = torch.linalg.qr(block)
+    diag = R.diagonal(dim1=-2, dim2=-1).abs()  # (L, n): a zero one at rounding level, rank < n
+    flat = (diag <= 64 * torch.finfo(rows.dtype).eps * block.flatten(1).norm(dim=1, keepdim=True)).any(1)
+    if bool(flat.any()):
+        raise ValueError(f"directions: row {int(flat.nonzero()[0])} has a rank-deficient P block (its last {n * n} "
+                         "entries as an n x n matrix); expected an invertible one, whose Q factor is the rotation")
     sign = torch.where(R.diagonal(dim1=-2, dim2=-1) < 0, -1.0, 1.0).to(rows.dtype)  # (L, n)
     return theta, Q * sign.unsqueeze(-2)
 
@@ -263,9 +288,7 @@ def matrices_to_rows(A) -> torch.Tensor:
     With ``A = V diag(w) V^T`` (``eigh``), the row is ``(w, vec V) / sqrt(1 + n)``: ``|w| = 1``, and
     the QR factorisation of an orthogonal ``V`` gives back ``V`` once the signs are fixed.
     """
-    A = torch.as_tensor(A)
-    if not A.is_floating_point():
-        A = A.to(torch.float64)
+    A = _matrix_stack(A, "A")
     if A.ndim != 3 or A.shape[-1] != A.shape[-2] or A.shape[0] < 1:
         raise ValueError(f"A: expected (L, n, n) symmetric matrices, got {describe(A)}")
     finite = torch.isfinite(A).flatten(1).all(1)  # (L,)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 import geom
-from geom._checks import check_finite, check_p, check_positive_int, describe
+from geom._checks import check_bool, check_finite, check_memory, check_p, check_positive_int, describe
 from geom.measure import Measure, normalize_weights
 
 __all__ = ["Sphere", "directions_to_frames", "frames_to_directions", "sliced_wasserstein_sphere_uniform"]
@@ -48,8 +48,10 @@ def directions_to_frames(directions: torch.Tensor) -> torch.Tensor:
     u1 = z1 / n1
     w = z2 - (u1 * z2).sum(-1, keepdim=True) * u1
     n2 = w.norm(dim=-1, keepdim=True)
-    if bool((n1 == 0).any() or (n2 <= 1e-12 * n1).any()):
-        k = int(((n1 == 0) | (n2 <= 1e-12 * n1)).nonzero()[0, 0])
+    # the second column's part orthogonal to the first, at the rounding level of the dtype: rank < 2
+    flat = (n1 == 0) | (n2 <= 64 * torch.finfo(directions.dtype).eps * z2.norm(dim=-1, keepdim=True))
+    if bool(flat.any()):
+        k = int(flat.nonzero()[0, 0])
         raise ValueError(f"directions: row {k} read as a d x 2 matrix has rank < 2; expected two independent columns")
     return torch.stack([u1, w / n2], -1)
 
@@ -176,6 +178,7 @@ def sliced_wasserstein_sphere_uniform(mu, *, p: float = 2, n_projections: int = 
     from geom.sliced import SlicedResult, _check_directions, make_generator, resolve_scheme
 
     p = check_p(p)
+    return_result = check_bool(return_result, "return_result")
     if p != 2:
         raise ValueError(f"p: the closed form to the uniform law is for p = 2, got {p!r}")
     if not isinstance(mu, Measure):
@@ -189,8 +192,10 @@ def sliced_wasserstein_sphere_uniform(mu, *, p: float = 2, n_projections: int = 
     if directions is None:
         sch = resolve_scheme(scheme, scheme_options)
         n = check_positive_int(n_projections, "n_projections")
+        check_memory(n * (48 * dim + 40 * mu.batch_size * mu.n_points), "n_projections",
+                     f"{n} directions and their projections")
         directions = _check_directions(sch.directions(n, dim, generator=generator), dim, mu.support,
-                                       f"directions returned by scheme {type(sch).__name__}")
+                                       f"directions returned by scheme {type(sch).__name__}", rows=n)
     else:
         directions = _check_directions(directions, dim, mu.support, "directions")
     costs = _unif_costs(_angles(mu.support, directions_to_frames(directions)), mu.weights).to(mu.dtype)  # (B, L)

@@ -83,10 +83,19 @@ MAX_JSON = 16 << 20
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-def _dataset_item(name: str, index_text: str, args, what: str):
+def _dataset_class(name: str, what: str) -> type:
+    """The dataset registered as ``name``; a ValueError naming the argument ``what`` lists the registered ones."""
     from geom.registry import get_dataset
 
-    cls = get_dataset(name)  # ValueError listing the registered datasets
+    try:
+        return get_dataset(name)
+    except (TypeError, ValueError) as exc:
+        text = str(exc)
+        raise type(exc)(f"{what}: {text.split(': ', 1)[1] if text.startswith('name: ') else text}") from None
+
+
+def _dataset_item(name: str, index_text: str, args, what: str):
+    cls = _dataset_class(name, what)
     try:
         index = int(index_text)
     except ValueError:
@@ -828,9 +837,7 @@ def _split_data(name: str, args):
     item's points (none of a single point), and the points are pooled (a point's label is its item's
     class).
     """
-    from geom.registry import get_dataset
-
-    cls = get_dataset(name)  # ValueError listing the registered datasets
+    cls = _dataset_class(name, "--dataset")
     if name == "digits":
         train = geom.load_dataset(name, representation="vectors", split="train", seed=args.seed)
         test = geom.load_dataset(name, representation="vectors", split="test", seed=args.seed)
