@@ -397,7 +397,7 @@ class SPDEnsembles(_Generated):
                  n_matrices=None, shrinkage=None, noise=0.1, seed=0, kind=None):
         self.n_classes = check_int(n_classes, "n_classes", minimum=1)
         self.n_per_class = check_int(n_per_class, "n_per_class", minimum=1)
-        self._setup(root, seed, self.n_classes * self.n_per_class)
+        self._setup(root, seed, self.n_classes * self.n_per_class, "n_classes, n_per_class")
         if model not in ("wishart", "signals"):
             raise ValueError(f"model: expected 'wishart' or 'signals', got {model!r}")
         self.model = model
@@ -491,7 +491,7 @@ class GaussianMixtures(_Generated):
                  separation=2.0, seed=0):
         self.n_classes = check_int(n_classes, "n_classes", minimum=1)
         self.n_per_class = check_int(n_per_class, "n_per_class", minimum=1)
-        self._setup(root, seed, self.n_classes * self.n_per_class)
+        self._setup(root, seed, self.n_classes * self.n_per_class, "n_classes, n_per_class")
         self.d = check_int(d, "d", minimum=1)
         self.n_points = check_int(n_points, "n_points", minimum=1)
         self.n_components = check_int(n_components, "n_components", minimum=1)

@@ -23,7 +23,13 @@ measures extended to the real line (``G^-1(s + 1) = G^-1(s) + 1``),
   so ``c'(theta+) = sum_j |F^-1(t_j) - y_(j+1)|^p - |F^-1(t_j) - y_j|^p`` (one searchsorted).
   At the optimal shift, G's quantile function on ``(0, 1]`` is that of a measure on the line (its
   atoms moved by whole turns, the atom cut by ``t = 0`` split in two), and ``W_p^p`` is the line
-  cost of :func:`geom._ot1d.rows_cost` between the two.
+  cost between the two (:func:`_line_cost`), taken at the shift itself.
+
+Every ``p`` stays in range: the derivatives are kept as ``mantissa * top^p`` (``top`` the largest
+distance in the sum) and compared in logarithms, the costs as ``scale^p * cost``. At large ``p``
+``W_p^p`` at a kink lies orders of magnitude below the cost of the pieces beside it, so it is never
+extrapolated from them, and the piece of rounding-level mass that the kink's two coinciding levels
+leave carries no mass.
 
 Gradients flow to ``u``, ``v``, ``a`` and ``b``. For positions the optimal shift is held fixed
 (envelope theorem). For weights it is not: the minimiser sits where ``F - G`` takes the median level
@@ -57,17 +63,10 @@ def _sorted_levels(x: torch.Tensor, w: torch.Tensor):
     return xs, perm, ws / total, c / total
 
 
-_GRID = 2.0**-48  # positions are multiples of it: sums with whole turns and differences are exact
-
-
 def _wrap(x: torch.Tensor) -> torch.Tensor:
-    """Positions mod 1, in [0, 1), float64, on the grid of :data:`_GRID` (autograd kept, as if not
-    rounded). On the grid, a distance reached through a whole turn (``y + 1 - x``) is the same
-    number however it is computed, so equal terms of the derivative cancel exactly: at large ``p``
-    rounding noise in them would otherwise outweigh the smaller terms that decide its sign."""
+    """Positions mod 1, in [0, 1) (a value that rounds to 1 becomes 0), float64, autograd kept."""
     x = x.double()
     y = x - x.detach().floor()
-    y = y + (torch.round(y.detach() / _GRID) * _GRID - y.detach())  # moves by at most _GRID / 2
     return torch.where(y >= 1.0, y - 1.0, y)
 
 
@@ -120,11 +119,10 @@ def _level(idx: torch.Tensor, cF: torch.Tensor) -> torch.Tensor:
 def optimal_shift(xs, cF, ys, cG, p: float):
     """The minimiser ``theta (R,)`` of ``c(theta)`` for sorted float64 rows (no autograd).
 
-    Also returns the final bracket ``lo, hi (R,)``, ``isolated (R,)``: True where ``theta`` is the
-    only kink in ``(lo, hi]`` (so ``c`` is linear on ``[lo, theta]`` and on ``[theta, hi]``),
-    ``kinked (R,)``: True where ``theta`` is a kink (isolated, or one of a cluster narrower than the
-    rounding of the levels), and there the kink's G level ``j (R,)`` and extended F level ``i (R,)``,
-    with ``theta = cG_j - (cF_(i mod N) + i div N)`` (0 elsewhere).
+    Also returns ``kinked (R,)``: True where ``theta`` is a kink (the only one in the final bracket,
+    or one of a cluster narrower than the rounding of the levels), and there the kink's G level
+    ``j (R,)`` and extended F level ``i (R,)``, with ``theta = cG_j - (cF_(i mod N) + i div N)``
+    (0 elsewhere): the shift moves with those levels.
 
     Args:
         xs, ys: ``(R, N)``, ``(R, M)`` sorted positions in [0, 1).
@@ -138,7 +136,7 @@ def optimal_shift(xs, cF, ys, cG, p: float):
     dlo, llo, ilo = _slope(lo, xs, cF, ys, ynext, cG, p)  # c'(lo+) = exp(p llo) dlo
     dhi, lhi, ihi = _slope(hi, xs, cF, ys, ynext, cG, p)
     theta = hi.clone()
-    isolated, kinked = torch.zeros(R, dtype=torch.bool), torch.zeros(R, dtype=torch.bool)
+    kinked = torch.zeros(R, dtype=torch.bool)
     kink_j, kink_i = torch.zeros(R, dtype=torch.long), torch.zeros(R, dtype=torch.long)
     done = dhi <= 0  # c'(2+) <= 0 only on a flat bottom: 2 is a minimiser
     first = dlo >= 0  # c'(-2+) >= 0: -2 is the smallest minimiser
@@ -191,14 +189,13 @@ def optimal_shift(xs, cF, ys, cG, p: float):
         iso = single & ~flat
         at = (iso | (narrow & ~flat)) & crossing.any(-1) & (k_max >= lo_) & (k_max <= hi_)  # a kink ends it
         theta[rows] = torch.where(at, k_max, hi_)
-        isolated[rows] = iso & (k_max > lo_) & (k_max < hi_)
         kinked[rows] = at
         kink_j[rows], kink_i[rows] = j, ihi_.gather(-1, j[:, None])[:, 0]
         rows = rows[~fin]
         step += 1
         if step >= _MAX_STEPS:
             break
-    return theta, lo, hi, isolated, kinked, kink_j, kink_i
+    return theta, kinked, kink_j, kink_i
 
 
 def _line_measure(ys, ws, cG, theta):
@@ -289,7 +286,7 @@ def scaled_circle_costs(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: to
     xs, _, _, cF = _sorted_levels(x, a_)
     ys, _, wy, cG = _sorted_levels(y, b_)
     with torch.no_grad():
-        theta, lo, hi, iso, kinked, j, i = optimal_shift(xs, cF, ys, cG, float(p))
+        theta, kinked, j, i = optimal_shift(xs, cF, ys, cG, float(p))
     # At a kink the shift is where a level of G meets a level of F, and it moves with them: taken
     # with autograd, the weights' gradients follow it (W_p^p = c(theta*(w), w) along the kink).
     theta = torch.where(kinked, cG.gather(-1, j[:, None])[:, 0] - _level(i[:, None], cF)[:, 0], theta)
@@ -303,7 +300,6 @@ def scaled_circle_costs(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: to
     unit = torch.where(cost.detach() > 0, cost.detach(), 1.0)
     cost, scale = (cost / unit).reshape(B, L), (scale * unit ** (1.0 / p)).reshape(B, L)
     return cost.to(u.dtype), scale
-
 
 
 def _line_cost(x, a, y, b, p: float):

@@ -257,6 +257,9 @@ def _finite(mu: Measure, nu: Measure, costs: torch.Tensor, scale: torch.Tensor):
     if not math.isfinite(top):  # a scheme's lifting (the measures themselves are checked finite)
         raise ValueError(f"mu, nu: the supports the slices are taken from hold non-finite values (lifted by the "
                          f"scheme from {mu.dtype} measures); rescale the measures or use float64")
+    if top < torch.finfo(mu.dtype).tiny:  # gradients of the scaled costs go as 1 / scale: beyond the range
+        raise ValueError(f"mu, nu: the supports are subnormal numbers (coordinates up to {top:.3g}, below the smallest "
+                         f"normal {mu.dtype}, {torch.finfo(mu.dtype).tiny:.3g}); rescale them or use float64")
     raise ValueError(f"mu, nu: the per-slice costs are not finite: the projections of these {mu.kind!r} measures "
                      f"leave the range of {mu.dtype} (coordinates up to {top:.3g}); rescale them or use float64")
 
@@ -401,10 +404,6 @@ def _root(mean: torch.Tensor, mean_err: torch.Tensor, scale: torch.Tensor, p: fl
     tiny = torch.finfo(mean.dtype).tiny
     s = scale.to(mean.dtype)
     value = s * root_p(mean, p)
-    if not bool(torch.isfinite(value.detach()).all()):
-        k = int((~torch.isfinite(value.detach())).nonzero()[0, 0])
-        raise ValueError(f"mu, nu: SW_p of item {k} is about {scale[k].item():.3g}, beyond the range of {mean.dtype}; "
-                         "rescale the measures or use float64")
     # delta method: d (m^(1/p)) / dm = m^(1/p - 1) / p; at m = 0 the error of m^(1/p) is m_err^(1/p).
     m = mean.detach().clamp_min(0)
     err = mean_err.detach()

@@ -180,7 +180,8 @@ class Augmented(geom.SlicingScheme):
         self._check_points(nu, "nu")
         B, d = mu.batch_size, mu.dim
         h, k, n = self.hidden, self.lifted_dim, min(self.fit_points, max(mu.n_points, nu.n_points))
-        check_memory(32 * B * h * (d + k + 2), "hidden", f"{B} lifting networks of {h} hidden units")
+        check_memory(32 * B * h * (d + k + 2), "hidden" if h >= d + k else "lifted_dim",
+                     f"{B} lifting networks of {h} hidden units and {k} outputs")
         check_memory(32 * B * max(mu.n_points, nu.n_points, n) * (h + k), "hidden" if h >= k else "lifted_dim",
                      f"the hidden layer and the lift of {B} x {max(mu.n_points, nu.n_points)} points")
         check_memory(self.fit_projections * (48 * (d + k) + 40 * B), "fit_projections",
