@@ -12,34 +12,44 @@ __version__ = "0.1.0"
 
 from . import flows, io
 from ._checks import GeomWarning
-from .datasets import Dataset, load_dataset
-from .measure import Measure, Representation, measure
+from .contract import Command, Dataset, DirectionSpace, EstimateContext, Representation, SlicingScheme, UnitSphere
+from .data import load_dataset
+from .directions import Frames, SymmetricDirections
+from .measures import Measure, measure
 from .mmd import energy_slicing_constant, mmd_flow, sliced_energy_distance
 from .reductions import chamfer_distance, energy_distance, hausdorff_distance
 from .registry import (
     PluginError,
+    commands,
     datasets,
     hookimpl,
     plugins,
+    register_command,
     register_dataset,
     register_representation,
     register_scheme,
     representations,
     schemes,
 )
-from .sliced import EstimateContext, SlicedResult, SlicingScheme, sliced_wasserstein
+from .sliced import SlicedResult, sliced_wasserstein
 
 __all__ = [
+    "Command",
     "Dataset",
+    "DirectionSpace",
     "EstimateContext",
+    "Frames",
     "GeomWarning",
     "Measure",
     "PluginError",
     "Representation",
     "SlicedResult",
     "SlicingScheme",
+    "SymmetricDirections",
+    "UnitSphere",
     "__version__",
     "chamfer_distance",
+    "commands",
     "datasets",
     "energy_distance",
     "energy_slicing_constant",
@@ -51,6 +61,7 @@ __all__ = [
     "measure",
     "mmd_flow",
     "plugins",
+    "register_command",
     "register_dataset",
     "register_representation",
     "register_scheme",

@@ -306,13 +306,16 @@ def _refused(value) -> bool:
                               type)) or not hasattr(value, "__dict__")
 
 
+def _is_scheme(value) -> bool:
+    """A :class:`geom.SlicingScheme` (recognised by its class tree: this leaf module imports no contract)."""
+    return any(c.__name__ == "SlicingScheme" and c.__module__ == "geom.contract" for c in type(value).__mro__)
+
+
 def _encode(value, path: str, depth: int = 0):
     """One attribute value as a tree (see the module docstring)."""
-    from .sliced import SlicingScheme
-
     if depth > MAX_DEPTH:
         raise ValueError(f"{path}: nested deeper than {MAX_DEPTH} levels (a cycle?)")
-    if isinstance(value, SlicingScheme):
+    if _is_scheme(value):
         return {"__kind__": "scheme", "class": _class_name(value), "state": value.state_dict()}
     if isinstance(value, torch.nn.Module):
         return {"__kind__": "module", "class": _class_name(value),

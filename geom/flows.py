@@ -37,11 +37,14 @@ import torch
 
 from . import _ot1d
 from ._checks import _as_int, as_host_array, check_memory, check_p, check_positive_int, check_real, describe
-from .measure import Measure, measure
+from .measures import Measure, measure
 from .registry import check_same_space, get_representation
-from .sliced import EstimateContext, SlicingScheme, make_generator, resolve_scheme, sliced_wasserstein
+from .contract import SlicingScheme
+from .sliced import finish_slices, make_generator, prepare_slices, relative_costs, resolve_scheme, sliced_wasserstein
 
-__all__ = ["FlowDiverged", "FlowResult", "conditional_swf", "sw_flow", "swf"]
+__all__ = ["FlowDiverged", "FlowResult", "conditional_swf", "sw_flow", "swf", "transport_targets"]
+
+transport_targets = _ot1d.transport_map  # the name of the first release
 
 
 @dataclass
@@ -383,53 +386,6 @@ def sw_flow(
 # ----------------------------------------------------------------------------- SWF and conditional SWF
 
 
-def transport_targets(u: torch.Tensor, a: torch.Tensor, v: torch.Tensor, b: torch.Tensor, *, same_uniform: bool = False):
-    """Where the 1-D optimal transport map sends each particle, row by row.
-
-    Args:
-        u: ``(L, N)`` projections of the particles, masses ``a (N,)``.
-        v: ``(L, M)`` projections of the target, masses ``b (M,)``.
-        same_uniform: ``N == M`` with uniform masses (the k-th smallest goes to the k-th smallest).
-
-    Returns:
-        ``T (L, N)``: the mean of the target quantile function over the particle's mass interval
-        ``[F(u_i^-), F(u_i)]`` (``F`` the particles' CDF), i.e. the barycentric projection of the
-        monotone coupling, which is ``Q_nu(F(u_i))`` when each particle meets one target atom; and
-        ``costs (L,)``: ``W_2^2`` of each row.
-    """
-    L, N = u.shape
-    us, pu = _ot1d.sort_rows(u, True)  # (L, N)
-    vs, pv = _ot1d.sort_rows(v, not same_uniform)  # (L, M)
-    us, vs = us.to(u.device, torch.float64), vs.to(u.device, torch.float64)
-    pu = pu.to(u.device)
-    if same_uniform:
-        T_sorted = vs
-        costs = (vs - us).square().mean(-1)
-    else:
-        a64, b64 = a.to(torch.float64), b.to(torch.float64)
-        a_s, b_s = a64[pu], b64[pv.to(u.device)]  # (L, N), (L, M) masses in sorted order
-        A = a_s.cumsum(-1)
-        A = A / A[:, -1:]  # particle levels F(u_i)
-        B = b_s.cumsum(-1)
-        B = B / B[:, -1:]
-        C = (b_s * vs).cumsum(-1)  # int_0^{B_j} Q_nu
-        Bp = torch.cat([B.new_zeros(L, 1), B[:, :-1]], -1)  # B_{j-1}
-        Cp = torch.cat([C.new_zeros(L, 1), C[:, :-1]], -1)
-
-        def integral(s):  # int_0^s Q_nu, piecewise linear in s
-            j = torch.searchsorted(B, s).clamp_(max=B.shape[1] - 1)
-            return Cp.gather(-1, j) + vs.gather(-1, j) * (s - Bp.gather(-1, j)), j
-
-        hi, j = integral(A)
-        lo, _ = integral(torch.cat([A.new_zeros(L, 1), A[:, :-1]], -1))
-        mass = A - torch.cat([A.new_zeros(L, 1), A[:, :-1]], -1)  # (L, N)
-        T_sorted = torch.where(mass > 0, (hi - lo) / mass.clamp_min(1e-300), vs.gather(-1, j))
-        # W_2^2 = int F^-1^2 - 2 int F^-1 G^-1 + int G^-1^2, with int F^-1 G^-1 = sum_i u_i mass_i T_i.
-        costs = ((mass * us * (us - 2 * T_sorted)).sum(-1) + (b_s * vs * vs).sum(-1) / B[:, -1]).clamp_min(0)
-    T = torch.empty_like(T_sorted).scatter_(-1, pu, T_sorted)  # back to the particles' order
-    return T, costs
-
-
 def _swf_core(x0, a, nu, frozen, *, steps, step_size, n_projections, noise, inst, gen, record, callback,
               eval_dirs, view, method, info):
     """The SWF loop on ``x0 (N, D)`` with masses ``a (N,)``; ``frozen (N, D)`` bool coordinates never move."""
@@ -441,35 +397,30 @@ def _swf_core(x0, a, nu, frozen, *, steps, step_size, n_projections, noise, inst
     if type(inst).lift is not SlicingScheme.lift:
         raise ValueError(f"scheme: the SWF moves particles along directions of their own space; "
                          f"{type(inst).__name__} lifts the measures to another space (use sw_flow)")
-    fits = type(inst).fit is not SlicingScheme.fit
     M = nb.shape[0]
-    check_memory(8 * n_projections * (D + 2 * (N + M)), "n_projections",
-                 f"{n_projections} directions and projections of {N} + {M} points per step")
     sigma = math.sqrt(2.0 * noise * step_size)
     x = x0.detach().clone()
-    space = get_representation(nu.kind)
 
     def step(k):
         nonlocal x
         cur = Measure(x[None], a[None], kind=nu.kind, batched=False, uniform=uniform_src)
-        if fits:
-            inst.fit(cur, nu, p=2.0, generator=gen)
-        theta = inst.directions(n_projections, space.direction_dim(cur), generator=gen)
-        theta = torch.as_tensor(theta).to(device=x.device, dtype=torch.float64)  # (L, D)
+        s = prepare_slices(cur, nu, p=2.0, n_projections=n_projections, scheme=inst, generator=gen,
+                           bytes_per_direction=24 * (N + M))
+        th = s.directions  # (L, D) in the data's dtype
+        theta = th.double()
         L = theta.shape[0]
-        th = theta.to(x.dtype)
         xc, yc = _ot1d.centred(x[None], nb[None], a[None], b[None])  # one common origin: float32 keeps its digits
         u, v = th @ xc[0].T, th @ yc[0].T  # (L, N), (L, M) in the data's dtype (float32 sorts fastest)
-        T, costs = transport_targets(u, a, v, b, same_uniform=same_uniform)
+        T, costs = _ot1d.transport_map(u, a, v, b, same_uniform=same_uniform)
         # E[d theta theta^T] = I: d / L sum_l (T_l - u_l) theta_l estimates the full displacement.
         drift = (D / L) * ((T - u.double()).T @ theta)  # (N, D)
         move = (step_size * drift).to(x.dtype)
         if sigma > 0:
             move += sigma * torch.randn(N, D, generator=gen, dtype=torch.float64).to(x)
         x = x + move if frozen is None else torch.where(frozen, x, x + move)  # observed: bit-identical
-        ctx = EstimateContext(cur, nu, theta.to(x.dtype), 2.0, gen)
-        mean, _ = inst.estimate(costs.to(x.dtype)[None], ctx)  # stateful schemes update here
-        return x, math.sqrt(max(float(mean[0]), 0.0))
+        rel, scale = relative_costs(costs.to(x.dtype)[None], torch.ones_like(costs)[None], 2.0)  # (1, L), (1,)
+        value = finish_slices(s, rel, scale).value  # the scheme's estimate: stateful schemes update here
+        return x, float(value)
 
     particles, traj, at, values, done = _run(step, x, steps=steps, record=record, callback=callback,
                                             evaluate=_sw_evaluator(a[None], nu, eval_dirs, 2.0), view=view)
@@ -525,7 +476,7 @@ def swf(
         x_i <- x_i + step_size * (d / L) sum_l (T_l(u_il) - u_il) theta_l + sqrt(2 noise step_size) z_i
 
     with ``T_l`` the 1-D optimal transport map from the particles' projection to the target's
-    (:func:`transport_targets`: the target quantile function composed with the particles' CDF, target
+    (:func:`geom._ot1d.transport_map`: the target quantile function composed with the particles' CDF, target
     weights allowed) and ``z_i`` standard Gaussian. Scaling: for uniform directions ``E[d theta
     theta^T] = I``, so the ``d / L`` sum estimates the whole displacement; ``step_size = 1`` is a full
     step whatever ``d`` (with ``L = d`` orthonormal directions it is the iterative distribution

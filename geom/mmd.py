@@ -32,8 +32,8 @@ core's thread pool (numpy sorts ~10x faster than torch here), on CUDA through ``
 
 Directions come from any slicing scheme whose directions are uniform on the sphere (``"mc"``,
 ``"qmc"``, ...); data-dependent schemes are refused since ``c_d`` holds only for uniform directions.
-The scheme's own :meth:`~geom.SlicingScheme.estimate` (written for ``W_p^p``) is not used: the
-estimate is the plain mean of the per-slice values and its standard error.
+The scheme's own :meth:`~geom.SlicingScheme.estimate` averages the per-slice values (quasi-Monte
+Carlo's randomisation groups and the reservoir's importance weights apply as for ``W_p^p``).
 
 :func:`mmd_flow` moves particles down this estimate with momentum and fresh directions at every
 step, as the paper's sliced MMD flow.
@@ -51,9 +51,9 @@ from . import _ot1d
 from ._checks import as_real_tensor, check_bool, check_finite, check_memory, check_positive_int, check_real
 from .flows import (FlowResult, _check_callback, _check_finite_at, _check_step, _eval_directions, _generator, _pair,
                     _record_set, _run)
-from .measure import measure
+from .measures import measure
 from .reductions import _prepare
-from .sliced import SlicedResult, _check_directions, _scheme_name, make_generator, resolve_scheme
+from .sliced import finish_slices, make_generator, prepare_slices, resolve_scheme
 
 __all__ = ["energy_slicing_constant", "mmd_flow", "sliced_energy_distance"]
 
@@ -379,35 +379,19 @@ def sliced_energy_distance(
     5.0
     """
     return_result = check_bool(return_result, "return_result")
-    x, y, a, b, batched, unit = _prepare(mu, nu)  # (B, N, D), (B, M, D), (B, N), (B, M): centred, / unit
-    D = x.shape[-1]
-    scheme = resolve_scheme(scheme, scheme_options)
-    if scheme.learns_from_data:
-        raise ValueError(
-            f"scheme: expected directions uniform on the sphere (c_d holds only for those), got the "
-            f"data-dependent scheme {type(scheme).__name__}"
-        )
-    generator = make_generator(seed, generator)
-    if directions is None:
-        n = check_positive_int(n_projections, "n_projections")
-        check_memory(n * (48 * D + 24 * x.shape[0]), "n_projections", f"{n} directions and their energies")
-        directions = _check_directions(scheme.directions(n, D, generator=generator), D, x,
-                                       f"directions returned by scheme {_scheme_name(scheme)}", rows=n)
-    else:
-        directions = _check_directions(directions, D, x, "directions")
-    c_d = energy_slicing_constant(D)
-    costs = (c_d * unit) * _SlicedEnergy.apply(x, y, directions.detach(), a, b)  # (B, L) unbiased per slice
-    if not bool(torch.isfinite(costs.detach()).all()):
+    s = prepare_slices(mu, nu, p=1, n_projections=n_projections, scheme=scheme, directions=directions, seed=seed,
+                       generator=generator, scheme_options=scheme_options,
+                       uniform_only="the sliced energy distance (its constant c_d)")
+    if not s.space.euclidean:
+        raise ValueError(f"mu, nu: the sliced energy distance slices point clouds along unit rows; kind "
+                         f"{s.mu.kind!r} slices along {s.space.describe()}")
+    x, y, a, b, _, unit = _prepare(s.mu, s.nu)  # (B, N, D), (B, M, D), (B, N), (B, M): centred, / unit
+    costs = (energy_slicing_constant(x.shape[-1]) * unit) * _SlicedEnergy.apply(x, y, s.directions.detach(), a, b)
+    if not bool(torch.isfinite(costs.detach()).all()):  # (B, L) unbiased per slice
         raise ValueError(f"mu, nu: the sliced energy distance leaves the range of {x.dtype} (clouds of extent about "
                          f"{unit:.3g}); rescale the clouds or use float64")
-    L = costs.shape[-1]
-    value = costs.mean(-1)  # (B,)
-    stderr = costs.detach().std(-1) / math.sqrt(L) if L > 1 else torch.full_like(value.detach(), math.nan)
-    if not batched:
-        value, stderr, costs = value[0], stderr[0], costs[0]
-    if return_result:
-        return SlicedResult(value, stderr, costs, directions)
-    return value
+    result = finish_slices(s, costs, None, root=False)  # the scheme's estimate of the mean over slices
+    return result if return_result else result.value
 
 
 def mmd_flow(

@@ -22,7 +22,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _keops
 from ._checks import GeomWarning, check_memory
-from .measure import measure
+from .measures import measure
 from .registry import check_same_space
 
 __all__ = ["chamfer_distance", "energy_distance", "hausdorff_distance", "warm_keops_cache"]

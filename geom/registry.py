@@ -37,18 +37,22 @@ from dataclasses import dataclass, field
 import pluggy
 
 from ._checks import GeomWarning
+from .contract import PROJECT, Command, Dataset, HookSpecs, Representation, SlicingScheme, hookimpl, hookspec
 
 __all__ = [
     "PluginError",
     "PluginInfo",
     "check_same_space",
+    "commands",
     "datasets",
+    "get_command",
     "get_dataset",
     "get_representation",
     "get_scheme",
     "hookimpl",
     "hookspec",
     "plugins",
+    "register_command",
     "register_dataset",
     "register_representation",
     "register_scheme",
@@ -56,28 +60,11 @@ __all__ = [
     "schemes",
 ]
 
-PROJECT = "geom"
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
 RUNTIME = "<runtime>"
 
 
 class PluginError(RuntimeError):
     """A plugin broke the contract (for example two plugins registered the same name)."""
-
-
-class _Specs:
-    @hookspec
-    def geom_register_schemes(self, register):
-        """Register slicing schemes: call ``register(name, cls)`` once per scheme (cls subclasses SlicingScheme)."""
-
-    @hookspec
-    def geom_register_representations(self, register):
-        """Register measure representations: call ``register(name, cls)`` once per representation."""
-
-    @hookspec
-    def geom_register_datasets(self, register):
-        """Register datasets: call ``register(name, cls)`` once per dataset (cls subclasses geom.Dataset)."""
 
 
 @dataclass
@@ -95,6 +82,7 @@ class PluginInfo:
     schemes: list[str] = field(default_factory=list)
     representations: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
     error: str | None = None
     conflicts: list[str] = field(default_factory=list)
 
@@ -150,9 +138,12 @@ def _remedy(plugins: list[str]) -> str:
                        for keep in plugins)
 
 
+_BASES = {"schemes": SlicingScheme, "representations": Representation, "datasets": Dataset, "commands": Command}
+
+
 class _Registry:
     kinds = {"schemes": "geom_register_schemes", "representations": "geom_register_representations",
-             "datasets": "geom_register_datasets"}
+             "datasets": "geom_register_datasets", "commands": "geom_register_commands"}
 
     def __init__(self):
         self._lock = threading.RLock()
@@ -183,7 +174,7 @@ class _Registry:
     def _collect(self):
         """Import the enabled plugins and run their hooks into fresh tables; ``self`` is not touched."""
         pm = pluggy.PluginManager(PROJECT)
-        pm.add_hookspecs(_Specs)
+        pm.add_hookspecs(HookSpecs)
         disabled = {n.strip() for n in os.environ.get("GEOM_DISABLE_PLUGINS", "").split(",") if n.strip()}
         info: dict[str, PluginInfo] = {}
         declared: dict[str, str] = {}  # entry-point name -> its value
@@ -249,11 +240,7 @@ class _Registry:
 
     @staticmethod
     def _check(kind: str, name, cls) -> tuple[str, type]:
-        from .datasets import Dataset
-        from .measure import Representation
-        from .sliced import SlicingScheme
-
-        base = {"schemes": SlicingScheme, "representations": Representation, "datasets": Dataset}[kind]
+        base = _BASES[kind]
         if not isinstance(name, str) or not name:
             raise TypeError(f"name: expected a non-empty string, got {name!r}")
         if not (isinstance(cls, type) and issubclass(cls, base)):
@@ -275,7 +262,7 @@ class _Registry:
             getattr(info, kind).append(name)
 
     def get(self, kind: str, name: str) -> type:
-        arg = {"schemes": "scheme", "representations": "kind", "datasets": "name"}[kind]
+        arg = {"schemes": "scheme", "representations": "kind", "datasets": "name", "commands": "command"}[kind]
         if not isinstance(name, str):
             raise TypeError(f"{arg}: expected a registered {kind[:-1]} name, got {name!r}")
         self.load()
@@ -331,6 +318,23 @@ def register_dataset(name: str, cls: type) -> None:
 def get_scheme(name: str) -> type:
     """The :class:`~geom.SlicingScheme` subclass registered as ``name`` (PluginError for a name in conflict)."""
     return _registry.get("schemes", name)
+
+
+def commands() -> list[str]:
+    """Sorted names of the registered ``geom`` subcommands (names in conflict are left out)."""
+    _registry.load()
+    return sorted(_registry.tables["commands"])
+
+
+def register_command(name: str, cls: type) -> None:
+    """Register a :class:`~geom.Command` subclass as ``geom <name>`` at run time."""
+    _registry.load()
+    _registry.add("commands", name, cls, RUNTIME)
+
+
+def get_command(name: str) -> type:
+    """The :class:`~geom.Command` subclass registered as ``name`` (PluginError for a name in conflict)."""
+    return _registry.get("commands", name)
 
 
 def get_dataset(name: str) -> type:

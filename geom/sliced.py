@@ -2,118 +2,41 @@
 
 ::
 
-    geom.measure(obj) -> Measure --+
+    geom.measure(obj) -> Measure --+   prepare_slices: validate, broadcast, resolve the scheme,
                                    +--> scheme.fit(mu, nu) ; scheme.lift(measure)   learnable schemes only
-                                   +--> scheme.directions(L, d, generator)          (L, d) unit rows
-                                   +--> space.project(support, directions)          (B, L, N) on the line
+                                   +--> scheme.directions(L, space, generator)      (L, *space.shape)
+                                   +--> space.check(directions)                     the representation's space
+                                   |
+                                   +--> rep.project(support, directions)            (B, L, N) on the line / circle
                                    +--> 1-D OT per slice (sorting, autograd)        costs (B, L) = W_p^p
-                                   +--> scheme.estimate(costs, context)             E W_p^p and its stderr
-                                   +--> SW_p = (E W_p^p)^(1/p), stderr by the delta method
+                                   |
+                                   +--> scheme.estimate(costs, context)             finish_slices: E W_p^p, stderr,
+                                   +--> SW_p = (E W_p^p)^(1/p), stderr by the delta method, unbatched
+
+Every user of the estimator (the energy distance, the distance to the uniform law on the sphere,
+the flows, graph ISW, the learned schemes' inner objectives) goes through :func:`prepare_slices`
+and :func:`finish_slices`, so that every scheme's directions and estimate apply on every path.
 
 Convention: ``SW_p(mu, nu) = (E_theta W_p^p(theta#mu, theta#nu))^(1/p)`` (as POT).
 """
 
 from __future__ import annotations
 
-import abc
 import math
 from dataclasses import dataclass
 
 import torch
 
 from . import _ot1d
+from ._checks import _as_int, check_bool, check_memory, check_p, check_positive_int, describe
 from ._ot1d import absolute_costs
-from ._checks import (_as_int, check_bool, check_device, check_finite, check_memory, check_p, check_positive_int,
-                      describe)
-from .measure import Measure, measure
+from .contract import DirectionSpace, EstimateContext, Representation, SlicingScheme
+from .measures import Measure, measure
 from .registry import check_same_space, get_representation, get_scheme
 
-__all__ = ["EstimateContext", "SlicedResult", "SlicingScheme", "absolute_costs", "check_gradient_p", "make_generator",
-           "relative_costs", "resolve_scheme", "scaled_costs", "slice_distances", "sliced_costs", "sliced_value",
-           "sliced_wasserstein"]
-
-
-@dataclass
-class EstimateContext:
-    """What a scheme's :meth:`SlicingScheme.estimate` may look at besides the per-slice costs."""
-
-    mu: Measure
-    nu: Measure
-    directions: torch.Tensor  # (L, d), data dtype and device
-    p: float
-    generator: torch.Generator | None
-    #: ``(B,)`` float64: the costs handed to :meth:`SlicingScheme.estimate` are ``W_p^p / scale^p``
-    #: (``scale`` is the largest per-slice ``W_p``, so they lie in [0, 1] whatever ``p``); None: 1.
-    #: Estimates linear in the costs need not look at it; estimates that mix in other quantities
-    #: (control variates in absolute units, costs kept from earlier calls) convert with it.
-    scale: torch.Tensor | None = None
-
-
-class SlicingScheme(abc.ABC):
-    """Base class of slicing schemes (the plugin contract).
-
-    Subclasses implement :meth:`directions`; :meth:`estimate` defaults to the sample mean of the
-    per-slice costs and its standard error. Options arrive as keyword arguments of ``__init__``
-    (from ``geom.sliced_wasserstein(..., scheme="name", **options)``). Stateful schemes keep their
-    state on the instance, so pass the same instance at every step of a training loop.
-    """
-
-    def __init__(self, **options):
-        if options:
-            raise TypeError(f"{type(self).__name__}: unknown options {sorted(options)}")
-
-    @abc.abstractmethod
-    def directions(self, n: int, dim: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``(n, dim)`` unit rows. The core casts them to the data's dtype and device."""
-
-    def fit(self, mu: Measure, nu: Measure, *, p: float, generator: torch.Generator | None = None) -> None:
-        """Learn from the data before :meth:`directions` is called (when the caller gives none).
-
-        Data-dependent schemes (max-sliced, distributional, augmented) optimise their directions or
-        their lifting here and keep the result on the instance; the default learns nothing.
-        """
-
-    def lift(self, measure: Measure) -> Measure:
-        """The measure the directions act on; augmented schemes map the support to a higher dimension.
-
-        Must stay differentiable in ``measure.support``. The default is the measure itself.
-        """
-        return measure
-
-    def state_dict(self) -> dict:
-        """The instance's state (what it learned or accumulated) as tensors and plain types only.
-
-        Checkpoints store it without pickle (arrays plus JSON, :mod:`geom._state`); a fresh instance
-        built with the same options and given it through :meth:`load_state_dict` continues exactly
-        where this one stopped. The default takes every attribute of the instance.
-        """
-        from ._state import scheme_state
-
-        return scheme_state(self)
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore what :meth:`state_dict` returned (ValueError naming what does not fit)."""
-        from ._state import load_scheme_state
-
-        load_scheme_state(self, state)
-
-    @property
-    def learns_from_data(self) -> bool:
-        """True when the class overrides :meth:`fit` or :meth:`lift`: its slices depend on the data, so
-        it cannot serve as the uniform-direction base of another scheme (control variates, reservoir)."""
-        cls = type(self)
-        return cls.fit is not SlicingScheme.fit or cls.lift is not SlicingScheme.lift
-
-    def estimate(self, costs: torch.Tensor, context: EstimateContext) -> tuple[torch.Tensor, torch.Tensor]:
-        """``costs (B, L)`` of W_p^p per slice -> estimates of ``E W_p^p`` ``(B,)`` and their stderr ``(B,)``.
-
-        The costs come in units of ``context.scale ** p`` (see :class:`EstimateContext`), and the
-        estimates are read in the same units."""
-        L = costs.shape[-1]
-        value = costs.mean(-1)
-        if L < 2:
-            return value, torch.full_like(value, math.nan)
-        return value, costs.detach().std(-1) / math.sqrt(L)
+__all__ = ["EstimateContext", "SlicedResult", "Slices", "SlicingScheme", "absolute_costs", "check_gradient_p",
+           "direction_space", "finish_slices", "make_generator", "prepare_slices", "relative_costs", "resolve_scheme",
+           "scaled_costs", "slice_distances", "sliced_costs", "sliced_value", "sliced_wasserstein"]
 
 
 @dataclass
@@ -125,7 +48,7 @@ class SlicedResult:
         stderr: standard error of ``value`` (delta method on the per-slice costs), detached.
         scaled_costs: ``(B, L)`` per-slice ``W_p^p / scale^p`` in [0, 1] (``(L,)`` when unbatched),
             differentiable: the costs exactly, whatever ``p``.
-        directions: ``(L, d)`` directions used.
+        directions: ``(L, *shape)`` directions used, in the representation's direction space.
         scale: ``(B,)`` (scalar when unbatched) float64, the largest per-slice ``W_p``; None: 1.
         p: the order.
     """
@@ -186,28 +109,6 @@ def resolve_scheme(scheme, options=None, *, name: str = "scheme") -> SlicingSche
     return cls(**(options or {}))
 
 
-def _check_directions(directions, dim: int, like: torch.Tensor, name: str, rows: int | None = None) -> torch.Tensor:
-    if not isinstance(directions, torch.Tensor):
-        try:
-            directions = torch.as_tensor(directions)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(f"{name}: expected an (L, {dim}) array of unit rows, got {describe(directions)}") from exc
-    check_device(directions, name)
-    if directions.ndim != 2 or directions.shape[1] != dim or directions.shape[0] < 1:
-        raise ValueError(f"{name}: expected shape (L, {dim}) with L >= 1, got {tuple(directions.shape)}")
-    if rows is not None and directions.shape[0] != rows:
-        raise ValueError(f"{name}: expected {rows} directions (the number asked for), got {directions.shape[0]}")
-    if directions.is_complex() or directions.dtype == torch.bool:
-        raise TypeError(f"{name}: expected real unit rows, got dtype {directions.dtype}")
-    directions = directions.to(device=like.device, dtype=like.dtype)
-    check_finite(directions, name)
-    norms = directions.detach().norm(dim=1)
-    if bool(((norms - 1).abs() > 1e-4).any()):
-        k = int((norms - 1).abs().argmax())
-        raise ValueError(f"{name}: expected unit rows, got row {k} with norm {norms[k].item():.6g}")
-    return directions
-
-
 def sliced_costs(mu: Measure, nu: Measure, directions: torch.Tensor, p: float) -> torch.Tensor:
     """``(B, L)`` per-slice ``W_p^p`` between the projections of ``mu`` and ``nu``, differentiable
     (a ValueError naming ``p`` where they leave the dtype's range; :func:`scaled_costs` never does)."""
@@ -220,30 +121,30 @@ def scaled_costs(mu: Measure, nu: Measure, directions: torch.Tensor, p: float) -
     return representation_costs(get_representation(mu.kind), mu, nu, directions, p)
 
 
-def representation_costs(space, mu: Measure, nu: Measure, directions: torch.Tensor, p: float):
-    """:func:`scaled_costs` with the representation ``space`` given (registered or not)."""
+def representation_costs(rep: Representation, mu: Measure, nu: Measure, directions: torch.Tensor, p: float):
+    """:func:`scaled_costs` with the representation ``rep`` given (registered or not)."""
     # The fast path pairs sorted atoms and treats weights as constants: not when they need gradients.
     weights_grad = torch.is_grad_enabled() and (mu.weights.requires_grad or nu.weights.requires_grad)
     uniform = mu.uniform and nu.uniform and mu.n_points == nu.n_points and not weights_grad
-    if space.linear:
+    if rep.linear:
         return _finite(mu, nu, *_ot1d.LinearSlicedCost.apply(
             mu.support, nu.support, directions, mu.weights, nu.weights, p, uniform
         ))
-    if space.domain == "circle":  # projections are positions on the circle R/Z (length 1)
+    if rep.domain == "circle":  # projections are positions on the circle R/Z (length 1)
         from . import _circle
 
         def cost(u, v):
             return _circle.scaled_circle_costs(u, v, mu.weights, nu.weights, p)
-    elif space.domain == "line":
+    elif rep.domain == "line":
         def cost(u, v):
             return _ot1d.ProjectedCost.apply(u, v, mu.weights, nu.weights, p, uniform)
     else:
-        raise ValueError(f"representation {mu.kind!r}: expected domain 'line' or 'circle', got {space.domain!r}")
+        raise ValueError(f"representation {mu.kind!r}: expected domain 'line' or 'circle', got {rep.domain!r}")
     B, N, M = mu.batch_size, mu.n_points, nu.n_points
     parts = []
     for l0, l1 in _ot1d.direction_chunks(directions.shape[0], B, N + M):
         th = directions[l0:l1]
-        u, v = space.project(mu.support, th), space.project(nu.support, th)  # (B, Lc, N), (B, Lc, M)
+        u, v = rep.project(mu.support, th), rep.project(nu.support, th)  # (B, Lc, N), (B, Lc, M)
         parts.append(cost(u, v))
     return _finite(mu, nu, torch.cat([c for c, _ in parts], -1), torch.cat([s for _, s in parts], -1))
 
@@ -272,10 +173,11 @@ def slice_distances(mu: Measure, nu: Measure, directions: torch.Tensor, p: float
 
 
 def sliced_value(mu: Measure, nu: Measure, directions: torch.Tensor, p: float) -> torch.Tensor:
-    """``(B,)`` ``(mean_l W_p^p)^(1/p)`` over the given directions (the plain mean), differentiable,
-    for every ``p`` and every scale of the data: the objective of schemes that learn directions."""
-    costs, scale = relative_costs(*scaled_costs(mu, nu, directions, p), p)
-    return scale.to(costs.dtype) * root_p(costs.mean(-1), p)
+    """``(B,)`` ``(mean_l W_p^p)^(1/p)`` over the given directions (the plain Monte Carlo mean, through
+    the one estimator), differentiable in the data and the directions, for every ``p`` and every scale
+    of the data: the objective of schemes that learn directions."""
+    value = _estimate(mu, nu, p=p, directions=directions, scheme="mc").value
+    return value if value.ndim else value[None]
 
 
 def relative_costs(costs: torch.Tensor, scale: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -287,6 +189,129 @@ def relative_costs(costs: torch.Tensor, scale: torch.Tensor, p: float) -> tuple[
     log_s = torch.where(torch.isfinite(log_s), log_s, 0.0)  # every slice 0
     factor = torch.exp(p * (scale.log() - log_s[:, None]))  # (B, L) scale^p / S^p, finite
     return (costs.double() * factor).to(costs.dtype), log_s.exp()
+
+
+@dataclass
+class Slices:
+    """What :func:`prepare_slices` hands to a user of the estimator, and :func:`finish_slices` takes back.
+
+    Attributes:
+        mu, nu: the measures, validated, of one dtype, broadcast to one batch size ``B`` and lifted by
+            the scheme (``nu`` is None for a distance to a fixed law, such as the uniform one).
+        representation: the representation they are sliced by; ``space`` its direction space.
+        scheme: the resolved scheme instance.
+        directions: ``(L, *space.shape)`` checked directions, in the data's dtype and device.
+        drawn: whether the scheme drew them (False: the caller gave them).
+        generator, p: as given; batched: whether a result keeps its batch axis.
+    """
+
+    mu: Measure
+    nu: Measure | None
+    representation: Representation
+    space: DirectionSpace
+    scheme: SlicingScheme
+    directions: torch.Tensor
+    drawn: bool
+    generator: torch.Generator | None
+    p: float
+    batched: bool
+
+
+def direction_space(mu: Measure, representation: Representation | None = None) -> DirectionSpace:
+    """The direction space of measures like ``mu`` (of its registered kind, or of ``representation``)."""
+    return (representation or get_representation(mu.kind)).direction_space(mu)
+
+
+def _draw(scheme: SlicingScheme, n: int, space: DirectionSpace, generator) -> torch.Tensor:
+    return scheme.directions(n, space, generator=generator)
+
+
+def _broadcast(mu: Measure, nu: Measure) -> tuple[Measure, Measure]:
+    """Two measures of one space -> one dtype and one batch size (a batch of one broadcasts)."""
+    check_same_space(mu, nu)
+    if mu.dim != nu.dim:
+        raise ValueError(f"mu, nu: expected the same dimension, got {mu.dim} and {nu.dim}")
+    if mu.batch_size != nu.batch_size and 1 not in (mu.batch_size, nu.batch_size):
+        raise ValueError(f"mu, nu: expected equal batch sizes, got {mu.batch_size} and {nu.batch_size}")
+    if mu.device != nu.device:
+        raise ValueError(f"mu, nu: expected the same device, got {mu.device} and {nu.device}")
+    if mu.dtype != nu.dtype:
+        dtype = torch.promote_types(mu.dtype, nu.dtype)
+        mu, nu = mu.to(dtype), nu.to(dtype)
+    B = max(mu.batch_size, nu.batch_size)
+    return mu.expand(B), nu.expand(B)
+
+
+def prepare_slices(mu, nu, *, p: float = 2, n_projections: int = 256, scheme="mc", directions=None, seed=None,
+                   generator=None, scheme_options=None, representation: Representation | None = None,
+                   uniform_only: str | None = None, bytes_per_direction: int = 0) -> Slices:
+    """Validate and broadcast the measures, resolve the scheme, fit and lift, draw and check the directions.
+
+    Args:
+        mu, nu: anything :func:`geom.measure` accepts; ``nu=None`` for a distance to a fixed law.
+        p, n_projections, scheme, directions, seed, generator: as in :func:`sliced_wasserstein`.
+        scheme_options: options of a named scheme.
+        representation: slice by this representation instead of the registered one of ``mu.kind``.
+        uniform_only: refuse schemes that learn from the data, saying that ``uniform_only`` needs
+            uniform directions (the energy distance's constant, the distance to a fixed law).
+        bytes_per_direction: memory one direction costs the caller beyond the core's own (its checks).
+    """
+    p = check_p(p)
+    mu = measure(mu)
+    if nu is None:
+        batched = mu.batched
+    else:
+        mu, nu = _broadcast(mu, measure(nu))
+        batched = mu.batched or nu.batched
+    scheme = resolve_scheme(scheme, scheme_options)
+    if uniform_only and scheme.learns_from_data:
+        raise ValueError(f"scheme: {uniform_only} needs directions with the uniform law, got the data-dependent "
+                         f"scheme {_scheme_name(scheme)}")
+    generator = make_generator(seed, generator)
+    drawn = directions is None
+    if drawn:
+        n = check_positive_int(n_projections, "n_projections")
+        check_memory(n * (48 * mu.dim + 40 * mu.batch_size + bytes_per_direction), "n_projections",
+                     f"{n} directions and their costs")
+        if nu is not None:
+            scheme.fit(mu, nu, p=p, generator=generator)
+    mu = scheme.lift(mu)
+    nu = None if nu is None else scheme.lift(nu)
+    rep = representation or get_representation(mu.kind)
+    space = rep.direction_space(mu)
+    scheme.check_space(space)
+    if drawn:
+        directions = space.check(_draw(scheme, n, space, generator), f"directions returned by scheme "
+                                 f"{_scheme_name(scheme)}", mu.support, rows=n)
+    else:
+        directions = space.check(directions, "directions", mu.support)
+    if nu is not None:
+        check_gradient_p(p, mu, nu)
+    return Slices(mu, nu, rep, space, scheme, directions, drawn, generator, p, batched)
+
+
+def finish_slices(s: Slices, costs: torch.Tensor, scale: torch.Tensor | None, *, root: bool = True) -> SlicedResult:
+    """``scheme.estimate`` on the per-slice costs, then the value, its stderr and the batch axis.
+
+    Args:
+        s: the prepared slices.
+        costs: ``(B, L)`` per-slice costs (``W_p^p / scale^p`` from :func:`relative_costs` when ``root``).
+        scale: ``(B,)`` float64 unit of the costs (None: 1).
+        root: take ``SW_p = scale (E costs)^(1/p)`` and its stderr by the delta method; False: the
+            value is the estimate itself (times ``scale``), for quantities that are means of slices.
+    """
+    context = EstimateContext(s.mu, s.nu, s.directions, s.p, s.generator, scale, s.drawn, s.space)
+    mean, mean_err = s.scheme.estimate(costs, context)
+    if root:
+        value, stderr = _root(mean, mean_err, scale, s.p, s.scheme)
+    else:
+        _check_estimate(mean, s.scheme)
+        unit = 1.0 if scale is None else scale.to(mean.dtype)
+        value, stderr = unit * mean, unit * mean_err.detach()
+    if not s.batched:
+        value, stderr, costs = value[0], stderr[0], costs[0]
+        scale = None if scale is None else scale[0]
+    return SlicedResult(value, stderr.detach(), costs, s.directions, scale, s.p)
 
 
 def sliced_wasserstein(
@@ -310,7 +335,9 @@ def sliced_wasserstein(
         p: order, ``p >= 1``.
         n_projections: number of directions ``L`` drawn from the scheme.
         scheme: registered scheme name (see :func:`geom.schemes`) or a :class:`SlicingScheme` instance.
-        directions: ``(L, d)`` unit rows; override the scheme's directions (its estimate still applies).
+        directions: ``(L, *shape)`` directions in the representation's direction space (``(L, d)`` unit
+            rows for points and meshes, ``(L, d, 2)`` frames for the sphere, ``(L, n, n)`` symmetric
+            matrices for SPD); override the scheme's directions (its estimate still applies).
         seed, generator: the randomness of the directions (one of them; neither uses torch's global RNG).
         return_result: return a :class:`SlicedResult` with the standard error, costs and directions.
         **scheme_options: options of the named scheme.
@@ -323,51 +350,17 @@ def sliced_wasserstein(
     >>> geom.sliced_wasserstein(x, x + 3, directions=[[1.0]]).item()
     3.0
     """
-    p = check_p(p)
     return_result = check_bool(return_result, "return_result")
-    mu, nu = measure(mu), measure(nu)
-    check_same_space(mu, nu)
-    if mu.dim != nu.dim:
-        raise ValueError(f"mu, nu: expected the same dimension, got {mu.dim} and {nu.dim}")
-    if mu.batch_size != nu.batch_size and 1 not in (mu.batch_size, nu.batch_size):
-        raise ValueError(f"mu, nu: expected equal batch sizes, got {mu.batch_size} and {nu.batch_size}")
-    if mu.dtype != nu.dtype or mu.device != nu.device:
-        dtype = torch.promote_types(mu.dtype, nu.dtype)
-        if mu.device != nu.device:
-            raise ValueError(f"mu, nu: expected the same device, got {mu.device} and {nu.device}")
-        mu, nu = mu.to(dtype), nu.to(dtype)
-    B = max(mu.batch_size, nu.batch_size)
-    if mu.batch_size != B:
-        mu = Measure(mu.support.expand(B, *mu.support.shape[1:]), mu.weights.expand(B, -1), kind=mu.kind,
-                     batched=True, uniform=mu.uniform)
-    if nu.batch_size != B:
-        nu = Measure(nu.support.expand(B, *nu.support.shape[1:]), nu.weights.expand(B, -1), kind=nu.kind,
-                     batched=True, uniform=nu.uniform)
+    result = _estimate(mu, nu, p=p, n_projections=n_projections, scheme=scheme, directions=directions, seed=seed,
+                       generator=generator, scheme_options=scheme_options)
+    return result if return_result else result.value
 
-    scheme = resolve_scheme(scheme, scheme_options)
-    generator = make_generator(seed, generator)
-    if directions is None:
-        n = check_positive_int(n_projections, "n_projections")
-        check_memory(n * (48 * mu.dim + 40 * B), "n_projections", f"{n} directions and their costs")
-        scheme.fit(mu, nu, p=p, generator=generator)
-    mu, nu = scheme.lift(mu), scheme.lift(nu)
-    space = get_representation(mu.kind)
-    dim = space.direction_dim(mu)
-    if directions is None:
-        directions = _check_directions(scheme.directions(n, dim, generator=generator), dim, mu.support,
-                                       f"directions returned by scheme {_scheme_name(scheme)}", rows=n)
-    else:
-        directions = _check_directions(directions, dim, mu.support, "directions")
-    check_gradient_p(p, mu, nu)
 
-    costs, scale = relative_costs(*scaled_costs(mu, nu, directions, p), p)  # (B, L) in [0, 1], (B,) max W_p
-    mean, mean_err = scheme.estimate(costs, EstimateContext(mu, nu, directions, p, generator, scale))
-    value, stderr = _root(mean, mean_err, scale, p, scheme)
-    if not (mu.batched or nu.batched):
-        value, stderr, costs, scale = value[0], stderr[0], costs[0], scale[0]
-    if return_result:
-        return SlicedResult(value, stderr.detach(), costs, directions, scale, p)
-    return value
+def _estimate(mu, nu, **settings) -> SlicedResult:
+    """The estimator: prepared slices, their costs on the line or the circle, the scheme's estimate."""
+    s = prepare_slices(mu, nu, **settings)
+    costs, scale = relative_costs(*representation_costs(s.representation, s.mu, s.nu, s.directions, s.p), s.p)
+    return finish_slices(s, costs, scale)  # from (B, L) costs in [0, 1] and (B,) the largest W_p
 
 
 def check_gradient_p(p: float, mu: Measure, nu: Measure) -> None:
@@ -394,13 +387,19 @@ def _scheme_name(scheme: SlicingScheme) -> str:
     return f"{cls.__name__} (module {cls.__module__})"
 
 
-def _root(mean: torch.Tensor, mean_err: torch.Tensor, scale: torch.Tensor, p: float, scheme):
-    """``SW_p = scale * mean^(1/p)`` and its stderr by the delta method, from a scheme's estimate of
-    ``E W_p^p / scale^p``; a ValueError naming the scheme where the estimate is not a number."""
+def _check_estimate(mean: torch.Tensor, scheme) -> None:
     if not bool(torch.isfinite(mean.detach()).all()):
         k = int((~torch.isfinite(mean.detach())).nonzero()[0, 0])
         raise ValueError(f"scheme {_scheme_name(scheme)}: the estimate of E W_p^p is {mean[k].item()} for item "
                          f"{k}, not a finite number")
+
+
+def _root(mean: torch.Tensor, mean_err: torch.Tensor, scale: torch.Tensor | None, p: float, scheme):
+    """``SW_p = scale * mean^(1/p)`` and its stderr by the delta method, from a scheme's estimate of
+    ``E W_p^p / scale^p``; a ValueError naming the scheme where the estimate is not a number."""
+    _check_estimate(mean, scheme)
+    if scale is None:
+        scale = torch.ones(mean.shape, dtype=torch.float64, device=mean.device)
     tiny = torch.finfo(mean.dtype).tiny
     s = scale.to(mean.dtype)
     value = s * root_p(mean, p)

@@ -35,8 +35,9 @@ from __future__ import annotations
 import torch
 
 from ._checks import describe
-from .measure import Measure, Representation, measure
-from .sliced import EstimateContext, SlicedResult, SlicingScheme, sliced_costs, sliced_wasserstein
+from .contract import EstimateContext, Representation, SlicingScheme
+from .measures import Measure, measure
+from .sliced import SlicedResult, sliced_costs, sliced_wasserstein
 
 __all__ = ["check_representation", "check_scheme"]
 

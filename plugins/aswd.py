@@ -60,15 +60,12 @@ import torch
 
 import geom
 from geom._checks import check_int, check_memory, check_positive_int, check_real
-from geom.measure import Measure
+from geom.ascent import ProjectedAscent
+from geom.directions import uniform_directions
+from geom.measures import Measure
 from geom.sliced import sliced_value
 
-from .mc import uniform_directions
-
 __all__ = ["Augmented", "LiftingNet"]
-
-_BETAS = (0.9, 0.999)  # Adam
-
 
 class LiftingNet(torch.nn.Module):
     """``f : R^d -> R^k``, one hidden LeakyReLU layer; one independent network per batch item.
@@ -133,7 +130,7 @@ class Augmented(geom.SlicingScheme):
         fx = self.net_(x, params)  # (B, N, k)
         if fx.shape[0] != x.shape[0]:  # a network shared by the batch
             fx = fx.expand(x.shape[0], -1, -1)
-        return Measure(torch.cat([x, fx], -1), m.weights, kind=m.kind, batched=m.batched, uniform=m.uniform)
+        return _with_support(m, torch.cat([x, fx], -1))
 
     def lift(self, measure: Measure) -> Measure:
         """``(B, N, d)`` support -> ``(B, N, d + lifted_dim)`` support ``[x, f(x)]``, same weights.
@@ -192,21 +189,14 @@ class Augmented(geom.SlicingScheme):
             return
         x = mu.support
         D = d + self.lifted_dim
-        b1, b2 = _BETAS
         with torch.enable_grad():
             params = {k: v.detach().to(x).requires_grad_(True) for k, v in self.net_.named_parameters()}
-            m1 = {k: torch.zeros_like(v) for k, v in params.items()}  # Adam's moment estimates
-            m2 = {k: torch.zeros_like(v) for k, v in params.items()}
-            for t in range(1, self.n_steps + 1):
+            ascent = ProjectedAscent(params.values())
+            for _ in range(self.n_steps):
                 sub_mu, sub_nu = self._subsample(mu, generator), self._subsample(nu, generator)
                 theta = uniform_directions(self.fit_projections, D, generator).to(x)  # (L_fit, D)
                 obj = self._objective(sub_mu, sub_nu, params, theta, p)  # (B,)
-                grads = torch.autograd.grad(obj.sum(), list(params.values()))
-                with torch.no_grad():
-                    for (k, v), g in zip(params.items(), grads, strict=True):
-                        m1[k].mul_(b1).add_(g, alpha=1 - b1)
-                        m2[k].mul_(b2).addcmul_(g, g, value=1 - b2)
-                        v.add_(self.lr * (m1[k] / (1 - b1**t)) / ((m2[k] / (1 - b2**t)).sqrt() + 1e-8))
+                ascent.step(self.lr, torch.autograd.grad(obj.sum(), list(params.values())))
         with torch.no_grad():
             for name, v in self.net_.named_parameters():
                 v.copy_(params[name].to(v))
@@ -217,16 +207,16 @@ class Augmented(geom.SlicingScheme):
         support, weights = m.support.detach(), m.weights.detach()  # (B, N, d), (B, N)
         n = self.fit_points
         if m.n_points <= n:
-            return Measure(support, weights, kind=m.kind, batched=True, uniform=m.uniform)
+            return m.detach()
         idx = torch.multinomial(weights.double().cpu(), n, replacement=True, generator=generator)  # (B, n)
         idx = idx.to(support.device)
         picked = torch.gather(support, 1, idx[..., None].expand(-1, -1, support.shape[-1]))  # (B, n, d)
         uniform = torch.full((m.batch_size, n), 1.0 / n, dtype=weights.dtype, device=weights.device)
         return Measure(picked, uniform, kind=m.kind, batched=True, uniform=True)
 
-    def directions(self, n, dim, *, generator=None):
-        """``(n, dim)`` uniform on S^(dim-1); after :meth:`lift`, ``dim = d + lifted_dim``."""
-        return uniform_directions(n, dim, generator)
+    def directions(self, n, space, *, generator=None):
+        """``(n, D)`` uniform on S^(D-1); after :meth:`lift`, ``D = d + lifted_dim``."""
+        return space.sample(n, generator)
 
     def load_state_dict(self, state):
         """The default, after building ``net_`` (made lazily by :meth:`fit`) for the ``(B, d)`` of the
@@ -237,6 +227,11 @@ class Augmented(geom.SlicingScheme):
             B, d, _ = w1.shape  # (B, d, hidden)
             self.net_ = LiftingNet(B, d, self.hidden, self.lifted_dim, generator=torch.Generator())
         super().load_state_dict(state)
+
+
+def _with_support(m: Measure, support: torch.Tensor) -> Measure:
+    """``m`` with another support of the same ``(B, N)`` (lifted points may change the last axis)."""
+    return Measure(support, m.weights, kind=m.kind, batched=m.batched, uniform=m.uniform)
 
 
 @geom.hookimpl

@@ -72,8 +72,6 @@ from geom._checks import check_real
 from geom.registry import get_representation
 from geom.sliced import resolve_scheme
 
-from .mc import uniform_directions
-
 VARIATES = ("lower", "upper")
 
 
@@ -105,10 +103,15 @@ class ControlVariates(geom.SlicingScheme):
                 )
         self.variate, self.gamma, self.base = variate, gamma, base
 
-    def directions(self, n, dim, *, generator=None):
+    def check_space(self, space):
+        self.require_euclidean(space, "the closed-form expectation of its control variates")
         if self.base is not None:
-            return self.base.directions(n, dim, generator=generator)
-        return uniform_directions(n, dim, generator)
+            self.base.check_space(space)
+
+    def directions(self, n, space, *, generator=None):
+        if self.base is not None:
+            return self.base.directions(n, space, generator=generator)
+        return space.sample(n, generator)
 
     def control_variate(self, mu, nu, theta, scale=None):
         """The control variate per slice and its expectation over uniform directions.

@@ -34,7 +34,7 @@ distribution, the one that maximises the batch mean of the objective. Before any
 dimension than the one fitted, ``"dsw"`` draws uniform directions (its starting distribution) and
 ``"vmf-dsw"`` draws from ``vMF(epsilon, kappa)`` around a location drawn uniformly from the generator.
 
-Options (both): ``n_steps`` (int, default 20) ascent steps per call of ``fit``; ``lr`` (float, default
+Options (both): ``n_steps`` (int >= 0, default 20) ascent steps per call of ``fit`` (0 freezes the distribution); ``lr`` (float, default
 0.05) Adam step size; ``n_samples`` (int >= 2, default 32) directions drawn per ascent step;
 ``warm_start`` (bool, default True) keep the learned parameters from call to call.
 ``"dsw"``: ``lam`` (float >= 0, default 1.0) the Lagrange multiplier of the spread constraint.
@@ -48,19 +48,12 @@ import math
 import torch
 
 import geom
-from geom._checks import check_memory, check_positive_int, check_real, describe
-from geom.measure import Measure
-from geom.registry import get_representation
-from geom.sliced import sliced_value
-
-from .maxsliced import _Ascent
-from .mc import uniform_directions
+from geom._checks import check_int, check_memory, check_positive_int, check_real, describe
+from geom.ascent import ProjectedAscent
+from geom.directions import uniform_directions
+from geom.sliced import direction_space, sliced_value
 
 __all__ = ["Distributional", "VonMisesFisherDSW", "sample_von_mises_fisher"]
-
-
-def _detached(m: Measure) -> Measure:
-    return Measure(m.support.detach(), m.weights.detach(), kind=m.kind, batched=True, uniform=m.uniform)
 
 
 def _wood_cosines(n: int, dim: int, kappa: float, generator) -> torch.Tensor:
@@ -137,7 +130,7 @@ class _Learned(geom.SlicingScheme):
     """Shared options and the ascent loop of the two distributional schemes."""
 
     def __init__(self, *, n_steps=20, lr=0.05, n_samples=32, warm_start=True):
-        self.n_steps = check_positive_int(n_steps, "n_steps")
+        self.n_steps = check_int(n_steps, "n_steps")
         self.lr = check_real(lr, "lr", "> 0", lambda v: v > 0)
         self.n_samples = check_positive_int(n_samples, "n_samples")
         if self.n_samples < 2:
@@ -146,20 +139,23 @@ class _Learned(geom.SlicingScheme):
             raise TypeError(f"warm_start: expected True or False, got {describe(warm_start)}")
         self.warm_start = warm_start
 
-    def _direction_dim(self, mu: Measure) -> int:
-        """The directions' dimension, after checking that ``n_samples`` of them (and their pairwise
+    def _space(self, mu):
+        """The direction space, after checking that ``n_samples`` directions (and their pairwise
         products, for the spread penalty) fit in memory."""
-        dim = get_representation(mu.kind).direction_dim(mu)
+        space = direction_space(mu)
         S = self.n_samples
-        check_memory(S * (48 * dim + 40 * mu.batch_size) + 2 * S * S, "n_samples",
+        check_memory(S * (48 * space.gaussian_dim + 40 * mu.batch_size) + 2 * S * S, "n_samples",
                      f"{S} directions per ascent step and their pairwise products")
-        return dim
+        return space
 
     def _ascend(self, mu, nu, p, params, sample, penalty=None, after_step=None):
         """Adam on ``params`` for ``n_steps``: maximise the batch mean of ``(E W_p^p)^(1/p)``, minus
-        ``penalty(theta)``; ``after_step()`` runs after every update. Returns the last ``(S, d)`` draw."""
-        mu, nu = _detached(mu), _detached(nu)
-        ascent = _Ascent(params)
+        ``penalty(theta)``; ``after_step()`` runs after every update. Returns the last ``(S, *shape)`` draw."""
+        mu, nu = mu.detach(), nu.detach()
+        ascent = ProjectedAscent(params, project=after_step)
+        if self.n_steps == 0:  # frozen: the distribution as it is
+            with torch.no_grad():
+                return sample()
         with torch.enable_grad():
             for _ in range(self.n_steps):
                 theta = sample()  # (S, d)
@@ -168,8 +164,6 @@ class _Learned(geom.SlicingScheme):
                     objective = objective - penalty(theta)
                 objective.backward()
                 ascent.step(self.lr)
-                if after_step is not None:
-                    after_step()
         return theta.detach()
 
 
@@ -177,7 +171,8 @@ class Distributional(_Learned):
     """Distributional SW: directions ``f(u)``, ``u`` uniform, ``f(u) = (W u + b) / |W u + b|`` learned.
 
     Attributes:
-        weight_, bias_: ``(d, d)`` and ``(d,)`` float64 parameters of ``f``, None before any fit.
+        weight_, bias_: ``(k, k)`` and ``(k,)`` float64 parameters of ``f`` (``k = space.gaussian_dim``,
+            ``d`` for unit rows), None before any fit.
         regularizer_: ``E |theta^T theta'|`` estimated at the last ascent step (the level ``C`` reached).
     """
 
@@ -189,16 +184,16 @@ class Distributional(_Learned):
         self.regularizer_: float | None = None
 
     @staticmethod
-    def _push(u, weight, bias):
-        z = u @ weight.T + bias  # (n, d)
-        return z / z.norm(dim=1, keepdim=True)
+    def _push(space, u, weight, bias):
+        return space.from_gaussian(u @ weight.T + bias)  # (n, *shape)
 
     def fit(self, mu, nu, *, p, generator=None):
-        dim = self._direction_dim(mu)
-        if self.warm_start and self.weight_ is not None and self.weight_.shape[0] == dim:
+        space = self._space(mu)
+        k = space.gaussian_dim
+        if self.warm_start and self.weight_ is not None and self.weight_.shape[0] == k:
             weight, bias = self.weight_, self.bias_
         else:
-            weight, bias = torch.eye(dim, dtype=torch.float64), torch.zeros(dim, dtype=torch.float64)
+            weight, bias = torch.eye(k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64)
         kw = dict(dtype=mu.dtype, device=mu.device)
         weight = weight.to(**kw).clone().requires_grad_(True)
         bias = bias.to(**kw).clone().requires_grad_(True)
@@ -206,22 +201,25 @@ class Distributional(_Learned):
         off = ~torch.eye(S, dtype=torch.bool, device=mu.device)  # distinct pairs
 
         def sample():
-            return self._push(uniform_directions(S, dim, generator).to(**kw), weight, bias)
+            return self._push(space, uniform_directions(S, k, generator).to(**kw), weight, bias)
 
-        def penalty(theta):
-            return self.lam * (theta @ theta.T).abs()[off].mean()
+        def spread(theta):  # E |<theta, theta'>| over distinct pairs, directions of unit length
+            t = theta.reshape(S, -1)
+            t = t / t.norm(dim=1, keepdim=True)
+            return (t @ t.T).abs()[off].mean()
 
-        theta = self._ascend(mu, nu, p, [weight, bias], sample, penalty)
+        theta = self._ascend(mu, nu, p, [weight, bias], sample, lambda theta: self.lam * spread(theta))
         self.weight_, self.bias_ = weight.detach().double().cpu(), bias.detach().double().cpu()
-        self.regularizer_ = float((theta @ theta.T).abs()[off].mean())
+        self.regularizer_ = float(spread(theta))
 
-    def directions(self, n, dim, *, generator=None):
-        """``n`` directions ``f(u)``, ``u`` uniform (``f`` the identity before a fit in dimension ``dim``)."""
-        u = uniform_directions(n, dim, generator)  # (n, d)
-        if self.weight_ is None or self.weight_.shape[0] != dim:
-            return u
-        theta = self._push(u, self.weight_, self.bias_)
-        return torch.where(torch.isfinite(theta).all(1, keepdim=True), theta, u)  # W u + b = 0: measure zero
+    def directions(self, n, space, *, generator=None):
+        """``n`` directions ``f(u)``, ``u`` uniform (``f`` the identity before a fit in this space)."""
+        u = uniform_directions(n, space.gaussian_dim, generator)  # (n, k)
+        if self.weight_ is None or self.weight_.shape[0] != space.gaussian_dim:
+            return space.from_gaussian(u)
+        theta = self._push(space, u, self.weight_, self.bias_)
+        finite = torch.isfinite(theta).reshape(n, -1).all(1).reshape(n, *[1] * len(space.shape))
+        return torch.where(finite, theta, space.from_gaussian(u))  # W u + b = 0: measure zero
 
 
 class VonMisesFisherDSW(_Learned):
@@ -236,8 +234,13 @@ class VonMisesFisherDSW(_Learned):
         self.kappa = check_real(kappa, "kappa", "> 0", lambda v: v > 0)
         self.location_: torch.Tensor | None = None
 
+    def check_space(self, space):
+        self.require_euclidean(space, "the von Mises-Fisher law")
+
     def fit(self, mu, nu, *, p, generator=None):
-        dim = self._direction_dim(mu)
+        space = self._space(mu)
+        self.check_space(space)
+        dim = space.dim
         loc = self.location_
         if not (self.warm_start and loc is not None and loc.shape[0] == dim):
             loc = uniform_directions(1, dim, generator)[0]
@@ -254,8 +257,9 @@ class VonMisesFisherDSW(_Learned):
         loc = v.detach().double().cpu()
         self.location_ = loc / loc.norm()
 
-    def directions(self, n, dim, *, generator=None):
+    def directions(self, n, space, *, generator=None):
         """``n`` draws of ``vMF(location_, kappa)`` (a location drawn from ``generator`` before a fit)."""
+        dim = space.dim
         loc = self.location_
         if loc is None or loc.shape[0] != dim:
             loc = uniform_directions(1, dim, generator)[0]

@@ -46,8 +46,8 @@ import torch
 
 import geom
 from geom._checks import as_host_array, check_bool, check_int, check_memory, check_p, check_real, describe
-from geom.measure import Measure, normalize_weights
-from geom.sliced import absolute_costs, make_generator, relative_costs, root_p, scaled_costs
+from geom.measures import Measure, normalize_weights
+from geom.sliced import absolute_costs, finish_slices, make_generator, prepare_slices, relative_costs, scaled_costs
 
 __all__ = [
     "CollectionTestResult",
@@ -416,30 +416,33 @@ def intrinsic_sliced_wasserstein(mu, nu, domain: SpectralDomain, *, p: float = 2
         raise TypeError(f"domain: expected a GraphDomain or MeshDomain, got {describe(domain)}")
     p = check_p(p)
     mu, nu = _as_measure(mu, domain, "mu"), _as_measure(nu, domain, "nu")
-    dtype = torch.promote_types(mu.dtype, nu.dtype)
-    mu, nu = mu.to(dtype), nu.to(dtype)
-    B = max(mu.batch_size, nu.batch_size)
-    if {mu.batch_size, nu.batch_size} - {1, B}:
-        raise ValueError(f"mu, nu: expected equal batch sizes, got {mu.batch_size} and {nu.batch_size}")
-    mu, nu = (m if m.batch_size == B else Measure(m.support.expand(B, *m.support.shape[1:]),
-                                                    m.weights.expand(B, -1), kind=m.kind, batched=True,
-                                                    uniform=m.uniform) for m in (mu, nu))
     normalize = check_bool(normalize, "normalize")
     return_costs = check_bool(return_costs, "return_costs")
     K = domain.n_eigenpairs
-    axes = torch.eye(K, dtype=dtype, device=mu.device)  # (K, K) the slices phi_k
     alpha = torch.as_tensor(domain.alpha, dtype=torch.float64, device=mu.device)  # (K,)
-    # alpha_k W_p^p(phi_k) = (alpha_k^(1/p - 1/2) W_p(phi_k))^p: the weight folded into each slice's scale,
-    # then the terms relative to the largest, so that no p leaves the range
-    costs, scale = scaled_costs(mu, nu, axes, p)  # (B, K): the axis e_k gives alpha_k^(p/2) W_p^p(phi_k)
-    costs, top = relative_costs(costs, scale * alpha.pow(1 / p - 0.5), p)  # (B, K), (B,)
     z = alpha.sum() if normalize else alpha.new_ones(())
-    value = top.to(dtype) * z.pow(-1 / p).to(dtype) * root_p(costs.sum(-1), p)  # (B,)
+    # the slices are the coordinate axes e_k of the embedding, which give alpha_k^(p/2) W_p^p(phi_k)
+    s = prepare_slices(mu, nu, p=p, directions=torch.eye(K, dtype=torch.float64), scheme=_Sum())
+    costs, scale = scaled_costs(s.mu, s.nu, s.directions, p)  # (B, K)
+    # alpha_k W_p^p(phi_k) / z = (alpha_k^(1/p - 1/2) z^(-1/p) W_p(phi_k))^p: the weights folded into each
+    # slice's scale, then the terms relative to the largest, so that no p leaves the range
+    costs, top = relative_costs(costs, scale * alpha.pow(1 / p - 0.5) * z.pow(-1 / p), p)  # (B, K), (B,)
+    result = finish_slices(s, costs, top)  # (sum_k alpha_k W_p^p / z)^(1/p)
     if return_costs:
-        costs = absolute_costs(costs, top[:, None], p)  # (B, K) alpha_k W_p^p, or a ValueError naming p
-    if not (mu.batched or nu.batched):
-        value, costs = value[0], costs[0]
-    return (value, costs) if return_costs else value
+        unit = (top if s.batched else top[0]) * z.pow(1 / p)
+        return result.value, absolute_costs(result.scaled_costs, unit[..., None], p)  # alpha_k W_p^p, (B, K)
+    return result.value
+
+
+class _Sum(geom.SlicingScheme):
+    """The quadrature of ISW: the sum of the (weighted) slice costs; exact, so the stderr is 0."""
+
+    def directions(self, n, space, *, generator=None):
+        raise ValueError("ISW slices along the eigenfunctions: its directions are the coordinate axes")
+
+    def estimate(self, costs, context):
+        value = costs.sum(-1)
+        return value, torch.zeros_like(value.detach())
 
 
 def hilbert_embedding(collection, domain: SpectralDomain, *, n_quantiles: int = 20) -> torch.Tensor:

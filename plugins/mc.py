@@ -1,4 +1,6 @@
-"""``"mc"``: plain Monte Carlo slicing, directions uniform on the sphere S^(d-1).
+"""``"mc"``: plain Monte Carlo slicing, directions independent and uniform in the representation's
+direction space (the sphere S^(d-1) for point clouds and meshes, Haar frames for the sphere kind,
+the SPDSW law for SPD matrices).
 
 The estimate of ``E W_p^p`` is the sample mean over the L slices, its standard error the sample
 standard deviation over sqrt(L) (the default of :class:`geom.SlicingScheme`).
@@ -6,22 +8,17 @@ standard deviation over sqrt(L) (the default of :class:`geom.SlicingScheme`).
 
 from __future__ import annotations
 
-import torch
-
 import geom
+from geom.directions import uniform_directions
 
-
-def uniform_directions(n: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``(n, dim)`` float64 rows, independent and uniform on S^(dim-1): normalised Gaussian vectors."""
-    theta = torch.randn(n, dim, generator=generator, dtype=torch.float64)
-    return theta / theta.norm(dim=1, keepdim=True)
+__all__ = ["MonteCarlo", "uniform_directions"]
 
 
 class MonteCarlo(geom.SlicingScheme):
-    """Independent directions, uniform on the unit sphere (normalised Gaussian vectors)."""
+    """Independent directions, uniform in the direction space (pushforwards of Gaussian vectors)."""
 
-    def directions(self, n, dim, *, generator=None):
-        return uniform_directions(n, dim, generator)
+    def directions(self, n, space, *, generator=None):
+        return space.sample(n, generator)
 
 
 @geom.hookimpl

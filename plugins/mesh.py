@@ -47,7 +47,7 @@ import torch
 import geom
 from geom._checks import check_device, check_int, check_memory, check_real, describe
 from geom.io import surface_draws
-from geom.measure import Measure
+from geom.measures import Measure
 
 from .points import as_support
 

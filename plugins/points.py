@@ -11,19 +11,10 @@ import numpy as np
 import torch
 
 import geom
-from geom._checks import as_real_tensor, check_finite, describe
-from geom.measure import Measure, normalize_weights
+from geom._checks import check_finite, describe
+from geom.measures import Measure, as_support, normalize_weights
 
-_ACCEPTED = "an array, tensor or nested list of shape (N, D) or (B, N, D), a file path, a trimesh or open3d object"
-
-
-def as_support(obj, name: str = "obj", expected: str = _ACCEPTED) -> torch.Tensor:
-    """Numeric input -> float tensor (float64 kept, everything else float32; autograd kept).
-
-    Errors name the argument ``name`` and say ``expected`` (:func:`geom._checks.as_real_tensor`).
-    """
-    return as_real_tensor(obj, name, expected)
-
+__all__ = ["PointCloud", "as_support"]
 
 class PointCloud(geom.Representation):
     """Weighted point clouds in R^D."""

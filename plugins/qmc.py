@@ -63,9 +63,16 @@ scrambling, which keeps their points off the corners and the centre of the cube)
 rule has no sampling distribution, hence no standard error: the reported stderr is ``nan``, and the
 estimate carries a bias of the size of the rule's quadrature error.
 
+Other direction spaces (frames of the sphere kind, SPD directions): the ``"gaussian"`` set, Sobol
+points of ``[0, 1)^k`` through the inverse normal CDF and the space's own map from Gaussian vectors
+to uniform directions (``space.from_gaussian``, ``k = space.gaussian_dim``), so that the points are
+spread over the space being sliced; it is the default there (``point_set=None``). The other sets are
+constructions on the Euclidean sphere and are refused elsewhere with a ValueError.
+
 The grouping of the last :meth:`QuasiMonteCarlo.directions` call is remembered on the instance for
-:meth:`QuasiMonteCarlo.estimate`; costs computed on directions the instance did not draw (for
-example ``geom.sliced_wasserstein(..., directions=...)``) get the plain mean and a ``nan`` stderr.
+:meth:`QuasiMonteCarlo.estimate`, which applies it when the core says the scheme drew the
+directions (``context.drawn``); directions the caller gave (``directions=...``) get the plain mean
+and a ``nan`` stderr.
 """
 
 from __future__ import annotations
@@ -76,15 +83,22 @@ import torch
 
 import geom
 from geom._checks import check_memory, check_positive_int, describe
+from geom.directions import haar_rotation
 
 __all__ = ["POINT_SETS", "QuasiMonteCarlo", "energy_points", "equal_area_map", "gaussian_map", "haar_rotation",
-           "spiral_points"]
+           "spiral_points"]  # haar_rotation: from geom.directions, kept here for imports of the first release
 
-#: point set -> the dimensions it exists in (None: every dimension).
+#: point set -> the dimensions of the Euclidean sphere it exists in (None: every dimension; only
+#: ``"gaussian"`` exists in the other direction spaces).
 POINT_SETS = {"gaussian": None, "equal_area": (3,), "spiral": (3,), "max_distance": None, "coulomb": None}
 _SOBOL_SETS = ("gaussian", "equal_area")
 _FIXED_SCRAMBLE = 0  # the Sobol scrambling of the deterministic rule
 _ENERGY_CACHE: dict[tuple[int, int, str], torch.Tensor] = {}
+
+
+def _ndtri(u: torch.Tensor) -> torch.Tensor:
+    """``Phi^-1(u)`` of points of the unit cube, float64, kept off the infinite ends."""
+    return torch.special.ndtri(u.to(torch.float64).clamp(2.0**-53, 1.0 - 2.0**-53))
 
 
 def gaussian_map(u: torch.Tensor) -> torch.Tensor:
@@ -92,7 +106,7 @@ def gaussian_map(u: torch.Tensor) -> torch.Tensor:
 
     A uniform ``u`` gives a standard Gaussian vector, whose direction is uniform on the sphere.
     """
-    z = torch.special.ndtri(u.to(torch.float64).clamp(2.0**-53, 1.0 - 2.0**-53))  # (n, d)
+    z = _ndtri(u)  # (n, d)
     return z / z.norm(dim=1, keepdim=True).clamp_min(torch.finfo(z.dtype).tiny)
 
 
@@ -120,17 +134,6 @@ def spiral_points(n: int) -> torch.Tensor:
     phi = torch.arccos(1.0 - (2.0 * i - 1.0) / n)
     psi = torch.remainder(1.8 * math.sqrt(n) * phi, 2 * math.pi)
     return torch.stack([torch.sin(phi) * torch.cos(psi), torch.sin(phi) * torch.sin(psi), torch.cos(phi)], 1)
-
-
-def haar_rotation(dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A ``(dim, dim)`` orthogonal matrix drawn from the Haar measure on O(dim).
-
-    QR of a Gaussian matrix, with the signs of R's diagonal moved into Q (without that correction
-    the law of Q depends on the QR implementation and is not Haar).
-    """
-    g = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
-    q, r = torch.linalg.qr(g)
-    return q * torch.sign(torch.diagonal(r))  # scales column j by sign(R_jj)
 
 
 def _sobol(n: int, dim: int, seed: int) -> torch.Tensor:
@@ -215,8 +218,9 @@ class QuasiMonteCarlo(geom.SlicingScheme):
     """Quasi-Monte Carlo directions: QSW (``randomize=False``) and RQSW (``randomize=True``).
 
     Args:
-        point_set: ``"coulomb"`` (default), ``"max_distance"``, ``"gaussian"`` (any dimension),
-            ``"equal_area"`` or ``"spiral"`` (dimension 3 only); see the module docstring.
+        point_set: ``"coulomb"``, ``"max_distance"``, ``"gaussian"`` (any dimension),
+            ``"equal_area"`` or ``"spiral"`` (dimension 3 only); see the module docstring. Default
+            None: ``"coulomb"`` on the Euclidean sphere, ``"gaussian"`` in other direction spaces.
         randomize: draw an independently randomised set per group (unbiased RQSW, with a standard
             error); False gives the deterministic QSW rule (stderr ``nan``).
         n_randomizations: number ``R`` of independent randomised groups the ``L`` directions are
@@ -232,12 +236,12 @@ class QuasiMonteCarlo(geom.SlicingScheme):
     1.0
     """
 
-    def __init__(self, *, point_set: str = "coulomb", randomize: bool = True, n_randomizations: int = 1,
+    def __init__(self, *, point_set: str | None = None, randomize: bool = True, n_randomizations: int = 1,
                  **options):
         super().__init__(**options)
-        if not isinstance(point_set, str):
+        if point_set is not None and not isinstance(point_set, str):
             raise TypeError(f"point_set: expected one of {sorted(POINT_SETS)}, got {describe(point_set)}")
-        if point_set not in POINT_SETS:
+        if point_set is not None and point_set not in POINT_SETS:
             raise ValueError(f"point_set: expected one of {sorted(POINT_SETS)}, got {point_set!r}")
         if not isinstance(randomize, bool):
             raise TypeError(f"randomize: expected True or False, got {describe(randomize)}")
@@ -246,44 +250,52 @@ class QuasiMonteCarlo(geom.SlicingScheme):
             raise ValueError(f"n_randomizations: expected 1 with randomize=False (a deterministic rule has one "
                              f"realisation), got {n_randomizations}")
         self.point_set, self.randomize, self.n_randomizations = point_set, randomize, n_randomizations
-        self._last: tuple[tuple[int, ...], torch.Tensor] | None = None  # (group sizes, directions) last drawn
+        self._last: tuple[int, ...] | None = None  # the group sizes of the last draw
 
-    def _check_dim(self, dim: int) -> None:
-        dims = POINT_SETS[self.point_set]
-        if dims is not None and dim not in dims:
-            anywhere = sorted(k for k, v in POINT_SETS.items() if v is None or dim in v)
-            raise ValueError(f"point_set: {self.point_set!r} exists only in dimension {dims[0]}, got directions "
-                             f"in dimension {dim}; point sets for dimension {dim}: {anywhere}")
+    def _set_for(self, space) -> str:
+        """The point set used in ``space``: the option, or by default ``"coulomb"`` on the Euclidean
+        sphere and ``"gaussian"`` elsewhere."""
+        if self.point_set is not None:
+            return self.point_set
+        return "coulomb" if space.euclidean else "gaussian"
 
-    def _point_set(self, m: int, dim: int, generator) -> torch.Tensor:
+    def check_space(self, space):
+        name = self._set_for(space)
+        if name != "gaussian":
+            self.require_euclidean(space, f"point_set {name!r}")
+        dims = POINT_SETS[name]
+        if dims is not None and space.dim not in dims:
+            anywhere = sorted(k for k, v in POINT_SETS.items() if v is None or space.dim in v)
+            raise ValueError(f"point_set: {name!r} exists only in dimension {dims[0]}, got directions "
+                             f"in dimension {space.dim}; point sets for dimension {space.dim}: {anywhere}")
+
+    def _point_set(self, m: int, space, generator) -> torch.Tensor:
         """One point set of ``m`` directions, randomised when ``self.randomize``."""
-        if self.point_set in _SOBOL_SETS:
+        name = self._set_for(space)
+        if name in _SOBOL_SETS:
             seed = _FIXED_SCRAMBLE
             if self.randomize:  # a fresh scrambling: every point uniform on the cube, the set still even
                 seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-            if self.point_set == "gaussian":
-                return gaussian_map(_sobol(m, dim, seed))
+            if name == "gaussian":
+                return space.from_gaussian(_ndtri(_sobol(m, space.gaussian_dim, seed)))
             return equal_area_map(_sobol(m, 2, seed))
-        theta = spiral_points(m) if self.point_set == "spiral" else energy_points(m, dim, self.point_set)
+        dim = space.dim
+        theta = spiral_points(m) if name == "spiral" else energy_points(m, dim, name)
         return theta @ haar_rotation(dim, generator) if self.randomize else theta
 
-    def directions(self, n, dim, *, generator=None):
-        """``(n, dim)`` unit rows: ``R = min(n_randomizations, n)`` consecutive groups, one point set each."""
-        self._check_dim(dim)
+    def directions(self, n, space, *, generator=None):
+        """``(n, *space.shape)``: ``R = min(n_randomizations, n)`` consecutive groups, one point set each."""
+        self.check_space(space)
         groups = min(self.n_randomizations, n)
         sizes = tuple(n // groups + (g < n % groups) for g in range(groups))
-        theta = torch.cat([self._point_set(m, dim, generator) for m in sizes])  # (n, dim)
-        self._last = (sizes, theta)
+        theta = torch.cat([self._point_set(m, space, generator) for m in sizes])  # (n, *shape)
+        self._last = sizes
         return theta
 
     def estimate(self, costs, context):
         """``costs (B, L)`` -> mean of the group means ``(B,)``, and their spread over ``sqrt(R)`` ``(B,)``."""
-        L = costs.shape[-1]
-        if context.directions.shape[0] != L:
-            raise ValueError(f"costs: expected one cost per direction ({context.directions.shape[0]}), got "
-                             f"shape {tuple(costs.shape)}")
-        sizes = self._groups_of(context.directions)
-        if sizes is None:  # directions this instance did not draw: no randomisation structure to use
+        sizes = self._last if context.drawn else None
+        if sizes is None or sum(sizes) != costs.shape[-1]:  # not this instance's draw: no randomisation to use
             value = costs.mean(-1)
             return value, torch.full_like(value.detach(), math.nan)
         means = torch.stack([c.mean(-1) for c in torch.split(costs, sizes, dim=-1)], -1)  # (B, R)
@@ -291,17 +303,6 @@ class QuasiMonteCarlo(geom.SlicingScheme):
         if len(sizes) < 2 or not self.randomize:
             return value, torch.full_like(value.detach(), math.nan)
         return value, means.detach().std(-1) / math.sqrt(len(sizes))
-
-    def _groups_of(self, directions: torch.Tensor) -> tuple[int, ...] | None:
-        """The group sizes of the last draw when ``directions`` are those directions (as cast by the core)."""
-        if self._last is None:
-            return None
-        sizes, drawn = self._last
-        if tuple(directions.shape) != tuple(drawn.shape):
-            return None
-        tol = 10 * torch.finfo(directions.dtype).eps if directions.is_floating_point() else 0.0
-        same = torch.allclose(directions.detach().to("cpu", torch.float64), drawn, rtol=0.0, atol=max(tol, 1e-12))
-        return sizes if same else None
 
 
 @geom.hookimpl

@@ -59,7 +59,9 @@ Options:
     decay: weight factor per update, in (0, 1] (default 0.95; 1 = no decay).
     ess_threshold: reset below ``ess_threshold * |reservoir|``, in [0, 1] (default 0.5; 0 = only
         when every weight is 0).
-    mixture: ``alpha`` in [0, 1), the share of fresh candidates drawn near the reservoir (default 0.5).
+    mixture: ``alpha`` in [0, 1), the share of fresh candidates drawn near the reservoir (default None:
+        0.5 on the Euclidean sphere; 0 in other direction spaces, frames or SPD directions, where the
+        draws near a member are not defined and the fresh candidates are uniform).
     concentration: ``s``, a positive int, the sharpness of the draws near a member (default 2).
     base: ``None``, or a scheme (registered name or instance) whose directions, uniform one by one
         (e.g. randomised quasi-Monte Carlo), give the uniform fresh candidates.
@@ -77,8 +79,8 @@ from geom.sliced import resolve_scheme
 class Reservoir(geom.SlicingScheme):
     """Weighted reservoir sampling of directions across calls (see the module docstring).
 
-    Attributes (state, per dimension ``dim``):
-        reservoir: ``(R, dim)`` float64 members, ``R <= reservoir_size``, largest key first.
+    Attributes (state, per direction shape ``shape``, ``dim`` entries):
+        reservoir: ``(R, dim)`` float64 members as flat rows, ``R <= reservoir_size``, largest key first.
         log_keys: ``(R,)`` their A-Res keys ``log u / w`` at the last update.
         weights: ``(R,)`` their weights ``w = c rho decay^age`` at the last update, relative to the largest.
         step: number of reservoir updates since the instance was made (or ``dim`` changed).
@@ -86,21 +88,36 @@ class Reservoir(geom.SlicingScheme):
     """
 
     def __init__(self, *, reservoir_size=16, n_candidates=None, decay=0.95, ess_threshold=0.5,
-                 mixture=0.5, concentration=2, base=None, **options):
+                 mixture=None, concentration=2, base=None, **options):
         super().__init__(**options)
         self.reservoir_size = check_positive_int(reservoir_size, "reservoir_size")
         self.n_candidates = None if n_candidates is None else check_positive_int(n_candidates, "n_candidates")
         self.decay = check_real(decay, "decay", "in (0, 1]", lambda v: 0 < v <= 1)
         self.ess_threshold = check_real(ess_threshold, "ess_threshold", "in [0, 1]", lambda v: 0 <= v <= 1)
-        self.mixture = check_real(mixture, "mixture", "in [0, 1)", lambda v: 0 <= v < 1)
+        self.mixture = None if mixture is None else check_real(mixture, "mixture", "in [0, 1)", lambda v: 0 <= v < 1)
         self.concentration = check_positive_int(concentration, "concentration")
         self.base = _base(base)
         self._start(None)
 
-    def _start(self, dim):
-        """Empty state for dimension ``dim``."""
-        self.dim, self.step, self.resets, self._pending = dim, 0, 0, None
+    def _start(self, shape):
+        """Empty state for directions of ``shape`` (members are kept as flat rows of ``dim`` entries)."""
+        self.shape = None if shape is None else list(shape)
+        self.dim = None if shape is None else math.prod(shape)
+        self.step, self.resets, self._pending = 0, 0, None
         self._empty()
+
+    def _alpha(self, space) -> float:
+        """The mixture in ``space``: the option, by default 0.5 on the Euclidean sphere and 0 elsewhere
+        (the draws near a member are built on the sphere)."""
+        if self.mixture is not None:
+            return self.mixture
+        return 0.5 if space.euclidean else 0.0
+
+    def check_space(self, space):
+        if self._alpha(space) > 0:
+            self.require_euclidean(space, "mixture > 0 (draws near the reservoir's members)")
+        if self.base is not None:
+            self.base.check_space(space)
 
     def _empty(self):
         d = self.dim or 0
@@ -109,18 +126,21 @@ class Reservoir(geom.SlicingScheme):
         self._log_u, self._rho, self._cost = self.log_keys.clone(), self.log_keys.clone(), self.log_keys.clone()
         self._birth = torch.empty(0, dtype=torch.long)
 
-    def directions(self, n, dim, *, generator=None):
-        if dim != self.dim:
-            self._start(dim)
+    def directions(self, n, space, *, generator=None):
+        self.check_space(space)
+        if self.shape != list(space.shape):
+            self._start(space.shape)
+        dim = self.dim
         R = self.reservoir.shape[0]
         least = self.n_candidates if self.n_candidates is not None else max(n - self.reservoir_size, (n + 1) // 2)
         n_res = min(R, max(0, n - least))
         n_fresh = n - n_res
         if self.base is not None:
-            fresh = self.base.directions(n_fresh, dim, generator=generator).detach().to("cpu", torch.float64)
+            fresh = self.base.directions(n_fresh, space, generator=generator).detach().to("cpu", torch.float64)
         else:
-            fresh = _normalise(torch.randn(n_fresh, dim, generator=generator, dtype=torch.float64))
-        alpha = self.mixture if R > 0 else 0.0
+            fresh = space.sample(n_fresh, generator)
+        fresh = fresh.reshape(n_fresh, dim)  # (n_fresh, dim) flat rows
+        alpha = self._alpha(space) if R > 0 else 0.0
         rho = torch.ones(n_fresh, dtype=torch.float64)
         if alpha > 0:
             near = torch.rand(n_fresh, generator=generator, dtype=torch.float64) < alpha  # (n_fresh,)
@@ -133,13 +153,16 @@ class Reservoir(geom.SlicingScheme):
         u = 1.0 - torch.rand(n_fresh, generator=generator, dtype=torch.float64)  # (0, 1]
         theta = torch.cat([self.reservoir[:n_res], fresh])  # (n, dim)
         self._pending = (theta, n_res, rho, u.log())
-        return theta
+        return theta.reshape(n, *space.shape)
 
     def load_state_dict(self, state):
         """The default, then the reservoir's shapes: ``(R, dim)`` members, ``R <= reservoir_size``, and
         ``(R,)`` for every per-member array."""
         super().load_state_dict(state)
         R = self.reservoir.shape[0]
+        if self.shape is not None and (not isinstance(self.shape, list) or math.prod(self.shape) != self.dim):
+            raise ValueError(f"state: shape: expected the shape of one direction, with dim = {self.dim} entries, "
+                             f"got {self.shape!r}")
         if self.reservoir.ndim != 2 or R > self.reservoir_size or (self.dim and self.reservoir.shape[1] != self.dim):
             raise ValueError(f"state: reservoir: expected (R, {self.dim}) members with R <= {self.reservoir_size}, "
                              f"got shape {tuple(self.reservoir.shape)}")
@@ -160,10 +183,7 @@ class Reservoir(geom.SlicingScheme):
 
     def estimate(self, costs, context):
         pending, self._pending = self._pending, None
-        theta = context.directions.detach()
-        if pending is None or pending[0].shape != theta.shape or not torch.equal(
-            pending[0].to(device=theta.device, dtype=theta.dtype), theta
-        ):
+        if pending is None or not context.drawn or pending[0].shape[0] != costs.shape[-1]:
             return super().estimate(costs, context)  # directions not drawn here: plain mean, no update
         drawn, n_res, rho, log_u = pending
         terms = costs[:, n_res:] * rho.to(costs)  # (B, n_fresh): rho_j c_j

@@ -8,11 +8,10 @@ a symmetric matrix ``A`` with ``||A||_F = 1`` and each matrix goes to one number
 
 - ``"spd"`` (SPDSW, log-Euclidean): ``t = <A, log X>_F`` with ``A = P diag(theta) P^T``, ``theta``
   uniform on S^(n-1) and ``P`` Haar on O(n). The support is ``vec(log X)`` (below), ``D = n(n+1)/2``
-  coordinates. A scheme's unit row of length ``n + n^2`` is read as ``theta`` (first ``n`` entries,
-  normalised) and ``P`` (the Q factor, signs fixed so ``diag R > 0``, of the last ``n^2`` entries as
-  an ``n x n`` matrix). Uniform rows give exactly the SPDSW law: the two blocks of a normalised
-  Gaussian vector are independent Gaussians up to one positive factor, so ``theta`` is uniform on
-  S^(n-1) and independent of ``P``; the sign-fixed Q factor of a (scaled) Gaussian matrix is Haar.
+  coordinates. Directions live in :class:`geom.SymmetricDirections`: ``(L, n, n)`` symmetric
+  matrices of unit Frobenius norm, drawn uniformly as ``P diag(theta) P^T`` from ``n + n^2``
+  Gaussians (``theta`` the first ``n`` normalised, uniform on S^(n-1); ``P`` the sign-fixed Q factor
+  of the other ``n^2`` as a matrix, Haar and independent of ``theta``).
 - ``"spd-logsw"`` (log-SW): the Euclidean sliced Wasserstein distance of ``vec(log X)``, directions
   uniform on the unit sphere of Sym(n) (``A = vec^-1(row)``, D-dimensional rows). It is ``linear``,
   so the core's fused kernel and the control variates (``scheme="cv"``) apply. It differs from SPDSW
@@ -30,16 +29,15 @@ a symmetric matrix ``A`` with ``||A||_F = 1`` and each matrix goes to one number
 ``vec`` is the orthonormal basis of Sym(n): the ``n`` diagonal entries, then ``sqrt(2) X_ij`` for
 ``i < j`` (row-major), so ``<A, B>_F = vec(A) . vec(B)`` (:func:`sym_to_vec`, :func:`vec_to_sym`).
 Logarithms use ``torch.linalg.eigh`` with a Daleckii-Krein backward that is finite for repeated
-eigenvalues (:func:`spd_log`). User directions given as ``(L, n, n)`` symmetric unit-Frobenius
-matrices become rows with :func:`matrices_to_rows` (``"spd"``, ``"spd-affine"``) or
-:func:`sym_to_vec` (``"spd-logsw"``).
+eigenvalues (:func:`spd_log`). ``"spd"`` and ``"spd-affine"`` take user directions as ``(L, n, n)``
+symmetric unit-Frobenius matrices and return them so in ``SlicedResult.directions``; ``"spd-logsw"``
+takes unit rows of the log coordinates (:func:`sym_to_vec` of such matrices).
 
 >>> import geom, math, torch
->>> from geom_plugins.spd import matrices_to_rows
 >>> X = torch.diag_embed(torch.exp(torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)))  # (2, 2, 2)
 >>> mu, nu = geom.measure(X, kind="spd"), geom.measure(X * math.exp(2), kind="spd")  # log X + 2 I
 >>> A = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]], dtype=torch.float64)  # one direction, A = diag(1, 0)
->>> round(geom.sliced_wasserstein(mu, nu, directions=matrices_to_rows(A)).item(), 6)
+>>> round(geom.sliced_wasserstein(mu, nu, directions=A).item(), 6)
 2.0
 """
 
@@ -47,14 +45,14 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import torch
 
 import geom
 from geom._checks import check_int, check_real, describe
-from geom.measure import Measure, normalize_weights
-
-from .points import as_support
+from geom.directions import SymmetricDirections
+from geom.measures import Measure, as_support, normalize_weights
 
 __all__ = [
     "AffineInvariantSPD",
@@ -247,64 +245,48 @@ def _matrices(obj) -> tuple[torch.Tensor, bool]:
 
 
 def rows_to_frames(rows: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(L, n + n^2)`` rows -> ``theta (L, n)`` unit vectors and ``P (L, n, n)`` orthogonal matrices.
+    """Deprecated (directions are ``(L, n, n)`` matrices now): ``(L, n + n^2)`` rows of the first
+    contract -> ``theta (L, n)`` unit vectors and ``P (L, n, n)`` orthogonal matrices (the first block
+    normalised; the sign-fixed Q factor of the second block read as an ``n x n`` matrix, row-major)."""
+    warnings.warn("rows_to_frames is deprecated: SPD directions are (L, n, n) symmetric matrices",
+                  DeprecationWarning, stacklevel=2)
+    return _rows_to_frames(rows, n)
 
-    ``theta`` is the first block normalised, ``P`` the Q factor of the second block (as an ``n x n``
-    matrix, row-major) with the signs of its columns fixed so that ``diag R > 0``.
-    """
+
+def _rows_to_frames(rows, n):
     n = check_int(n, "n", minimum=1)
     rows = as_support(rows, "directions", f"an (L, {n + n * n}) array of rows")
     if rows.ndim != 2 or rows.shape[1] != n + n * n:
         raise ValueError(f"directions: expected shape (L, {n + n * n}) for {n}x{n} matrices, got {tuple(rows.shape)}")
-    theta = rows[:, :n]
-    norm = theta.norm(dim=1, keepdim=True)  # (L, 1)
-    zero = norm[:, 0] < torch.finfo(rows.dtype).tiny  # (L,)
-    if bool(zero.any()):
-        raise ValueError(f"directions: row {int(zero.nonzero()[0])} has a zero theta block (its first {n} "
-                         "entries); it names no direction")
-    theta = theta / norm  # (L, n)
-    block = rows[:, n:].reshape(-1, n, n)  # (L, n, n)
-    Q, R = torch.linalg.qr(block)
-    diag = R.diagonal(dim1=-2, dim2=-1).abs()  # (L, n): a zero one at rounding level, rank < n
-    flat = (diag <= 64 * torch.finfo(rows.dtype).eps * block.flatten(1).norm(dim=1, keepdim=True)).any(1)
-    if bool(flat.any()):
-        raise ValueError(f"directions: row {int(flat.nonzero()[0])} has a rank-deficient P block (its last {n * n} "
-                         "entries as an n x n matrix); expected an invertible one, whose Q factor is the rotation")
-    sign = torch.where(R.diagonal(dim1=-2, dim2=-1) < 0, -1.0, 1.0).to(rows.dtype)  # (L, n)
-    return theta, Q * sign.unsqueeze(-2)
+    return _eigen_frames(SymmetricDirections(n).from_gaussian(rows))
 
 
 def rows_to_matrices(rows: torch.Tensor, n: int) -> torch.Tensor:
-    """``(L, n + n^2)`` rows -> ``A = P diag(theta) P^T``, ``(L, n, n)`` symmetric with ``||A||_F = 1``."""
-    theta, P = rows_to_frames(rows, n)
-    return (P * theta.unsqueeze(-2)) @ P.transpose(-1, -2)
+    """Deprecated: ``(L, n + n^2)`` rows of the first contract -> ``A = P diag(theta) P^T`` ``(L, n, n)``."""
+    warnings.warn("rows_to_matrices is deprecated: SPD directions are (L, n, n) symmetric matrices",
+                  DeprecationWarning, stacklevel=2)
+    n = check_int(n, "n", minimum=1)
+    rows = as_support(rows, "directions", f"an (L, {n + n * n}) array of rows")
+    if rows.ndim != 2 or rows.shape[1] != n + n * n:
+        raise ValueError(f"directions: expected shape (L, {n + n * n}) for {n}x{n} matrices, got {tuple(rows.shape)}")
+    return SymmetricDirections(n).from_gaussian(rows)
 
 
 def matrices_to_rows(A) -> torch.Tensor:
-    """``(L, n, n)`` symmetric unit-Frobenius matrices -> ``(L, n + n^2)`` unit rows that
-    :func:`rows_to_matrices` reads back as ``A`` (use them as ``directions=`` for ``"spd"`` and
-    ``"spd-affine"``).
-
-    With ``A = V diag(w) V^T`` (``eigh``), the row is ``(w, vec V) / sqrt(1 + n)``: ``|w| = 1``, and
-    the QR factorisation of an orthogonal ``V`` gives back ``V`` once the signs are fixed.
-    """
+    """Deprecated: the matrices themselves, checked (``(L, n, n)`` symmetric, unit Frobenius norm).
+    ``"spd"`` and ``"spd-affine"`` take them as ``directions=`` as they are."""
+    warnings.warn("matrices_to_rows is deprecated: pass the (L, n, n) matrices as directions= directly",
+                  DeprecationWarning, stacklevel=2)
     A = _matrix_stack(A, "A")
-    if A.ndim != 3 or A.shape[-1] != A.shape[-2] or A.shape[0] < 1:
+    if A.ndim != 3 or A.shape[0] < 1:
         raise ValueError(f"A: expected (L, n, n) symmetric matrices, got {describe(A)}")
-    finite = torch.isfinite(A).flatten(1).all(1)  # (L,)
-    if not bool(finite.all()):
-        raise ValueError(f"A: expected finite entries, got nan or inf in A[{int((~finite).nonzero()[0])}]")
-    asym = (A - A.transpose(-1, -2)).abs().amax().item()
-    if asym > math.sqrt(torch.finfo(A.dtype).eps):
-        raise ValueError(f"A: expected symmetric matrices, got max |A - A^T| = {asym:.3g}")
-    norms = A.flatten(1).norm(dim=1)
-    if bool(((norms - 1).abs() > 1e-4).any()):
-        k = int((norms - 1).abs().argmax())
-        raise ValueError(f"A: expected unit Frobenius norms, got A[{k}] with norm {norms[k].item():.6g}")
-    n = A.shape[-1]
-    w, V = _linalg(torch.linalg.eigh, (A + A.transpose(-1, -2)) / 2, "A", lambda k: f"A[{k[0]}]")  # (L, n), (L, n, n)
-    w = w / w.norm(dim=1, keepdim=True)
-    return torch.cat([w, V.reshape(-1, n * n)], 1) / math.sqrt(1 + n)
+    return SymmetricDirections(A.shape[-1]).check(A, "A")
+
+
+def _eigen_frames(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(L, n, n)`` symmetric directions -> ``theta (L, n)`` eigenvalues and ``P (L, n, n)`` eigenvectors."""
+    theta, P = _linalg(torch.linalg.eigh, (A + A.transpose(-1, -2)) / 2, "directions", lambda k: f"directions[{k[0]}]")
+    return theta / theta.norm(dim=1, keepdim=True), P
 
 
 # ----------------------------------------------------------------- affine-invariant projections
@@ -369,14 +351,11 @@ class LogEuclideanSPD(geom.Representation):
     def build(self, obj, *, weights=None, **options):
         return _build(self.name, obj, weights, options, log=True)
 
-    def direction_dim(self, mu):
-        n = _order(mu.dim, "support")
-        return n + n * n
+    def direction_space(self, mu):
+        return SymmetricDirections(_order(mu.dim, "support"))
 
     def project(self, support, directions):
-        n = _order(support.shape[-1], "support")
-        A = sym_to_vec(rows_to_matrices(directions, n))  # (L, D)
-        return torch.matmul(A, support.transpose(1, 2))  # (B, L, N)
+        return torch.matmul(sym_to_vec(directions), support.transpose(1, 2))  # (L, D) @ (B, D, N) -> (B, L, N)
 
 
 class LogSlicedSPD(geom.Representation):
@@ -408,12 +387,11 @@ class AffineInvariantSPD(geom.Representation):
     def build(self, obj, *, weights=None, **options):
         return _build(self.name, obj, weights, options, log=False)
 
-    def direction_dim(self, mu):
-        n = mu.support.shape[-1]
-        return n + n * n
+    def direction_space(self, mu):
+        return SymmetricDirections(mu.support.shape[-1])
 
     def project(self, support, directions):
-        theta, P = rows_to_frames(directions, support.shape[-1])
+        theta, P = _eigen_frames(directions)  # A = P diag(theta) P^T
         return busemann_projections(support, theta, P)
 
 

@@ -9,13 +9,14 @@ mod 1`` on the circle of length 1 (POT's convention). 1-D transport runs on the 
 (:func:`geom._circle.circle_costs`, exact), and ``SSW_p = (E_U W_p^p(P^U#mu, P^U#nu))^(1/p)`` with ``U``
 uniform (Haar) on the Stiefel manifold V_(d,2) -- the convention of :func:`geom.sliced_wasserstein`.
 
-Directions: every scheme draws unit rows of length ``2 d``; a row is read as a ``d x 2`` matrix
-``Z`` (row-major) and ``U`` is the Q factor of ``Z = Q R`` with the signs of ``diag R`` moved into
-``Q`` (Gram-Schmidt). Uniform rows give Haar frames: a uniform row is ``G / |G|`` with ``G`` a
-Gaussian ``d x 2`` matrix, and a positive scale leaves Q unchanged; for an orthogonal ``O``, ``O G``
-has the law of ``G`` and ``Q(O G) = O Q(G)``, so the law of ``Q(G)`` is invariant under rotations.
-So Monte Carlo, QMC (``point_set="gaussian"``), reservoir and the other schemes that draw uniform rows
-work unchanged. :func:`frames_to_directions` turns given frames ``(L, d, 2)`` into rows.
+Directions live in :class:`geom.Frames`: ``(L, d, 2)`` orthonormal frames ``U`` (POT's
+``projections``), given as they are to ``directions=`` and returned as they are in
+``SlicedResult.directions``. Uniform frames are the sign-fixed Q factors of Gaussian ``d x 2``
+matrices (Gram-Schmidt): for an orthogonal ``O``, ``O G`` has the law of ``G`` and
+``Q(O G) = O Q(G)``, so the law of ``Q(G)`` is invariant under rotations (Haar). Schemes draw in
+that space (Monte Carlo, randomised Sobol frames for ``"qmc"``, the reservoir, ``"max"`` and
+``"dsw"`` through its Gaussian coordinates); those built on the Euclidean sphere (``"cv"``,
+``"vmf-dsw"``, the spiral and energy point sets) say so.
 
 Options of ``geom.measure(x, kind="sphere", normalize=False)``: with ``normalize=True`` nonzero points
 are divided by their norm; otherwise a point whose norm is off 1 by more than 1e-4 is an error
@@ -26,13 +27,16 @@ sphere in closed form per slice.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 
 import geom
-from geom._checks import check_bool, check_finite, check_memory, check_p, check_positive_int, describe
-from geom.measure import Measure, normalize_weights
+from geom._checks import check_bool, check_finite, check_p, describe
+from geom.directions import Frames, gram_schmidt_frames
+from geom.measures import Measure, as_support, normalize_weights
+from geom.sliced import finish_slices, prepare_slices, relative_costs
 
 __all__ = ["Sphere", "directions_to_frames", "frames_to_directions", "sliced_wasserstein_sphere_uniform"]
 
@@ -40,40 +44,24 @@ SPHERE_TOL = 1e-4  # |norm - 1| allowed for points on the sphere (POT's toleranc
 
 
 def directions_to_frames(directions: torch.Tensor) -> torch.Tensor:
-    """``(L, 2 d)`` rows -> ``(L, d, 2)`` frames: Q of the row read as a ``d x 2`` matrix, ``diag R > 0``."""
+    """Deprecated: ``(L, 2 d)`` rows of the first contract -> ``(L, d, 2)`` frames (each row read as a
+    ``d x 2`` matrix, row-major, and orthonormalised). Directions are frames now: pass them as they are."""
+    warnings.warn("directions_to_frames is deprecated: the sphere's directions are (L, d, 2) frames",
+                  DeprecationWarning, stacklevel=2)
     L, two_d = directions.shape
-    z = directions.reshape(L, two_d // 2, 2)
-    z1, z2 = z[..., 0], z[..., 1]  # (L, d)
-    n1 = z1.norm(dim=-1, keepdim=True)
-    u1 = z1 / n1
-    w = z2 - (u1 * z2).sum(-1, keepdim=True) * u1
-    n2 = w.norm(dim=-1, keepdim=True)
-    # the second column's part orthogonal to the first, at the rounding level of the dtype: rank < 2
-    flat = (n1 == 0) | (n2 <= 64 * torch.finfo(directions.dtype).eps * z2.norm(dim=-1, keepdim=True))
-    if bool(flat.any()):
-        k = int(flat.nonzero()[0, 0])
-        raise ValueError(f"directions: row {k} read as a d x 2 matrix has rank < 2; expected two independent columns")
-    return torch.stack([u1, w / n2], -1)
+    return gram_schmidt_frames(directions.reshape(L, two_d // 2, 2))
 
 
 def frames_to_directions(frames) -> torch.Tensor:
-    """``(L, d, 2)`` frames with orthonormal columns -> ``(L, 2 d)`` unit rows that read back as them.
-
-    ``geom.sliced_wasserstein(mu, nu, directions=frames_to_directions(U))`` uses exactly the frames
-    ``U`` (as POT's ``sliced_wasserstein_sphere(..., projections=U)``): a frame has Frobenius norm
-    ``sqrt(2)``, and the QR factorisation of ``U / sqrt(2)`` gives back ``Q = U``.
-    """
+    """Deprecated: the frames themselves, checked (``(L, d, 2)`` with orthonormal columns). The sphere's
+    ``directions=`` take frames as they are, as POT's ``sliced_wasserstein_sphere(..., projections=U)``."""
+    warnings.warn("frames_to_directions is deprecated: pass the (L, d, 2) frames as directions= directly",
+                  DeprecationWarning, stacklevel=2)
     if not isinstance(frames, torch.Tensor):
         frames = torch.as_tensor(np.asarray(frames) if not isinstance(frames, (list, tuple)) else frames)
     if frames.ndim != 3 or frames.shape[2] != 2 or frames.shape[0] < 1:
         raise ValueError(f"frames: expected shape (L, d, 2) with L >= 1, got {tuple(frames.shape)}")
-    gram = frames.transpose(1, 2) @ frames  # (L, 2, 2)
-    eye = torch.eye(2, dtype=frames.dtype, device=frames.device)
-    err = (gram - eye).abs().amax((1, 2))
-    if bool((err > 1e-5).any()):
-        k = int(err.argmax())
-        raise ValueError(f"frames: expected orthonormal columns (U^T U = I), got frame {k} off by {err[k].item():.3g}")
-    return frames.reshape(frames.shape[0], -1) / math.sqrt(2.0)
+    return Frames(frames.shape[1]).check(frames, "frames")
 
 
 def _angles(support: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
@@ -93,8 +81,6 @@ class Sphere(geom.Representation):
     domain = "circle"
 
     def build(self, obj, *, weights=None, normalize: bool = False, **options):
-        from geom_plugins.points import as_support
-
         if options:
             raise TypeError(f"unknown options for kind 'sphere': {sorted(options)} (expected normalize)")
         if not isinstance(normalize, bool):
@@ -130,11 +116,11 @@ class Sphere(geom.Representation):
         w, uniform = normalize_weights(weights, support, batched=batched)
         return Measure(support, w, kind=self.name, batched=batched, uniform=uniform)
 
-    def direction_dim(self, mu):
-        return 2 * mu.support.shape[-1]
+    def direction_space(self, mu):
+        return Frames(mu.support.shape[-1])
 
     def project(self, support, directions):
-        return _angles(support, directions_to_frames(directions))  # (B, L, N)
+        return _angles(support, directions)  # (B, L, N)
 
 
 def _unif_costs(t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -169,14 +155,14 @@ def sliced_wasserstein_sphere_uniform(mu, *, p: float = 2, n_projections: int = 
         mu: a ``"sphere"`` Measure, or points ``(N, d)`` / ``(B, N, d)`` on the sphere.
         p: only 2 (the closed form).
         n_projections, scheme, directions, seed, generator, **scheme_options: as in
-            :func:`geom.sliced_wasserstein` (directions are ``(L, 2 d)`` rows; see :func:`frames_to_directions`).
+            :func:`geom.sliced_wasserstein` (directions are ``(L, d, 2)`` frames); the scheme's
+            estimate applies (randomisation groups, reservoir weights); schemes that learn from
+            the data are refused.
         return_result: return a :class:`geom.SlicedResult` (value, stderr, costs, directions).
 
     Returns:
         A differentiable tensor, scalar or ``(B,)``; or a SlicedResult.
     """
-    from geom.sliced import SlicedResult, _check_directions, make_generator, resolve_scheme
-
     p = check_p(p)
     return_result = check_bool(return_result, "return_result")
     if p != 2:
@@ -187,28 +173,14 @@ def sliced_wasserstein_sphere_uniform(mu, *, p: float = 2, n_projections: int = 
         mu = rep.build(mu)
     elif mu.kind != "sphere":
         raise ValueError(f"mu: expected a measure of kind 'sphere', got {mu.kind!r}")
-    dim = 2 * mu.support.shape[-1]
-    generator = make_generator(seed, generator)
-    if directions is None:
-        sch = resolve_scheme(scheme, scheme_options)
-        n = check_positive_int(n_projections, "n_projections")
-        check_memory(n * (48 * dim + 40 * mu.batch_size * mu.n_points), "n_projections",
-                     f"{n} directions and their projections")
-        directions = _check_directions(sch.directions(n, dim, generator=generator), dim, mu.support,
-                                       f"directions returned by scheme {type(sch).__name__}", rows=n)
-    else:
-        directions = _check_directions(directions, dim, mu.support, "directions")
-    costs = _unif_costs(_angles(mu.support, directions_to_frames(directions)), mu.weights).to(mu.dtype)  # (B, L)
-    L = costs.shape[-1]
-    mean = costs.mean(-1)
-    err = costs.detach().std(-1) / math.sqrt(L) if L > 1 else torch.full_like(mean, math.nan)
-    value = mean.clamp_min(torch.finfo(mean.dtype).tiny).sqrt()
-    stderr = err / (2 * value.detach())
-    if not mu.batched:
-        value, stderr, costs = value[0], stderr[0], costs[0]
-    if return_result:
-        return SlicedResult(value, stderr.detach(), costs, directions)
-    return value
+    s = prepare_slices(mu, None, p=2, n_projections=n_projections, scheme=scheme, directions=directions, seed=seed,
+                       generator=generator, scheme_options=scheme_options,
+                       uniform_only="the distance to the uniform law (nothing to learn from on its side)",
+                       bytes_per_direction=40 * mu.batch_size * mu.n_points)
+    costs = _unif_costs(_angles(s.mu.support, s.directions), s.mu.weights).to(mu.dtype)  # (B, L) W_2^2 per slice
+    costs, scale = relative_costs(costs, torch.ones_like(costs, dtype=torch.float64), 2.0)
+    result = finish_slices(s, costs, scale)
+    return result if return_result else result.value
 
 
 @geom.hookimpl

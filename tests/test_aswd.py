@@ -15,7 +15,7 @@ import torch
 
 import geom
 import geom.testing
-from geom.measure import Measure
+from geom.measures import Measure
 from geom_datasets import shapes
 from geom_plugins.aswd import Augmented
 

@@ -9,14 +9,23 @@ raw input to a Measure.
 
 from __future__ import annotations
 
-import abc
 import os
 
 import torch
 
-from ._checks import check_device, check_finite, describe
+from ._checks import _as_int, as_real_tensor, check_device, check_finite, describe
+from .io import ARRAY_SUFFIXES, read_array
+from .registry import get_representation
 
-__all__ = ["Measure", "Representation", "measure", "normalize_weights"]
+__all__ = ["Measure", "as_support", "measure", "normalize_weights"]
+
+_ACCEPTED = "an array, tensor or nested list of shape (N, D) or (B, N, D), a file path, a trimesh or open3d object"
+
+
+def as_support(obj, name: str = "obj", expected: str = _ACCEPTED) -> torch.Tensor:
+    """Numeric input -> float tensor: float64 kept, every other type float32, autograd kept (the
+    support converter of representations). Errors name the argument ``name`` and say ``expected``."""
+    return as_real_tensor(obj, name, expected)
 
 
 class Measure:
@@ -64,47 +73,87 @@ class Measure:
         weights = self.weights.to(device=support.device, dtype=support.dtype)
         return Measure(support, weights, kind=self.kind, batched=self.batched, uniform=self.uniform)
 
+    def detach(self) -> "Measure":
+        """The same measure cut from the autograd graph (support and weights detached)."""
+        return Measure(self.support.detach(), self.weights.detach(), kind=self.kind, batched=self.batched,
+                       uniform=self.uniform)
+
+    def expand(self, batch_size: int) -> "Measure":
+        """A batch of ``batch_size`` items: a batch of one repeated (a view, no copy), or ``self`` when
+        it already has that size. The result is batched unless it is ``self``."""
+        B = _as_int(batch_size)
+        if B is None or B < 1:
+            raise TypeError(f"batch_size: expected a positive int, got {describe(batch_size)}")
+        if B == self.batch_size:
+            return self
+        if self.batch_size != 1:
+            raise ValueError(f"batch_size: a batch of {self.batch_size} measures cannot be expanded to {B} (only "
+                             "a batch of one broadcasts)")
+        return Measure(self.support.expand(B, *self.support.shape[1:]), self.weights.expand(B, -1), kind=self.kind,
+                       batched=True, uniform=self.uniform)
+
+    def __len__(self) -> int:
+        """The batch size ``B``."""
+        return self.batch_size
+
+    def __getitem__(self, index) -> "Measure":
+        """Items of the batch: an int gives one unbatched measure; a slice, a list or a tensor of indices
+        or booleans gives a batch. Indices count from the end when negative; out of range is an IndexError."""
+        i = _as_int(index)
+        if i is not None:
+            B = self.batch_size
+            if not -B <= i < B:
+                raise IndexError(f"index: expected an item index in [-{B}, {B}), got {i}")
+            i %= B
+            return Measure(self.support[i:i + 1], self.weights[i:i + 1], kind=self.kind, batched=False,
+                           uniform=self.uniform)
+        if isinstance(index, slice):
+            support, weights = self.support[index], self.weights[index]
+        else:
+            try:
+                idx = torch.as_tensor(index, device=self.support.device)
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise TypeError(f"index: expected an int, a slice or indices, got {describe(index)}") from exc
+            if idx.dtype == torch.bool:
+                if tuple(idx.shape) != (self.batch_size,):
+                    raise IndexError(f"index: expected {self.batch_size} booleans, got shape {tuple(idx.shape)}")
+                idx = idx.nonzero()[:, 0]
+            if idx.ndim != 1 or idx.is_floating_point() or idx.is_complex():
+                raise TypeError(f"index: expected an int, a slice or a 1-D array of integer indices, got "
+                                f"{describe(index)}")
+            B = self.batch_size
+            if idx.numel() and (int(idx.min()) < -B or int(idx.max()) >= B):
+                raise IndexError(f"index: expected item indices in [-{B}, {B}), got [{int(idx.min())}, {int(idx.max())}]")
+            support, weights = self.support[idx], self.weights[idx]
+        if support.shape[0] == 0:
+            raise IndexError("index: selects no item (a Measure holds at least one)")
+        return Measure(support, weights, kind=self.kind, batched=True, uniform=self.uniform)
+
+    def replace(self, *, support=None, weights=None) -> "Measure":
+        """A measure of the same kind with a new ``support`` (same ``(B, N, *event)`` shape as before,
+        for example moved points; differentiable) and/or new ``weights`` (``(B, N)``, or ``(N,)`` for an
+        unbatched measure; normalised to sum to 1). What is not given is kept."""
+        new = self.support
+        if support is not None:
+            if not isinstance(support, torch.Tensor):
+                support = as_support(support, "support", f"an array of shape {tuple(self.support.shape)}")
+            if not self.batched and tuple(support.shape) == tuple(self.support.shape[1:]):
+                support = support[None]
+            if tuple(support.shape) != tuple(self.support.shape):
+                raise ValueError(f"support: expected shape {tuple(self.support.shape[0 if self.batched else 1:])} "
+                                 f"(that of the measure), got {tuple(support.shape)}")
+            check_device(support, "support")
+            check_finite(support.detach(), "support")
+            new = support
+        if weights is None:
+            w, uniform = self.weights.to(device=new.device, dtype=new.dtype), self.uniform
+        else:
+            w, uniform = normalize_weights(weights, new, batched=self.batched)
+        return Measure(new, w, kind=self.kind, batched=self.batched, uniform=uniform)
+
     def __repr__(self) -> str:
         shape = "x".join(map(str, self.support.shape[0 if self.batched else 1:]))
         return f"Measure(kind={self.kind!r}, support={shape}, dtype={self.dtype}, device={self.device})"
-
-
-class Representation(abc.ABC):
-    """Base class of measure representations (the plugin contract).
-
-    A representation turns raw input into a :class:`Measure` (:meth:`build`), and projects a support
-    onto lines given by directions (:meth:`project`). ``linear = True`` promises that
-    ``project(x, theta) == x @ theta.T``; the core then runs a fused, chunked kernel that never holds
-    all projections in memory. ``domain`` says where 1-D transport happens: ``"line"``, or
-    ``"circle"`` for projections that are positions on the circle R/Z of length 1 (``project`` returns
-    values in ``[0, 1)``; transport along the circle, as POT's ``wasserstein_circle``).
-
-    The directions a scheme draws are ``(L, direction_dim)`` unit rows, uniform on the sphere for
-    ``"mc"``; ``project`` may read a row as another object (a 2-frame, a symmetric matrix), so that
-    uniform rows give the law of directions the representation's distance is defined with.
-    """
-
-    name: str = ""
-    linear: bool = False
-    domain: str = "line"
-    #: Kinds of one family hold measures in the same space with the same support layout and
-    #: projection (``"points"``: point clouds, samples and centroids of mesh surfaces), so they can be
-    #: compared with each other; ``""``: comparable with its own kind only.
-    family: str = ""
-    #: What :meth:`build` takes, for error messages (``"SPD matrices: an (N, n, n) array ..."``).
-    expects: str = ""
-
-    @abc.abstractmethod
-    def build(self, obj, *, weights=None, **options) -> Measure:
-        """Turn raw input into a Measure of this kind (validate it, name the argument on error)."""
-
-    def direction_dim(self, mu: Measure) -> int:
-        """Length of one direction row for measures of this kind."""
-        return mu.dim
-
-    @abc.abstractmethod
-    def project(self, support: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        """``(B, N, *event)``, ``(L, d)`` -> ``(B, L, N)`` differentiable projections."""
 
 
 def normalize_weights(weights, support: torch.Tensor, *, batched: bool) -> tuple[torch.Tensor, bool]:
@@ -160,9 +209,6 @@ def measure(obj, kind: str | None = None, weights=None, **options) -> Measure:
     >>> mu.weights.tolist()
     [[0.25, 0.75]]
     """
-    from .io import ARRAY_SUFFIXES, read_array
-    from .registry import get_representation
-
     if isinstance(obj, Measure):
         if weights is not None or options or (kind is not None and kind != obj.kind):
             raise ValueError(

@@ -10,47 +10,12 @@ and representations do; ``geom datasets`` lists them with their descriptions and
 
 from __future__ import annotations
 
-import abc
 import inspect
 
-import torch
+from .contract import Dataset
+from .registry import get_dataset
 
 __all__ = ["Dataset", "load_dataset"]
-
-
-class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
-    """Base class of registered datasets (the plugin contract).
-
-    Subclasses take ``root`` (a folder, for loaders of files; ``None`` for generators) and keyword
-    options in ``__init__``, validate them (errors name the option or the path, what was expected and
-    what came), and implement ``__len__`` and ``__getitem__(i) -> (item, label)``.
-
-    Class attributes:
-        description: one line for ``geom datasets``.
-        options: option name -> one line (with its default), for ``geom datasets``; with the named
-            keyword parameters of ``__init__``, the options :func:`load_dataset` accepts.
-
-    Attributes:
-        classes: class names in label order.
-    """
-
-    description: str = ""
-    options: dict[str, str] = {}
-    classes: list[str] = []
-
-    @abc.abstractmethod
-    def __len__(self) -> int:
-        """Number of items."""
-
-    @abc.abstractmethod
-    def __getitem__(self, index: int):
-        """``(item, label)`` of item ``index`` (negative indices count from the end)."""
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({len(self)} items, {len(self.classes)} classes)"
 
 
 def load_dataset(name: str, root=None, **options) -> Dataset:
@@ -65,8 +30,6 @@ def load_dataset(name: str, root=None, **options) -> Dataset:
     Raises:
         TypeError: an option the dataset does not take, named with the list of those it takes.
     """
-    from .registry import get_dataset
-
     cls = get_dataset(name)
     unknown = sorted(set(options) - set(_option_names(cls)))
     if unknown:
