@@ -15,8 +15,9 @@ from ._checks import GeomWarning
 from .contract import Command, Dataset, DirectionSpace, EstimateContext, Representation, SlicingScheme, UnitSphere
 from .data import load_dataset
 from .directions import Frames, SymmetricDirections
-from .measures import Measure, measure
-from .mmd import energy_slicing_constant, mmd_flow, sliced_energy_distance
+from .measures import Measure, collate, measure
+from .flows import mmd_flow
+from .mmd import energy_slicing_constant, sliced_energy_distance
 from .reductions import chamfer_distance, energy_distance, hausdorff_distance
 from .registry import (
     PluginError,
@@ -49,6 +50,7 @@ __all__ = [
     "UnitSphere",
     "__version__",
     "chamfer_distance",
+    "collate",
     "commands",
     "datasets",
     "energy_distance",

@@ -7,9 +7,15 @@ scalar j-variable, both reduced over ``j`` (swap the roles of the clouds to redu
 * ``sums``: ``sum_j w_j [|x_i - y_j|, (x_i - y_j) / |x_i - y_j|]``, the energy distance's terms and
   their gradients in one pass. KeOps defines ``Rsqrt(0) = 0``, so coincident points contribute 0.
 
-Each (formula, dimension, dtype, device) compiles once (about 10 s) into ``KEOPS_CACHE_FOLDER``;
-:func:`warm_cache` compiles the set the package uses. Supports are passed with one batch dimension,
-``(B, N, D)``, so batched and unbatched inputs share compiled code.
+Each (formula, dimension, dtype, device) compiles once (about 10 s) into KeOps' cache folder: the
+user's ``KEOPS_CACHE_FOLDER`` where set, else ``keops-<pykeops version>/`` of geom's cache folder
+(:mod:`geom._cache`), set when this module is imported, so every process of a user (and
+``make setup``'s warm-up) shares one warm cache. A compilation says so in one line on stderr, when
+pykeops starts it; pykeops' own messages are swallowed. The first call of each kernel in a process
+holds a lock file in the build folder, so processes started together (pytest workers) compile a
+formula once, one after the other, never into each other's files. :func:`warm_cache` compiles the
+set the package uses. Supports are passed with one batch dimension, ``(B, N, D)``, so batched and
+unbatched inputs share compiled code.
 """
 
 from __future__ import annotations
@@ -17,16 +23,29 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import os
+import sys
 
 import torch
 
-__all__ = ["FORMULAS", "failure", "nearest", "sums", "warm_cache"]
+from . import _cache
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock; the Makefile's warm-up still compiles before the tests run
+    fcntl = None
+
+__all__ = ["FORMULAS", "build_folder", "failure", "nearest", "sums", "warm_cache"]
 
 # kernel name -> (formula, reduction, name of the scalar j-variable)
 FORMULAS = {
     "nearest": ("SqNorm2(x-y)+p", "ArgMin", "p"),
     "sums": ("w*Rsqrt(SqNorm2(x-y))*Concat(SqNorm2(x-y),x-y)", "Sum", "w"),
 }
+
+
+_cache.use_keops_cache()  # at import, before pykeops' first import (anyone's), which fixes its cache folder
+_READY: set[tuple[str, int, torch.dtype, str]] = set()  # (kernel, dim, dtype, device) run once in this process
 
 
 @functools.cache
@@ -37,11 +56,57 @@ def _routine(kernel: str, dim: int):
     return Genred(formula, [f"x=Vi({dim})", f"y=Vj({dim})", f"{extra}=Vj(1)"], reduction_op=reduction, axis=1)
 
 
+def build_folder() -> str | None:
+    """Where pykeops compiles: its build folder once imported, else the cache folder it will get."""
+    pykeops = sys.modules.get("pykeops")
+    if pykeops is not None:
+        return pykeops.get_build_folder()
+    return os.environ.get("KEOPS_CACHE_FOLDER")
+
+
+class _Watch(io.TextIOBase):
+    """pykeops' stdout: swallowed, but its first compilation message is announced on stderr, once."""
+
+    def __init__(self, kernel: str, x: torch.Tensor):
+        self.what = (f"compiling the KeOps formula {kernel!r} for dimension {x.shape[-1]}, "
+                     f"{str(x.dtype).removeprefix('torch.')} on {x.device.type}")
+        self.said = False
+
+    def write(self, text: str) -> int:
+        if not self.said and ("Compiling" in text or "Generating code" in text):
+            self.said = True
+            _cache.announce(f"{self.what} (once, about 10 s; cached in {build_folder()})")
+        return len(text)
+
+
+@contextlib.contextmanager
+def _first_call(key):
+    """pykeops loud (its messages tell :class:`_Watch` of a compilation) and, on the first call of
+    ``key`` in this process, an exclusive lock on the build folder while it runs."""
+    pykeops, keopscore = sys.modules["pykeops"], sys.modules["keopscore"]
+    verbose = pykeops.verbose, keopscore.verbose
+    lock = None
+    if key not in _READY and fcntl is not None:
+        with contextlib.suppress(OSError):  # a read-only build folder: no lock (and no compiling either)
+            lock = open(os.path.join(pykeops.get_build_folder(), ".geom-compile.lock"), "a")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        pykeops.verbose = keopscore.verbose = True
+        yield
+        _READY.add(key)
+    finally:
+        pykeops.verbose, keopscore.verbose = verbose
+        if lock is not None:
+            lock.close()  # releases the lock
+
+
 def _run(kernel: str, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``(B, N, D), (B, M, D), (B, M)`` -> the reduction over ``j``, ``(B, N, k)``; silent, no autograd."""
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pykeops prints its compilation steps
-            return _routine(kernel, x.shape[-1])(x.contiguous(), y.contiguous(), v[..., None].contiguous())
+        with contextlib.redirect_stdout(_Watch(kernel, x)):  # pykeops prints its compilation steps
+            routine = _routine(kernel, x.shape[-1])
+            with _first_call((kernel, x.shape[-1], x.dtype, x.device.type)):
+                return routine(x.contiguous(), y.contiguous(), v[..., None].contiguous())
     except Exception as exc:  # an ImportError, a compiler failure, an unsupported dtype: all say why
         formula, reduction = FORMULAS[kernel][:2]
         raise RuntimeError(

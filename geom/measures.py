@@ -5,19 +5,25 @@ support tensor ``(B, N, *event)`` and weights ``(B, N)`` that are non-negative a
 measure (padding has weight zero). The representation (``kind``) says what the support means, what a
 direction is and how a support is projected onto a line; :func:`measure` is the single door from
 raw input to a Measure.
+
+:meth:`Measure.normalized` (``measure(..., normalize="sphere" | "box")``) moves and scales the
+positions of each item to unit size (:func:`normalization` gives the map); :func:`collate` stacks
+dataset items of any sizes into one padded batch (the ``collate_fn`` of a DataLoader).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
+import torch.utils.data
 
 from ._checks import _as_int, as_real_tensor, check_device, check_finite, describe
 from .io import ARRAY_SUFFIXES, read_array
 from .registry import get_representation
 
-__all__ = ["Measure", "as_support", "measure", "normalize_weights"]
+__all__ = ["POSITIONS", "Measure", "as_support", "collate", "measure", "normalization", "normalize_weights"]
 
 _ACCEPTED = "an array, tensor or nested list of shape (N, D) or (B, N, D), a file path, a trimesh or open3d object"
 
@@ -151,9 +157,103 @@ class Measure:
             w, uniform = normalize_weights(weights, new, batched=self.batched)
         return Measure(new, w, kind=self.kind, batched=self.batched, uniform=uniform)
 
+    def normalized(self, how: str) -> "Measure":
+        """This measure with its positions moved and scaled item by item: ``x -> (x - centre) / scale``
+        with ``(centre, scale)`` of :func:`normalization` (``how`` is ``"sphere"`` or ``"box"``).
+
+        Weights, kind and flags are kept; for ``"varifold"`` only the first 3 coordinates (the
+        centroids) move, the normal part is left as it is. ``centre`` and ``scale`` are constants
+        (computed from detached data), so the map is a fixed similarity and gradients flow through it
+        to the support.
+
+        >>> import geom
+        >>> mu = geom.measure([[0.0, 0.0], [4.0, 0.0]]).normalized("sphere")
+        >>> mu.support[0].tolist()
+        [[-1.0, 0.0], [1.0, 0.0]]
+        """
+        centre, scale = normalization(self, how)
+        d, x = centre.shape[-1], self.support
+        moved = ((x[..., :d].double() - centre[:, None]) / scale[:, None, None]).to(x.dtype)  # (B, N, d)
+        if not bool(torch.isfinite(moved.detach()).all()):  # points of positive weight land in [-1, 1]
+            raise ValueError(f"how: the {how!r} normalisation takes points beyond the range of {x.dtype} (points "
+                             "of weight zero far from the measure)")
+        support = torch.cat([moved, x[..., d:]], -1) if d < x.shape[-1] else moved
+        return Measure(support, self.weights, kind=self.kind, batched=self.batched, uniform=self.uniform)
+
     def __repr__(self) -> str:
         shape = "x".join(map(str, self.support.shape[0 if self.batched else 1:]))
         return f"Measure(kind={self.kind!r}, support={shape}, dtype={self.dtype}, device={self.device})"
+
+
+#: Kinds whose support rows begin with positions and go on with other coordinates: kind -> how many
+#: leading coordinates are positions. Kinds of family ``"points"`` are positions throughout.
+POSITIONS = {"varifold": 3}
+
+_HOW = ("sphere", "box")
+
+
+def _position_dims(kind: str, name: str) -> int | None:
+    """How many leading coordinates of a ``(B, N, D)`` support of ``kind`` are positions (None: all)."""
+    if kind in POSITIONS:
+        return POSITIONS[kind]
+    if get_representation(kind).family == "points":
+        return None
+    hint = "; normalize=True projects the points onto the sphere" if kind == "sphere" else ""
+    raise ValueError(f"{name}: 'sphere' and 'box' normalisation move and scale positions, which kind {kind!r} "
+                     f"has not (point clouds, mesh kinds and 'varifold' have them){hint}")
+
+
+def normalization(measure: Measure, how: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The similarity :meth:`Measure.normalized` applies: ``x -> (x - centre) / scale`` per item.
+
+    Only points of positive weight count (zero-weight padding is ignored):
+
+    - ``how="sphere"``: ``centre`` is the weighted mean of the positions and ``scale`` the largest
+      distance from it of a point of positive weight (afterwards that point is at distance 1). It is
+      rotation-equivariant: rotated input gives the rotated normalised measure.
+    - ``how="box"``: ``centre`` is the centre of the axis-aligned bounding box of the points of positive
+      weight and ``scale`` half its longest side (afterwards the box is centred, fits [-1, 1]^D and
+      its longest side is 2).
+
+    A measure without extent (one point, or all at one place) gets ``scale = 1``: it is only centred.
+    Both are computed in float64 from the detached support and weights: constants, not functions
+    of the data for autograd.
+
+    Args:
+        measure: a Measure of a kind with positions (family ``"points"``: ``"points"``, ``"mesh"``,
+            ``"mesh-discrete"``; and ``"varifold"``, whose first 3 coordinates are positions).
+        how: ``"sphere"`` or ``"box"``.
+
+    Returns:
+        ``centre (B, D)`` and ``scale (B,)``, float64 on the measure's device; ``D`` the number of
+        positional coordinates (3 for ``"varifold"``).
+
+    >>> import geom
+    >>> mu = geom.measure([[[0.0, 0.0], [2.0, 0.0], [2.0, 6.0]]])
+    >>> centre, scale = geom.measures.normalization(mu, "box")
+    >>> centre.tolist(), scale.tolist()
+    ([[1.0, 3.0]], [3.0])
+    """
+    if not isinstance(measure, Measure):
+        raise TypeError(f"measure: expected a geom.Measure, got {describe(measure)}")
+    if not isinstance(how, str) or how not in _HOW:
+        raise ValueError(f"how: expected 'sphere' or 'box', got {how!r}")
+    d = _position_dims(measure.kind, "how")
+    if measure.support.ndim != 3:
+        raise ValueError(f"how: expected a support of shape (B, N, D), got {tuple(measure.support.shape)}")
+    x = measure.support.detach()[..., :d].double()  # (B, N, D)
+    w = measure.weights.detach().double()  # (B, N)
+    keep = (w > 0)[..., None]  # (B, N, 1)
+    if how == "sphere":
+        centre = (w[..., None] * x).sum(1) / w.sum(1, keepdim=True)  # (B, D)
+        shift = torch.where(keep, x - centre[:, None], 0.0)  # (B, N, D)
+        top = shift.abs().amax((1, 2)).clamp_min(torch.finfo(torch.float64).tiny)  # (B,): no overflow in the squares
+        scale = top * (shift / top[:, None, None]).norm(dim=-1).amax(1)  # (B,)
+    else:
+        inf = torch.tensor(torch.inf, dtype=torch.float64, device=x.device)
+        lo, hi = torch.where(keep, x, inf).amin(1), torch.where(keep, x, -inf).amax(1)  # (B, D)
+        centre, scale = lo / 2 + hi / 2, (hi / 2 - lo / 2).amax(1)  # halves first: no overflow
+    return centre, torch.where(scale > 0, scale, torch.ones_like(scale))
 
 
 def normalize_weights(weights, support: torch.Tensor, *, batched: bool) -> tuple[torch.Tensor, bool]:
@@ -187,7 +287,7 @@ def normalize_weights(weights, support: torch.Tensor, *, batched: bool) -> tuple
     return weights, uniform
 
 
-def measure(obj, kind: str | None = None, weights=None, **options) -> Measure:
+def measure(obj, kind: str | None = None, weights=None, normalize=None, **options) -> Measure:
     """Turn ``obj`` into a :class:`Measure`.
 
     Args:
@@ -199,6 +299,12 @@ def measure(obj, kind: str | None = None, weights=None, **options) -> Measure:
         kind: registered representation name (see :func:`geom.representations`); default ``"points"``.
         weights: ``(N,)`` or ``(B, N)`` non-negative weights, normalised to sum to 1 per measure; zero
             weights pad batches of clouds with different sizes. Default: uniform.
+        normalize: ``"sphere"`` or ``"box"``: each item is moved and scaled by
+            :meth:`Measure.normalized` (centre at the origin; farthest point of positive weight at
+            distance 1, or bounding box in [-1, 1]^D with its longest side 2), for kinds with positions
+            (``"points"``, ``"mesh"``, ``"mesh-discrete"``, the centroids of ``"varifold"``); a Measure
+            ``obj`` is normalised too. ``None`` (default): as given. A bool is the ``"sphere"`` kind's
+            own option (``True`` projects the points onto the unit sphere) and reaches it as before.
         **options: passed to the representation.
 
     Tensors keep their dtype, device and autograd history; numpy float64 stays float64, everything
@@ -208,20 +314,125 @@ def measure(obj, kind: str | None = None, weights=None, **options) -> Measure:
     >>> mu = geom.measure([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], weights=[1, 3])
     >>> mu.weights.tolist()
     [[0.25, 0.75]]
+    >>> geom.measure([[1.0, 1.0], [3.0, 1.0]], normalize="sphere").support[0].tolist()
+    [[-1.0, 0.0], [1.0, 0.0]]
     """
+    how = None
+    if isinstance(normalize, bool):
+        options["normalize"] = normalize  # the "sphere" kind's own option
+    elif isinstance(normalize, str) and normalize in _HOW:
+        how = normalize
+    elif normalize is not None:
+        raise (ValueError if isinstance(normalize, str) else TypeError)(
+            f"normalize: expected 'sphere', 'box' or None (or a bool for kind 'sphere'), got {describe(normalize)}")
     if isinstance(obj, Measure):
         if weights is not None or options or (kind is not None and kind != obj.kind):
             raise ValueError(
                 f"obj: got a Measure of kind {obj.kind!r}; weights, kind and options cannot be changed "
                 "on an existing Measure (build a new one from its support)"
             )
-        return obj
+        return obj if how is None else _normalized(obj, how)
     kind = kind or "points"
     rep = get_representation(kind)
+    if how is not None:
+        _position_dims(kind, "normalize")  # refused before anything is built
     if kind != "points" and isinstance(obj, (str, os.PathLike)):
         if str(obj).lower().endswith(ARRAY_SUFFIXES):
             obj = read_array(obj)  # array files hold any kind's input; point clouds read their files themselves
         elif rep.expects:
             raise ValueError(f"obj: kind {kind!r} expects {rep.expects}, got the file '{obj}' (shape files are "
                              "read by kind 'points' and the mesh kinds)")
-    return rep.build(obj, weights=weights, **options)
+    mu = rep.build(obj, weights=weights, **options)
+    return mu if how is None else _normalized(mu, how)
+
+
+def _normalized(mu: Measure, how: str) -> Measure:
+    """:meth:`Measure.normalized`, its errors naming ``normalize`` (the argument of :func:`measure`)."""
+    try:
+        return mu.normalized(how)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("how:", "normalize:", 1)) from None
+
+
+# ----------------------------------------------------------------------------------- collation
+
+
+def collate(items):
+    """Stack dataset items into one padded batch: the ``collate_fn`` of a DataLoader of Measures.
+
+    ``torch.utils.data.DataLoader(ds, batch_size=8, collate_fn=geom.collate)``.
+
+    Args:
+        items: a non-empty list of Measures of one kind and one event shape (``support (B_i, N_i,
+            *event)``; any ``N_i``, unbatched or batched), or of ``(item, label)`` pairs as datasets
+            return them, ``item`` a Measure or a tuple of Measures (the ``(source, bent)`` pairs of
+            ``"shapes"``).
+
+    Returns:
+        One batched Measure ``(sum B_i, max N_i, *event)``: each item's atoms first, then padding
+        with weight zero (copies of the item's first atom, so the padding stays in the space: on the
+        sphere, SPD); ``uniform`` only where every item is uniform with the same ``N``. The dtype is
+        the items' promoted dtype; autograd is kept. For pairs: ``(batch, labels)``, the labels
+        through torch's ``default_collate`` (ints -> a ``(B,)`` int64 tensor); a tuple item gives a
+        tuple of batches.
+
+    Each row of the batch is the same measure as its item, so
+    ``geom.sliced_wasserstein(batch, nu)[k]`` is the value of item ``k``.
+
+    >>> import geom
+    >>> batch = geom.collate([geom.measure([[0.0], [1.0]]), geom.measure([[5.0]])])
+    >>> batch.support[..., 0].tolist(), batch.weights.tolist()
+    ([[0.0, 1.0], [5.0, 5.0]], [[0.5, 0.5], [1.0, 0.0]])
+    """
+    if not isinstance(items, (list, tuple)) or not items:
+        raise (ValueError if isinstance(items, (list, tuple)) else TypeError)(
+            f"items: expected a non-empty list of Measures or of (Measure, label) pairs, got {describe(items)}")
+    if all(isinstance(m, Measure) for m in items):
+        return _pad(items)
+    if not all(isinstance(it, (tuple, list)) and len(it) == 2 for it in items):
+        bad = next(i for i, it in enumerate(items) if not isinstance(it, Measure))
+        raise TypeError(f"items: expected Measures or (Measure, label) pairs, got {describe(items[bad])} at "
+                        f"position {bad}")
+    xs, labels = zip(*items)
+    if all(isinstance(x, tuple) and x and all(isinstance(m, Measure) for m in x) for x in xs):
+        if len({len(x) for x in xs}) > 1:
+            raise ValueError(f"items: expected tuples of Measures of one length, got lengths {sorted({len(x) for x in xs})}")
+        batch = tuple(_pad(column) for column in zip(*xs))
+    else:
+        batch = _pad(xs)
+    return batch, torch.utils.data.default_collate(list(labels))
+
+
+def _pad(measures) -> Measure:
+    """Measures of one kind and event shape -> one batch padded with zero-weight copies of first atoms."""
+    bad = next((i for i, m in enumerate(measures) if not isinstance(m, Measure)), None)
+    if bad is not None:
+        raise TypeError(f"items: expected a geom.Measure at position {bad}, got {describe(measures[bad])}")
+    for what, of in (("kind", lambda m: m.kind), ("event shape", lambda m: tuple(m.support.shape[2:])),
+                     ("device", lambda m: str(m.device))):
+        found = sorted({of(m) for m in measures}, key=str)
+        if len(found) > 1:
+            raise ValueError(f"items: expected Measures of one {what}, got {what}s {found}")
+    dtype = functools.reduce(torch.promote_types, (m.dtype for m in measures))
+    n = max(m.n_points for m in measures)
+    supports, weights = [], []
+    for m in measures:
+        pad = (m.batch_size, n - m.n_points)
+        supports.append(torch.cat([m.support, m.support[:, :1].expand(*pad, *m.support.shape[2:])], 1).to(dtype))
+        weights.append(torch.cat([m.weights, m.weights.new_zeros(pad)], 1).to(dtype))
+    uniform = all(m.uniform and m.n_points == n for m in measures)
+    return Measure(torch.cat(supports), torch.cat(weights), kind=measures[0].kind, batched=True, uniform=uniform)
+
+
+def _refuse_default_collate(batch, *, collate_fn_map=None):
+    raise TypeError(f"default_collate: got {len(batch)} geom.Measure items, which it cannot stack (their supports "
+                    "may differ in size and their weights must stay a measure); use DataLoader(..., "
+                    "collate_fn=geom.collate)")
+
+
+try:  # torch's default_collate dispatches on this private map (torch >= 1.13); without it, nothing to point out
+    from torch.utils.data._utils.collate import default_collate_fn_map as _collate_map
+except ImportError:  # pragma: no cover
+    _collate_map = None
+if isinstance(_collate_map, dict):
+    _collate_map[Measure] = _refuse_default_collate

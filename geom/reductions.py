@@ -270,7 +270,9 @@ def hausdorff_distance(mu, nu, *, backend: str = "auto") -> torch.Tensor:
 def warm_keops_cache() -> list[str]:
     """Compile every KeOps formula the reductions use (3-D, float32 and float64, each device here).
 
-    Raises RuntimeError saying why when pykeops cannot import or compile. Prints nothing.
+    They go to KeOps' cache folder (see :mod:`geom._keops`), where every later process finds them.
+    Raises RuntimeError saying why when pykeops cannot import or compile. Prints nothing on stdout;
+    each formula that is not yet in the cache says on stderr, in one line, that it is compiling.
 
     Returns:
         One description per compiled formula, e.g. ``"ArgMin(SqNorm2(x-y)+p) D=3 float32 cpu"``.

@@ -130,22 +130,15 @@ def representation_costs(rep: Representation, mu: Measure, nu: Measure, directio
         return _finite(mu, nu, *_ot1d.LinearSlicedCost.apply(
             mu.support, nu.support, directions, mu.weights, nu.weights, p, uniform
         ))
-    if rep.domain == "circle":  # projections are positions on the circle R/Z (length 1)
-        from . import _circle
-
-        def cost(u, v):
-            return _circle.scaled_circle_costs(u, v, mu.weights, nu.weights, p)
-    elif rep.domain == "line":
-        def cost(u, v):
-            return _ot1d.ProjectedCost.apply(u, v, mu.weights, nu.weights, p, uniform)
-    else:
-        raise ValueError(f"representation {mu.kind!r}: expected domain 'line' or 'circle', got {rep.domain!r}")
+    if rep.domain not in _ot1d.COSTS:
+        raise ValueError(f"representation {mu.kind!r}: expected domain one of {sorted(_ot1d.COSTS)}, got "
+                         f"{rep.domain!r}")
     B, N, M = mu.batch_size, mu.n_points, nu.n_points
     parts = []
     for l0, l1 in _ot1d.direction_chunks(directions.shape[0], B, N + M):
         th = directions[l0:l1]
         u, v = rep.project(mu.support, th), rep.project(nu.support, th)  # (B, Lc, N), (B, Lc, M)
-        parts.append(cost(u, v))
+        parts.append(_ot1d.projected_costs(rep.domain, u, v, mu.weights, nu.weights, p, uniform))
     return _finite(mu, nu, torch.cat([c for c, _ in parts], -1), torch.cat([s for _, s in parts], -1))
 
 

@@ -1,17 +1,16 @@
-"""Shared fixtures. KeOps compiles into the project's ignored cache folder, never a shared one."""
+"""Shared fixtures. KeOps compiles into geom's per-user cache folder, the one `make test` warms
+before pytest starts (its workers then only read it; geom._keops locks the build folder around each
+kernel's first call, so workers that do find a cold cache compile each formula once, in turn)."""
 
-import os
+import copy
 import pathlib
 
+import pytest
+import torch
+
+from geom.registry import _registry  # importing geom sets KEOPS_CACHE_FOLDER before a test imports pykeops
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-os.environ.setdefault("KEOPS_CACHE_FOLDER", str(ROOT / ".cache" / "keops"))
-
-import copy  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from geom.registry import _registry  # noqa: E402
 
 MESHES = ROOT.parent / "shared" / "data" / "meshes"
 

@@ -1,4 +1,4 @@
-"""geom._circle: exact optimal transport on the circle R/Z, against independent oracles."""
+"""geom._ot1d.circle: exact optimal transport on the circle R/Z, against independent oracles."""
 
 import itertools
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.optimize import linprog
 
-from geom._circle import circle_costs, scaled_circle_costs
+from geom._ot1d.circle import circle_costs, scaled_circle_costs
 
 P_VALUES = (1.0, 1.5, 2.0, 3.0)
 

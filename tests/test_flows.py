@@ -13,7 +13,7 @@ import torch
 
 import geom
 from geom.flows import FlowDiverged, FlowResult, conditional_swf, sw_flow, swf, transport_targets
-from geom.mmd import mmd_flow
+from geom.flows import mmd_flow
 from geom_plugins.mc import MonteCarlo
 from geom_plugins.reservoir import Reservoir
 

@@ -154,3 +154,86 @@ def test_sliced_wasserstein_accepts_every_input_form():
             got = geom.sliced_wasserstein(a, b, directions=theta)
             assert got.dtype == torch.float32
             torch.testing.assert_close(got, want)
+
+
+def _batch() -> geom.Measure:
+    x = torch.arange(24.0).reshape(4, 3, 2).requires_grad_()
+    return geom.measure(x, weights=torch.tensor([[1.0, 1, 2], [1, 1, 1], [0, 1, 1], [3, 1, 0]]))
+
+
+def test_detach_cuts_the_graph_and_keeps_everything_else():
+    mu = _batch()
+    d = mu.detach()
+    assert mu.support.requires_grad and not d.support.requires_grad and not d.weights.requires_grad
+    assert torch.equal(d.support, mu.support.detach()) and torch.equal(d.weights, mu.weights)
+    assert (d.kind, d.batched, d.uniform) == (mu.kind, mu.batched, mu.uniform)
+
+
+def test_expand_broadcasts_a_batch_of_one_only():
+    mu = geom.measure(np.arange(6.0).reshape(3, 2))
+    big = mu.expand(5)
+    assert big.batched and big.support.shape == (5, 3, 2) and big.weights.shape == (5, 3)
+    assert big.support.data_ptr() == mu.support.data_ptr()  # a view
+    assert all(torch.equal(big.support[k], mu.support[0]) for k in range(5))
+    assert mu.expand(1) is mu
+    with pytest.raises(ValueError, match="batch_size: a batch of 4 measures cannot be expanded to 2"):
+        _batch().expand(2)
+    with pytest.raises(TypeError, match="batch_size: expected a positive int, got int 0"):
+        mu.expand(0)
+
+
+def test_indexing_by_int_slice_list_mask_and_negative():
+    mu = _batch()
+    one = mu[1]
+    assert not one.batched and one.support.shape == (1, 3, 2) and torch.equal(one.support[0], mu.support[1])
+    assert torch.equal(mu[-1].support, mu[3].support) and torch.equal(mu[-4].weights, mu[0].weights)
+    assert torch.equal(mu[1:3].support, mu.support[1:3]) and mu[1:3].batched
+    assert torch.equal(mu[[3, 0]].weights, mu.weights[[3, 0]])
+    assert torch.equal(mu[[-1]].support, mu.support[3:])
+    mask = mu[torch.tensor([True, False, True, False])]
+    assert mask.batch_size == 2 and torch.equal(mask.support, mu.support[[0, 2]])
+    assert len(mu) == 4 and len(mu[np.array([1, 2, 2])]) == 3
+
+
+@pytest.mark.parametrize("index, error, message", [
+    (4, IndexError, r"index: expected an item index in \[-4, 4\), got 4"),
+    (-5, IndexError, r"index: expected an item index in \[-4, 4\), got -5"),
+    ([0, 4], IndexError, r"index: expected item indices in \[-4, 4\), got \[0, 4\]"),
+    ([True, False], IndexError, r"index: expected 4 booleans, got shape \(2,\)"),
+    (slice(4, None), IndexError, "index: selects no item"),
+    ([0.5], TypeError, "index: expected an int, a slice or a 1-D array of integer indices"),
+    ("a", TypeError, "index: expected an int, a slice or indices, got str"),
+])
+def test_bad_indices_are_named(index, error, message):
+    with pytest.raises(error, match=message):
+        _batch()[index]
+
+
+def test_replace_support_keeps_weights_and_autograd():
+    mu = _batch()
+    y = (mu.support.detach() * 2).requires_grad_()
+    nu = mu.replace(support=y)
+    assert nu.support is y and torch.equal(nu.weights, mu.weights) and nu.uniform == mu.uniform
+    nu.support.sum().backward()
+    assert torch.equal(y.grad, torch.ones_like(y))
+    single = geom.measure(np.zeros((3, 2)))
+    assert single.replace(support=np.ones((3, 2))).support.shape == (1, 3, 2)  # unbatched shape accepted
+
+
+def test_replace_weights_are_renormalised():
+    mu = geom.measure(np.zeros((3, 2)))
+    nu = mu.replace(weights=[2, 0, 6])
+    assert nu.weights.tolist() == [[0.25, 0.0, 0.75]] and not nu.uniform and torch.equal(nu.support, mu.support)
+    assert nu.replace(weights=[5, 5, 5]).uniform
+
+
+def test_replace_shape_errors_name_the_argument():
+    mu = _batch()
+    with pytest.raises(ValueError, match=r"support: expected shape \(4, 3, 2\) \(that of the measure\), got \(4, 2, 2\)"):
+        mu.replace(support=torch.zeros(4, 2, 2))
+    with pytest.raises(ValueError, match=r"weights: expected shape \(4, 3\) to match the support, got \(3,\)"):
+        mu.replace(weights=[1, 1, 1])
+    with pytest.raises(ValueError, match=r"support: expected shape \(3, 2\)"):
+        geom.measure(np.zeros((3, 2))).replace(support=np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="support: expected finite values"):
+        mu.replace(support=torch.full((4, 3, 2), float("nan")))

@@ -275,16 +275,16 @@ def test_collate_measures_pads_with_zero_weight_and_keeps_distances():
     mu, labels = next(iter(loader))
     assert labels.tolist() == [0, 1, 2, 3] and mu.kind == "sphere" and mu.support.shape == (4, 205, 3)
     ref, _ = Airports(by="all")[0]
-    theta = torch.nn.functional.normalize(torch.randn(16, 6, generator=torch.Generator().manual_seed(1)), dim=1)
+    theta = geom.Frames(3).sample(16, torch.Generator().manual_seed(1)).float()  # (16, 3, 2) great circles
     batched = geom.sliced_wasserstein(mu, ref, directions=theta)  # (4,) every state against all airports
     for k in range(4):
         assert batched[k].item() == pytest.approx(geom.sliced_wasserstein(data[k][0], ref, directions=theta).item(),
                                                   rel=1e-5)
         n = len(data.members[k])
         assert float(mu.weights[k, n:].abs().sum()) == 0.0 and mu.weights[k].sum().item() == pytest.approx(1.0)
-    with pytest.raises(TypeError, match="batch: expected"):
+    with pytest.raises(TypeError, match="items: expected a geom.Measure at position 0, got Tensor"):
         collate_measures([(torch.zeros(3, 3), 0)])
-    with pytest.raises(ValueError, match=r"batch: expected Measures of one kind, got kinds \['points', 'sphere'\]"):
+    with pytest.raises(ValueError, match=r"items: expected Measures of one kind, got kinds \['points', 'sphere'\]"):
         collate_measures([data[0], (geom.measure(torch.zeros(3, 3)), 1)])
 
 

@@ -9,7 +9,7 @@ import torch
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 import geom
-from geom import _ot1d
+from geom._ot1d import pool as _ot1d
 
 
 def blas_threads():

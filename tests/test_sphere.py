@@ -7,7 +7,7 @@ import torch
 
 import geom
 import geom.testing
-from geom._circle import circle_costs
+from geom._ot1d.circle import circle_costs
 from geom_plugins.sphere import (
     Sphere,
     directions_to_frames,

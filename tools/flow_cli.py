@@ -1,7 +1,7 @@
 """``geom flow`` and ``geom generate``: point-cloud flows from the command line.
 
 The algorithms live in the library (:func:`geom.flows.sw_flow`, :func:`geom.flows.swf`,
-:func:`geom.flows.conditional_swf`, :func:`geom.mmd.mmd_flow`); this module parses arguments, shows a
+:func:`geom.flows.conditional_swf`, :func:`geom.flows.mmd_flow`); this module parses arguments, shows a
 progress bar (stderr), handles Ctrl-C and writes files::
 
     geom flow SOURCE TARGET --method sw|swf|cswf|mmd [--scheme S] [--option KEY=VALUE ...] [--steps N]
@@ -499,7 +499,7 @@ def _run_method(s: dict, x, y, *, start: int, total: int, scheme, gen, opt_state
         if s["method"] == "cswf":
             return geom.flows.conditional_swf(x, y, *labels, step_size=s["lr"], label_scale=s["label_scale"],
                                               **common)
-        from geom.mmd import mmd_flow
+        from geom.flows import mmd_flow
 
         return mmd_flow(x, y, lr=s["lr"], velocity=opt_state, **common)
     except geom.flows.FlowDiverged as exc:
@@ -982,7 +982,7 @@ def run_generate(args: argparse.Namespace) -> int:
             elif method == "swf":
                 r = geom.flows.swf(source, x, step_size=lr, callback=monitor, **common)
             else:
-                from geom.mmd import mmd_flow
+                from geom.flows import mmd_flow
 
                 r = mmd_flow(source, x, lr=lr, callback=monitor, **common)
     except geom.flows.FlowDiverged as exc:

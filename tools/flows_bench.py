@@ -1,4 +1,4 @@
-"""Flow benchmark: every flow of :mod:`geom.flows` and :mod:`geom.mmd` between bundled shapes, per scheme.
+"""Flow benchmark: every flow of :mod:`geom.flows` between bundled shapes, per scheme.
 
 For each pair of shapes the project ships (``datasets/samples``: sphere -> torus, cube -> ellipsoid,
 seeded surface samples of ``n`` points each), each method runs ``steps`` steps from the same start
@@ -33,7 +33,7 @@ import torch
 import geom
 import geom.flows
 from geom._files import save_figure, write_text
-from geom.mmd import mmd_flow
+from geom.flows import mmd_flow
 from geom_tools.flow_cli import exact_w2
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

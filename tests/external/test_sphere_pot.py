@@ -11,7 +11,7 @@ import torch
 ot = pytest.importorskip("ot")
 
 import geom  # noqa: E402
-from geom._circle import circle_costs  # noqa: E402
+from geom._ot1d.circle import circle_costs  # noqa: E402
 from geom_plugins.sphere import frames_to_directions, sliced_wasserstein_sphere_uniform  # noqa: E402
 
 

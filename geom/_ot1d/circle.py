@@ -43,7 +43,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import _ot1d
+from .line import absolute_costs
+from .pool import run_tasks, sort_rows
 
 __all__ = ["circle_costs", "optimal_shift", "scaled_circle_costs"]
 
@@ -55,7 +56,7 @@ def _sorted_levels(x: torch.Tensor, w: torch.Tensor):
     """Rows ``x (R, N)`` in [0, 1), weights ``w (R, N)`` -> sorted positions, their permutation, the
     sorted weights and the cumulative levels, both normalised by the same total so that the levels
     end at exactly 1 and the first level is the first weight (all float64, autograd kept)."""
-    _, perm = _ot1d.sort_rows(x.detach(), True)
+    _, perm = sort_rows(x.detach(), True)
     xs = x.gather(-1, perm)
     ws = w.gather(-1, perm)
     c = ws.cumsum(-1)
@@ -105,7 +106,7 @@ def _searchsorted(levels: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     def job(k: int) -> None:
         out[k] = np.searchsorted(ln[k], qn[k])
 
-    _ot1d.run_tasks(job, ((k,) for k in range(qn.shape[0])), qn.size)
+    run_tasks(job, ((k,) for k in range(qn.shape[0])), qn.size)
     return torch.from_numpy(out)
 
 
@@ -220,7 +221,7 @@ def _w1(x, y, a, b):
     """``W_1`` on the circle by the level median, rows ``x (R, N)``, ``y (R, M)``, weights alike."""
     z = torch.cat([x, y], -1)  # (R, K)
     w = torch.cat([a, -b], -1)
-    _, perm = _ot1d.sort_rows(z.detach(), True)
+    _, perm = sort_rows(z.detach(), True)
     zs, diff = z.gather(-1, perm), w.gather(-1, perm).cumsum(-1)  # F - G on [z_k, z_(k+1))
     arc = torch.cat([zs[:, 1:] - zs[:, :-1], zs[:, :1] + 1.0 - zs[:, -1:]], -1)  # the last arc wraps
     with torch.no_grad():  # weighted median of F - G, arcs as weights
@@ -247,7 +248,7 @@ def circle_costs(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Ten
     >>> round(circle_costs(u, v, w, w, 2).item(), 6)  # the Diracs are 0.1 apart across 0
     0.01
     """
-    return _ot1d.absolute_costs(*scaled_circle_costs(u, v, a, b, p), p)
+    return absolute_costs(*scaled_circle_costs(u, v, a, b, p), p)
 
 
 def scaled_circle_costs(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, p: float):
@@ -262,7 +263,7 @@ def scaled_circle_costs(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: to
 
     Returns:
         ``(costs, scale)``, both ``(B, L)``: ``W_p^p = scale^p costs``, costs in ``u``'s dtype and
-        differentiable, scale float64 and constant (as :class:`geom._ot1d.LinearSlicedCost` returns
+        differentiable, scale float64 and constant (as :class:`geom.LinearSlicedCost` returns
         them; scale 1 for ``p = 1``). POT's ``ot.wasserstein_circle`` returns ``W_p^p``, not ``W_p``.
         The search runs in float64, on derivatives and costs kept as ``mantissa * exp(p log scale)``,
         so that every ``p`` stays in range.

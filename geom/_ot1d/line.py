@@ -1,4 +1,4 @@
-"""Exact optimal transport between 1-D measures, row by row: the core of every sliced distance.
+"""Costs on the line: exact optimal transport between 1-D measures, row by row.
 
 For two measures on the line, ``W_p^p = int_0^1 |F^-1(t) - G^-1(t)|^p dt`` with ``F^-1, G^-1`` the
 quantile functions. Per row (one batch item, one direction) we sort both samples and
@@ -22,159 +22,12 @@ the number of directions.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
 
-__all__ = ["LinearSlicedCost", "ProjectedCost", "absolute_costs", "rows_cost", "sort_rows", "transport_map"]
+from .pool import _TASK_ELEMENTS, CHUNK_BYTES, STORE_BYTES, _argsort_inplace, _Workspace, run_tasks, sort_rows
 
-_WORKERS = max(1, min(8, os.cpu_count() or 1))
-_POOL: ThreadPoolExecutor | None = None
-_BLAS = None  # threadpoolctl controller, made on first parallel call
-_PARALLEL_MIN = 1 << 16  # elements below which threads cost more than they save
-_TASK_ELEMENTS = 1 << 16  # a task takes one row, or whole rows up to this many elements (measured best)
-CHUNK_BYTES = 1 << 27  # working memory of one chunk of directions (~128 MiB)
-STORE_BYTES = 1 << 29  # keep per-slice gradients for backward up to this size, else recompute
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(_WORKERS, thread_name_prefix="geom-sort")
-    return _POOL
-
-
-_BLAS_LOCK = threading.Lock()
-_BLAS_USERS = 0  # run_tasks calls in flight, from any thread
-_BLAS_LIMIT = None  # their shared threadpoolctl limiter, restored by the last one out
-
-
-@contextlib.contextmanager
-def _blas_one_thread():
-    """numpy's BLAS on one thread while any :func:`run_tasks` call of any thread is in flight."""
-    global _BLAS, _BLAS_USERS, _BLAS_LIMIT
-    with _BLAS_LOCK:
-        if _BLAS_USERS == 0:
-            if _BLAS is None:
-                from threadpoolctl import ThreadpoolController
-
-                _BLAS = ThreadpoolController()  # the BLAS numpy loaded, found once
-            _BLAS_LIMIT = _BLAS.limit(limits=1, user_api="blas")
-        _BLAS_USERS += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _BLAS_USERS -= 1
-            if _BLAS_USERS == 0:
-                _BLAS_LIMIT.restore_original_limits()
-                _BLAS_LIMIT = None
-
-
-def run_tasks(task, jobs, elements: int) -> None:
-    """``task(*job)`` for every job: here when there is one job or fewer than :data:`_PARALLEL_MIN`
-    ``elements`` in all, else on the sort pool with numpy's BLAS held to one thread meanwhile.
-
-    Tasks project with BLAS; a multithreaded BLAS called from both pool threads at once makes them
-    wait on each other, and the pool then gained nothing (project + argsort of 2e5 values: 5.3 ms
-    per row with two pool threads against 2.6 ms with BLAS on one thread).
-    """
-    jobs = list(jobs)
-    if len(jobs) == 1 or elements < _PARALLEL_MIN:
-        for job in jobs:
-            task(*job)
-        return
-    with _blas_one_thread():
-        list(_pool().map(lambda job: task(*job), jobs))
-
-
-class _Workspace:
-    """Work arrays for one call, one set per thread, reused by every task that thread runs.
-
-    Fresh arrays of a few hundred KiB come from mmap and pay a page fault per 4 KiB on first
-    touch; at N = 1e5 that costs as much as the arithmetic of a task, so tasks reuse these.
-    They are freed with the workspace when the call returns.
-    """
-
-    def __init__(self) -> None:
-        self._arrays: dict[tuple[int, str], np.ndarray] = {}
-
-    def get(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
-        key = (threading.get_ident(), name)
-        a = self._arrays.get(key)
-        if a is None or a.shape != shape or a.dtype != dtype:
-            a = self._arrays[key] = np.empty(shape, dtype)
-        return a
-
-    def iota(self, n: int) -> np.ndarray:
-        """``arange(n)`` as int64 (read only)."""
-        key = (0, f"iota{n}")
-        if key not in self._arrays:
-            self._arrays[key] = np.arange(n, dtype=np.int64)
-        return self._arrays[key]
-
-
-_INDEX_BITS = 28
-"""Low mantissa bits of a float64 key that carry the index (rows up to 2^28 values)."""
-
-
-def _argsort_inplace(a: np.ndarray, perm: np.ndarray, ws: _Workspace) -> None:
-    """Sort the rows of ``a`` in place and write their permutation (int64) into ``perm``.
-
-    A float32 converts to float64 exactly with 29 low mantissa bits at zero; the column index goes
-    in the low :data:`_INDEX_BITS` of them (mirrored for negative values, whose magnitude grows
-    with those bits), which keeps each key strictly between the float64 images of the float32
-    neighbours of its value. One float64 sort then yields both, ties broken by index, and casting
-    back to float32 rounds the index away (it stays below half a float32 ulp): about 0.8x the
-    cost of packing order-preserving int32 bits and the index into an int64, and half an argsort.
-    Other dtypes, or rows longer than 2^28, use a stable argsort.
-    """
-    n = a.shape[-1]
-    if a.dtype != np.float32 or n > 1 << _INDEX_BITS:
-        perm[...] = np.argsort(a, axis=-1, kind="stable")
-        a[...] = np.take_along_axis(a, perm, axis=-1)
-        return
-    mask = (1 << _INDEX_BITS) - 1
-    keys = ws.get("keys", a.shape, np.float64)
-    bits, low = keys.view(np.int64), ws.get("low", a.shape, np.int64)
-    np.copyto(keys, a)  # exact
-    np.right_shift(bits, 63, out=low)  # -1 for negative keys, else 0
-    np.bitwise_and(low, mask, out=low)
-    np.bitwise_xor(low, ws.iota(n), out=low)  # index, mirrored for negatives
-    bits |= low
-    keys.sort(axis=-1)
-    np.right_shift(bits, 63, out=low)
-    np.bitwise_and(low, mask, out=low)
-    np.bitwise_and(bits, mask, out=perm)
-    perm ^= low
-    np.copyto(a, keys, casting="same_kind")  # round to nearest: the index bits vanish
-
-
-def sort_rows(u: torch.Tensor, with_perm: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Sort along the last dim: ``(..., N)`` -> ``(sorted values, int64 permutation or None)``."""
-    if u.device.type != "cpu":
-        if with_perm:
-            return torch.sort(u, dim=-1)
-        return torch.sort(u, dim=-1).values, None
-    values = u.detach().reshape(-1, u.shape[-1]).numpy().copy()  # sorted in place
-    perm = np.empty(values.shape, np.int64) if with_perm else None
-    rows, n = values.shape
-    step = max(1, _TASK_ELEMENTS // n)  # rows per task: a task's working set stays in cache
-    ws = _Workspace()
-
-    def job(r0: int) -> None:
-        if perm is None:
-            values[r0 : r0 + step].sort(axis=-1)
-        else:
-            _argsort_inplace(values[r0 : r0 + step], perm[r0 : r0 + step], ws)
-
-    run_tasks(job, ((r0,) for r0 in range(0, rows, step)), values.size)
-    values_t = torch.from_numpy(values).view(u.shape)
-    return values_t, None if perm is None else torch.from_numpy(perm).view(u.shape)
+__all__ = ["LinearSlicedCost", "ProjectedCost", "absolute_costs", "centred", "direction_chunks", "rows_cost"]
 
 
 def _pow_and_slope(d: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -629,50 +482,3 @@ class ProjectedCost(torch.autograd.Function):
         per_row = [None if g is None else w * g for g in (gu, gv)]
         per_item = [None if g is None else (w * g).sum(1) for g in (ga, gb)]
         return (*per_row, *per_item, None, None)
-
-
-def transport_map(u: torch.Tensor, a: torch.Tensor, v: torch.Tensor, b: torch.Tensor, *, same_uniform: bool = False):
-    """Where the 1-D optimal transport map sends each particle, row by row.
-
-    Args:
-        u: ``(L, N)`` projections of the particles, masses ``a (N,)``.
-        v: ``(L, M)`` projections of the target, masses ``b (M,)``.
-        same_uniform: ``N == M`` with uniform masses (the k-th smallest goes to the k-th smallest).
-
-    Returns:
-        ``T (L, N)``: the mean of the target quantile function over the particle's mass interval
-        ``[F(u_i^-), F(u_i)]`` (``F`` the particles' CDF), i.e. the barycentric projection of the
-        monotone coupling, which is ``Q_nu(F(u_i))`` when each particle meets one target atom; and
-        ``costs (L,)``: ``W_2^2`` of each row.
-    """
-    L, N = u.shape
-    us, pu = sort_rows(u, True)  # (L, N)
-    vs, pv = sort_rows(v, not same_uniform)  # (L, M)
-    us, vs = us.to(u.device, torch.float64), vs.to(u.device, torch.float64)
-    pu = pu.to(u.device)
-    if same_uniform:
-        T_sorted = vs
-        costs = (vs - us).square().mean(-1)
-    else:
-        a64, b64 = a.to(torch.float64), b.to(torch.float64)
-        a_s, b_s = a64[pu], b64[pv.to(u.device)]  # (L, N), (L, M) masses in sorted order
-        A = a_s.cumsum(-1)
-        A = A / A[:, -1:]  # particle levels F(u_i)
-        B = b_s.cumsum(-1)
-        B = B / B[:, -1:]
-        C = (b_s * vs).cumsum(-1)  # int_0^{B_j} Q_nu
-        Bp = torch.cat([B.new_zeros(L, 1), B[:, :-1]], -1)  # B_{j-1}
-        Cp = torch.cat([C.new_zeros(L, 1), C[:, :-1]], -1)
-
-        def integral(s):  # int_0^s Q_nu, piecewise linear in s
-            j = torch.searchsorted(B, s).clamp_(max=B.shape[1] - 1)
-            return Cp.gather(-1, j) + vs.gather(-1, j) * (s - Bp.gather(-1, j)), j
-
-        hi, j = integral(A)
-        lo, _ = integral(torch.cat([A.new_zeros(L, 1), A[:, :-1]], -1))
-        mass = A - torch.cat([A.new_zeros(L, 1), A[:, :-1]], -1)  # (L, N)
-        T_sorted = torch.where(mass > 0, (hi - lo) / mass.clamp_min(1e-300), vs.gather(-1, j))
-        # W_2^2 = int F^-1^2 - 2 int F^-1 G^-1 + int G^-1^2, with int F^-1 G^-1 = sum_i u_i mass_i T_i.
-        costs = ((mass * us * (us - 2 * T_sorted)).sum(-1) + (b_s * vs * vs).sum(-1) / B[:, -1]).clamp_min(0)
-    T = torch.empty_like(T_sorted).scatter_(-1, pu, T_sorted)  # back to the particles' order
-    return T, costs
