@@ -27,7 +27,7 @@ Items are Measures of kind ``"sphere"`` by default, so ``geom.sliced_wasserstein
 spherical sliced Wasserstein distance (C. Bonet et al., *Spherical Sliced-Wasserstein*, ICLR 2023).
 
 Items that are Measures do not stack with PyTorch's default collate: pass
-``collate_fn=collate_measures`` to a DataLoader (it pads with zero weights), or use
+``collate_fn=geom.collate`` to a DataLoader (it pads with zero weights), or use
 :meth:`Digits.batch`.
 
 >>> data = Digits(split="test", classes=["3", "8"])
@@ -83,27 +83,12 @@ def _check_index(index, n: int) -> int:
 
 
 def collate_measures(batch):
-    """``collate_fn`` for DataLoaders of Measure items: ``[(Measure, label)]`` -> ``(Measure, (B,) labels)``.
+    """``collate_fn`` for DataLoaders of Measure items: :func:`geom.collate` (kept under this name).
 
-    Supports of different sizes are padded to the largest with copies of each measure's first point
-    at weight zero (a copy stays on the sphere, so ``"sphere"`` measures stay valid); the result is a
-    batched Measure ``(B, N_max, ...)`` of the items' common kind.
+    ``[(Measure, label)]`` -> ``(Measure (B, N_max, ...), (B,) labels)``, padded with zero-weight copies
+    of each measure's first point (a copy stays on the sphere, so ``"sphere"`` measures stay valid).
     """
-    measures, labels = zip(*batch)
-    if not all(isinstance(m, geom.Measure) and not m.batched for m in measures):
-        bad = next(m for m in measures if not isinstance(m, geom.Measure) or m.batched)
-        raise TypeError(f"batch: expected (unbatched Measure, label) pairs, got an item {describe(bad)}")
-    kinds = {m.kind for m in measures}
-    if len(kinds) != 1:
-        raise ValueError(f"batch: expected Measures of one kind, got kinds {sorted(kinds)}")
-    n = max(m.n_points for m in measures)
-    supports, weights = [], []
-    for m in measures:
-        pad = n - m.n_points
-        supports.append(torch.cat([m.support[0], m.support[0, :1].expand(pad, *m.support.shape[2:])]))
-        weights.append(torch.cat([m.weights[0], m.weights.new_zeros(pad)]))
-    mu = geom.measure(torch.stack(supports), kind=kinds.pop(), weights=torch.stack(weights))  # (B, N_max, ...)
-    return mu, torch.as_tensor(labels, dtype=torch.int64)
+    return geom.collate(batch)
 
 
 class Digits(geom.Dataset):
