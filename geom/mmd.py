@@ -122,9 +122,11 @@ def sliced_energy_distance(
         raise ValueError(f"mu, nu: the sliced energy distance slices point clouds along unit rows; kind "
                          f"{s.mu.kind!r} slices along {s.space.describe()}")
     x, y, a, b, _, unit = _prepare(s.mu, s.nu)  # (B, N, D), (B, M, D), (B, N), (B, M): centred, / unit
-    costs = (energy_slicing_constant(x.shape[-1]) * unit) * SlicedEnergy.apply(x, y, s.directions.detach(), a, b)
-    if not bool(torch.isfinite(costs.detach()).all()):  # (B, L) unbiased per slice
+    energies = SlicedEnergy.apply(x, y, s.directions.detach(), a, b)  # (B, L) in units of `unit`
+    c = energy_slicing_constant(x.shape[-1]) * unit
+    if not bool(torch.isfinite(c * energies.detach()).all()):
         raise ValueError(f"mu, nu: the sliced energy distance leaves the range of {x.dtype} (clouds of extent about "
                          f"{unit:.3g}); rescale the clouds or use float64")
-    result = finish_slices(s, costs, None, root=False)  # the scheme's estimate of the mean over slices
+    scale = torch.full((x.shape[0],), c, dtype=torch.float64, device=x.device)  # (B,) c_d * unit
+    result = finish_slices(s, energies, scale, root=False)  # the scheme's estimate of the mean, times c_d * unit
     return result if return_result else result.value

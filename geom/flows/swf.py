@@ -50,7 +50,10 @@ def _swf_core(x0, a, nu, frozen, *, steps, step_size, n_projections, noise, inst
         if sigma > 0:
             move += sigma * torch.randn(N, D, generator=gen, dtype=torch.float64).to(x)
         x = x + move if frozen is None else torch.where(frozen, x, x + move)  # observed: bit-identical
-        rel, scale = relative_costs(costs.to(x.dtype)[None], torch.ones_like(costs)[None], 2.0)  # (1, L), (1,)
+        if not bool(torch.isfinite(costs).all()):  # the particles overflow: the loop names the divergence
+            return x, math.inf
+        rel, scale = relative_costs(costs[None], torch.ones_like(costs)[None], 2.0)  # (1, L) in [0, 1], (1,)
+        rel = rel.to(x.dtype)
         value = finish_slices(s, rel, scale).value  # the scheme's estimate: stateful schemes update here
         return x, float(value)
 
