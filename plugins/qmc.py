@@ -82,6 +82,7 @@ import math
 import torch
 
 import geom
+from geom import _cache
 from geom._checks import check_memory, check_positive_int, describe
 from geom.directions import haar_rotation
 
@@ -93,7 +94,8 @@ __all__ = ["POINT_SETS", "QuasiMonteCarlo", "energy_points", "equal_area_map", "
 POINT_SETS = {"gaussian": None, "equal_area": (3,), "spiral": (3,), "max_distance": None, "coulomb": None}
 _SOBOL_SETS = ("gaussian", "equal_area")
 _FIXED_SCRAMBLE = 0  # the Sobol scrambling of the deterministic rule
-_ENERGY_CACHE: dict[tuple[int, int, str], torch.Tensor] = {}
+_ENERGY_CACHE: dict[tuple[int, int, str], torch.Tensor] = {}  # first level; the second is on disk
+_ENERGY_FORMAT = 1  # version of the point sets on disk: bump it when their construction changes
 
 
 def _ndtri(u: torch.Tensor) -> torch.Tensor:
@@ -199,17 +201,33 @@ def energy_points(n: int, dim: int, kind: str = "coulomb") -> torch.Tensor:
 
     The start is deterministic: the spiral points in dimension 3, the fixed Gaussian-Sobol set in
     other dimensions, and alternating ``+1, -1`` on the line (S^0 has two points).
+
+    Optimised sets are kept in this process and on disk, in ``qmc/`` of geom's cache folder
+    (:mod:`geom._cache`), so each is computed once per user (a line on stderr says so when it is).
+    A cached file is checked (shape, float64, finite, unit rows) and never unpickled; a bad one is
+    recomputed and rewritten with a GeomWarning naming it; an unwritable folder keeps sets in memory.
     """
+    if kind not in ("coulomb", "max_distance"):
+        raise ValueError(f"kind: expected 'coulomb' or 'max_distance', got {kind!r}")
     key = (n, dim, kind)
-    if key not in _ENERGY_CACHE and dim > 1:  # the optimiser holds a few (n, n) matrices of pair distances
-        check_memory(32 * n * n + 64 * n * dim, "n_projections", f"the {kind!r} point set of {n} directions "
-                     f"(pair distances of {n} x {n})")
     if key not in _ENERGY_CACHE:
         if dim == 1:
             theta = (1.0 - 2.0 * (torch.arange(n) % 2)).to(torch.float64).reshape(n, 1)
         else:
-            start = spiral_points(n) if dim == 3 else gaussian_map(_sobol(n, dim, _FIXED_SCRAMBLE))
-            theta = _optimise(start, kind)
+            path = _cache.cache_dir() / "qmc" / f"{kind}-n{n}-d{dim}-v{_ENERGY_FORMAT}.npy"
+            stored = _cache.load_array(path, (n, dim), unit_rows=True) if n > 1 else None  # one point: no optimising
+            if stored is not None:
+                theta = torch.from_numpy(stored)
+            else:  # the optimiser holds a few (n, n) matrices of pair distances
+                check_memory(32 * n * n + 64 * n * dim, "n_projections", f"the {kind!r} point set of {n} "
+                             f"directions (pair distances of {n} x {n})")
+                if n > 1:
+                    _cache.announce(f"computing the {kind!r} point set of {n} directions in dimension {dim} "
+                                    f"(once; {_cache.where(path.parent)})")
+                start = spiral_points(n) if dim == 3 else gaussian_map(_sobol(n, dim, _FIXED_SCRAMBLE))
+                theta = _optimise(start, kind)
+                if n > 1:
+                    _cache.save_array(path, theta.numpy())
         _ENERGY_CACHE[key] = theta
     return _ENERGY_CACHE[key].clone()
 
