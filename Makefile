@@ -48,6 +48,9 @@ bench: $(STAMP)
 bench-schemes: $(STAMP)
 	$(BIN)/python tools/schemes_bench.py
 
+bench-learned: $(STAMP)
+	$(BIN)/python tools/learned_bench.py
+
 bench-flows: $(STAMP)
 	$(BIN)/python tools/flows_bench.py
 
