@@ -97,13 +97,18 @@ def test_compare_reads_array_files_of_other_kinds(capsys, tmp_path):
         a = g.normal(size=(20, 3, 3))
         np.save(tmp_path / f"spd{k}.npy", a @ a.transpose(0, 2, 1) + shift * np.eye(3))
         paths.append(tmp_path / f"spd{k}.npy")
-    doc = compare_json(capsys, *paths, "--kind", "spd", "--seed", "2")
+    rc, out, err = run(capsys, "compare", *paths, "--n-projections", "64", "--json", "--kind", "spd", "--seed", "2")
+    assert rc == 0, err
+    doc = json.loads(out)
     expected = geom.sliced_wasserstein(geom.measure(np.load(paths[0]), kind="spd"),
                                        geom.measure(np.load(paths[1]), kind="spd"), n_projections=64, seed=2)
     assert doc["kind"] == "spd" and doc["value"] == float(expected) and doc["n_points"] == {"a": 20, "b": 20}
+    assert doc["n_samples"] is None  # spd samples nothing
     np.save(tmp_path / "indefinite.npy", -np.load(paths[0]))
-    assert_user_error(*run(capsys, "compare", paths[0], tmp_path / "indefinite.npy", *SMALL, "--kind", "spd"),
+    assert_user_error(*run(capsys, "compare", paths[0], tmp_path / "indefinite.npy", "--kind", "spd"),
                       "X[0]", "eigenvalue")
+    # --n-samples for a kind that samples nothing is refused, not ignored
+    assert_user_error(*run(capsys, "compare", *paths, *SMALL, "--kind", "spd"), "--n-samples", "'spd'", "256")
 
 
 def test_compare_same_seed_same_output_other_seed_other_value(capsys, files):
@@ -185,7 +190,7 @@ def test_plugins_table_shows_versions_and_failures(capsys, monkeypatch):
     rc, out, _ = run(capsys, "plugins")
     assert rc == 0
     rows = {line.split()[0]: line for line in out.splitlines()[2:]}
-    assert rows["mc"].split() == ["mc", "geom", "0.1.0", "mc", "-", "-", "ok"]
+    assert rows["mc"].split() == ["mc", "geom", "0.1.0", "mc", "-", "-", "-", "ok"]
     assert "thirdparty" in rows["broken"] and "9.9" in rows["broken"]
     assert rows["broken"].endswith("failed: ImportError: no module named nothing")
 
@@ -321,11 +326,25 @@ def test_plugin_errors_and_interrupts(capsys, monkeypatch):
         cli.main(["plugins"])
 
 
-def test_commands_table_drives_the_parser(capsys, monkeypatch):
+def test_commands_come_from_the_registry(capsys, monkeypatch):
+    """The parser is built from the registered commands: one registered at run time is a command."""
+    from geom import registry
+
     seen = []
-    extra = cli.Command("say hello", lambda p: p.add_argument("--who", default="world"),
-                        lambda args: seen.append(args.who) or 7)
-    monkeypatch.setitem(cli.COMMANDS, "hello", extra)
+
+    class Hello(geom.Command):
+        help = "say hello"
+
+        def configure(self, parser):
+            parser.add_argument("--who", default="world")
+
+        def run(self, args):
+            seen.append(args.who)
+            return 7
+
+    monkeypatch.setattr(registry, "_registry", registry._Registry())  # a fresh one, this test's alone
+    geom.register_command("hello", Hello)
     assert cli.main(["hello", "--who", "geom"]) == 7 and seen == ["geom"]
     assert cli.main(["--help"]) == 0
-    assert "say hello" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "say hello" in out and "compare" in out

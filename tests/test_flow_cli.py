@@ -83,8 +83,11 @@ def test_swf_from_noise_in_two_dimensions_to_an_array_file(capsys, tmp_path):
     assert rc == 0, err
     traj, summary = load(out)
     assert traj["trajectory"].shape[1:] == (96, 2) and summary["dim"] == 2
-    start = torch.randn(96, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    np.testing.assert_array_equal(traj["trajectory"][0], start.numpy())  # noise: seeded N(0, I) in d = 2
+    # noise: seeded Gaussian points centred at the target's mean, with its RMS radius (about 3 here)
+    y = np.load(target)
+    mean, rms = y.mean(0), np.sqrt(np.square(y - y.mean(0)).sum(1).mean())
+    z = torch.randn(96, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64).numpy()
+    np.testing.assert_allclose(traj["trajectory"][0], mean + rms / np.sqrt(2) * z, rtol=1e-5, atol=1e-5)
     radius = np.linalg.norm(traj["trajectory"][-1], axis=1)
     assert abs(np.median(radius) - 3) < 0.3  # the particles reached the ring of radius 3
     assert traj["values"][-1] < 0.2 * traj["values"][0]

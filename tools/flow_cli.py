@@ -6,15 +6,22 @@ progress bar (stderr), handles Ctrl-C and writes files::
 
     geom flow SOURCE TARGET --method sw|swf|cswf|mmd [--scheme S] [--option KEY=VALUE ...] [--steps N]
               [--lr X] [--n-projections L] [--n-points N] [--seed K] [--record-every K]
-              [--labels SPEC] [--label-scale S] --out DIR [--resume | --force]
+              [--labels SPEC] [--label-scale S] [--normalize sphere|box] [--kind-option KEY=VALUE ...]
+              [--root DIR] --out DIR [--resume | --force]
     geom generate --method swf|cswf|mmd --dataset NAME [--n-samples N] [--steps N] [--seed K]
-              [--class C] --out DIR [--force]
+              [--class C] [--normalize sphere|box] [--root DIR] --out DIR [--force]
 
 SOURCE and TARGET are files (any format :func:`geom.measure` reads; meshes give ``--n-points`` seeded
-surface samples), ``dataset:NAME:INDEX`` (item INDEX of ``geom.load_dataset(NAME, seed=K)``) or, for
-SOURCE, ``noise`` (``--n-points`` standard Gaussian points in the target's dimension). ``--lr`` is
-the step size of each method: Adam's learning rate for ``sw``, the fraction of the full transport
-step for ``swf`` and ``cswf``, the length per step for ``mmd``.
+surface samples; ``--kind-option KEY=VALUE`` adds options of the ``points`` kind that reads them),
+``dataset:NAME:INDEX`` (item INDEX of ``geom.load_dataset(NAME, root=DIR, seed=K)``, ``--root`` for
+datasets read from disk) or, for SOURCE, ``noise`` (``--n-points`` Gaussian points centred at the
+target's mean, with its RMS radius). ``--normalize sphere|box`` moves and scales SOURCE and TARGET
+each on its own (:func:`geom.measure`); the flow then runs, and every output (trajectory, final
+cloud, frames) is written, in those normalised coordinates. ``--lr`` is the step size of each
+method: Adam's learning rate for ``sw`` and the length per step for ``mmd`` (default: a fraction
+of the target's scale, :data:`geom.flows.DEFAULT_STEP`, so that large and small shapes converge
+alike), the fraction of the full transport step for ``swf`` and ``cswf`` (default 0.5); the
+summary records the value used.
 
 ``cswf`` is the conditional SWF between labelled clouds: each point carries a part label and the
 flow sends every part of SOURCE to the same part of TARGET. ``--labels AXIS:K`` (default ``z:4``)
@@ -60,13 +67,15 @@ from geom._checks import check_memory, check_positive_int, describe
 from geom._files import TEMP_PREFIX, atomic_write
 from geom._state import flatten, load_npz, read_npz, save_npz, unflatten
 
-from .cli import _check_seed, _interruption_point, _named, _parse_options, _scheme_class, _sigint_held
+from ._common import (_add_measure_options, _check_normalize, _check_seed, _interruption_point, _measure, _named,
+                      _new_scheme, _parse_options, _scheme_class, _sigint_held, exact_w2)
 
 __all__ = ["configure_flow", "configure_generate", "exact_w2", "run_flow", "run_generate"]
 
 FLOW_METHODS = ("sw", "swf", "cswf", "mmd")
-DEFAULT_LR = {"sw": 0.02, "swf": 0.5, "cswf": 0.5, "mmd": 0.05}
-"""Step size of each method when ``--lr`` is not given."""
+DEFAULT_LR = {"swf": 0.5, "cswf": 0.5}
+"""Step size of the SWF methods when ``--lr`` is not given (a fraction of the transport step); sw
+and mmd take the library's default, a fraction of the target's scale (:data:`geom.flows.DEFAULT_STEP`)."""
 RESUMABLE_KEYS = ("steps",)
 """Arguments that ``--resume`` may change."""
 CHECKPOINT, SUMMARY, LEGACY_CHECKPOINT = "checkpoint.npz", "summary.json", "checkpoint.pt"
@@ -94,6 +103,14 @@ def _dataset_class(name: str, what: str) -> type:
         raise type(exc)(f"{what}: {text.split(': ', 1)[1] if text.startswith('name: ') else text}") from None
 
 
+def _load_dataset(name: str, args, what: str, **options):
+    """``geom.load_dataset(name, root=--root, **options)``; errors name the argument ``what``."""
+    try:
+        return geom.load_dataset(name, root=args.root, **options)
+    except (TypeError, ValueError, OSError) as exc:
+        raise type(exc)(f"{what}: dataset {name!r}: {exc}") from None
+
+
 def _dataset_item(name: str, index_text: str, args, what: str):
     cls = _dataset_class(name, what)
     try:
@@ -103,19 +120,17 @@ def _dataset_item(name: str, index_text: str, args, what: str):
     options = {"seed": args.seed} if "seed" in cls.options else {}
     if "n_points" in cls.options:
         options["n_points"] = args.n_points
-    try:
-        data = geom.load_dataset(name, **options)
-    except (TypeError, ValueError, OSError) as exc:
-        raise type(exc)(f"{what}: dataset {name!r}: {exc}") from None
+    data = _load_dataset(name, args, what, **options)
     if not -len(data) <= index < len(data):
         raise ValueError(f"{what}: dataset {name!r} has {len(data)} items, got index {index}")
     item, _ = data[index]
-    return _weighted_cloud(item, what)
+    return _weighted_cloud(item, what, args.normalize)
 
 
-def _weighted_cloud(obj, what: str):
-    """``(points (N, d), weights (N,))`` float64 of one cloud, its zero-weight points dropped."""
-    m = obj if isinstance(obj, geom.Measure) else geom.measure(obj)
+def _weighted_cloud(obj, what: str, normalize: str | None = None):
+    """``(points (N, d), weights (N,))`` float64 of one cloud (normalised on its own with ``normalize``),
+    its zero-weight points dropped."""
+    m = _measure(obj, what, normalize=normalize) if normalize or not isinstance(obj, geom.Measure) else obj
     if m.batch_size != 1 or m.support.ndim != 3:
         raise ValueError(f"{what}: expected one point cloud (N, d), got a measure of kind {m.kind!r} "
                          f"with support {tuple(m.support.shape)}")
@@ -124,9 +139,9 @@ def _weighted_cloud(obj, what: str):
     return x[keep], w[keep] / w[keep].sum()
 
 
-def _cloud_of(obj, what: str) -> torch.Tensor:
+def _cloud_of(obj, what: str, normalize: str | None = None) -> torch.Tensor:
     """``(N, d)`` float64 points of one cloud (its positive-weight points)."""
-    return _weighted_cloud(obj, what)[0]
+    return _weighted_cloud(obj, what, normalize)[0]
 
 
 def _as_input(x: torch.Tensor, w: torch.Tensor):
@@ -134,13 +149,16 @@ def _as_input(x: torch.Tensor, w: torch.Tensor):
     return x if bool((w == w[0]).all()) else geom.measure(x, weights=w)
 
 
-def _load_input(text: str, args, what: str, dim: int | None = None):
-    """SOURCE / TARGET text -> ``(points (N, d), weights (N,))`` float64."""
+def _load_input(text: str, args, what: str, target=None):
+    """SOURCE / TARGET text -> ``(points (N, d), weights (N,))`` float64; ``noise`` (SOURCE only) is
+    Gaussian, centred at the mean of ``target = (points, weights)`` with its RMS radius."""
     if text == "noise":
-        if dim is None:
-            raise ValueError(f"{what}: 'noise' is only valid as SOURCE (it takes the target's dimension)")
+        if target is None:
+            raise ValueError(f"{what}: 'noise' is only valid as SOURCE (it takes the target's dimension and scale)")
+        y, wy = target
         gen = torch.Generator().manual_seed(args.seed)
-        x = torch.randn(args.n_points, dim, generator=gen, dtype=torch.float64)
+        z = torch.randn(args.n_points, y.shape[1], generator=gen, dtype=torch.float64)
+        x = wy @ y + geom.flows.target_scale(_as_input(y, wy)) / math.sqrt(y.shape[1]) * z
         return x, torch.full((args.n_points,), 1.0 / args.n_points, dtype=torch.float64)
     if text.startswith("dataset:"):
         parts = text.split(":")
@@ -152,11 +170,8 @@ def _load_input(text: str, args, what: str, dim: int | None = None):
         raise FileNotFoundError(f"{what}: no such file '{text}' (expected a file, dataset:NAME:INDEX or noise)")
     if path.is_dir():
         raise IsADirectoryError(f"{what}: '{text}' is a directory; expected a shape file")
-    try:
-        m = geom.measure(str(path), kind="points", n_samples=args.n_points, seed=args.seed)
-    except (TypeError, ValueError, OSError) as exc:
-        raise _named(exc, what) from None
-    return _weighted_cloud(m, what)
+    options = dict(n_samples=args.n_points, seed=args.seed) | _parse_options(args.kind_options, "--kind-option")
+    return _weighted_cloud(_measure(str(path), what, "points", args.normalize, options), what)
 
 
 # ---------------------------------------------------------------------------------------------- output folder
@@ -281,26 +296,29 @@ def _save_figure(fig, fh) -> None:
 
 
 def _plot_frames(traj: np.ndarray, steps: np.ndarray, fh, labels: np.ndarray | None = None,
-                 n_frames: int = 6) -> None:
+                 n_frames: int = 6, target: np.ndarray | None = None) -> None:
     """A strip of up to ``n_frames`` snapshots: 3-D scatter for d = 3, else the first two coordinates;
-    points coloured by their part label when there are labels."""
+    points coloured by their part label when there are labels; the ``target`` drawn light behind the
+    particles in every panel, whose axis limits hold both."""
     T, _, d = traj.shape
     colour = {} if labels is None else dict(c=labels % 10, cmap="tab10", vmin=0, vmax=10)
     pick = sorted(set(np.linspace(0, T - 1, min(n_frames, T)).round().astype(int).tolist()))
-    lo, hi = traj.min(axis=(0, 1)), traj.max(axis=(0, 1))
     fig = _pyplot().figure(figsize=(3 * len(pick), 3.2))
+
+    def coords(x):  # what is drawn of (n, d) points: 3 coordinates for d = 3, else 2 (y = 0 on the line)
+        return x[:, :3] if d == 3 else np.column_stack([x[:, 0], x[:, 1] if d > 1 else np.zeros(len(x))])
+
     for i, t in enumerate(pick):
-        if d == 3:
-            ax = fig.add_subplot(1, len(pick), i + 1, projection="3d")
-            ax.scatter(*traj[t].T, s=2, **colour)
-            ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), zlim=(lo[2], hi[2]))
-        else:
-            ax = fig.add_subplot(1, len(pick), i + 1)
-            y = traj[t, :, 1] if d > 1 else np.zeros(traj.shape[1])
-            ax.scatter(traj[t, :, 0], y, s=2, **colour)
-            ax.set_xlim(lo[0], hi[0])
-            if d > 1:
-                ax.set_ylim(lo[1], hi[1])
+        shown = [coords(traj[t])] + ([] if target is None else [coords(target)])
+        lo, hi = np.min([p.min(0) for p in shown], 0), np.max([p.max(0) for p in shown], 0)
+        pad = 0.02 * np.maximum(hi - lo, 1e-12)
+        ax = fig.add_subplot(1, len(pick), i + 1, projection="3d" if d == 3 else None)
+        if target is not None:
+            ax.scatter(*shown[1].T, s=1, c="0.8", zorder=0)
+        ax.scatter(*shown[0].T, s=2, zorder=1, **colour)
+        for axis, a, b in zip("xyz", lo - pad, hi + pad):
+            getattr(ax, f"set_{axis}lim")(a, b)
+        if d != 3:
             ax.set_aspect("equal", adjustable="box")
         ax.set_title(f"step {int(steps[t])}")
     _save_figure(fig, fh)
@@ -359,7 +377,8 @@ class _Monitor:
 
 def configure_flow(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``geom flow``."""
-    parser.add_argument("source", metavar="SOURCE", help="shape file, dataset:NAME:INDEX or noise")
+    parser.add_argument("source", metavar="SOURCE",
+                        help="shape file, dataset:NAME:INDEX or noise (Gaussian, with the target's mean and RMS radius)")
     parser.add_argument("target", metavar="TARGET", help="shape file or dataset:NAME:INDEX")
     parser.add_argument("--method", required=True, metavar="M",
                         help="sw (SW gradient flow, Adam), swf (sliced-Wasserstein flow), cswf (conditional SWF "
@@ -369,7 +388,8 @@ def configure_flow(parser: argparse.ArgumentParser) -> None:
                         help="an option of the scheme, repeatable (values read as JSON where they parse)")
     parser.add_argument("--steps", type=int, default=300, metavar="N", help="number of steps (default: 300)")
     parser.add_argument("--lr", type=float, default=None, metavar="X",
-                        help="step size (default: sw 0.02, swf and cswf 0.5, mmd 0.05)")
+                        help="step size (default: sw 0.02 and mmd 0.05 times the target's RMS radius, swf and cswf "
+                             "0.5)")
     parser.add_argument("--n-projections", type=int, default=128, metavar="L", help="directions per step (default: 128)")
     parser.add_argument("--n-points", type=int, default=1024, metavar="N",
                         help="points sampled from meshes / dataset items, and noise points (default: 1024)")
@@ -381,7 +401,10 @@ def configure_flow(parser: argparse.ArgumentParser) -> None:
                              "(default: z:4), or npz: the 'labels' arrays of two .npz inputs")
     parser.add_argument("--label-scale", type=float, default=None, metavar="S",
                         help="cswf: weight of the one-hot label block (default: 2)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (absent or empty)")
+    _add_measure_options(parser)
+    parser.add_argument("--root", default=None, metavar="DIR", help="folder of on-disk datasets (dataset:NAME:INDEX)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder (absent or empty); coordinates are normalised ones with --normalize")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help=f"continue the run whose {CHECKPOINT} is in DIR")
     group.add_argument("--force", action="store_true", help="replace the outputs of an earlier geom flow in DIR")
@@ -399,9 +422,11 @@ def _flow_settings(args) -> dict:
     if method not in FLOW_METHODS:
         raise ValueError(f"--method: expected one of {', '.join(FLOW_METHODS)}, got {args.method!r}")
     steps = check_positive_int(args.steps, "--steps")
-    lr = DEFAULT_LR[method] if args.lr is None else args.lr
-    if not (math.isfinite(lr) and lr > 0):
+    lr = DEFAULT_LR.get(method) if args.lr is None else args.lr
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"--lr: expected a positive number, got {lr}")
+    kind_options = _parse_options(args.kind_options, "--kind-option")
+    _check_normalize(args.normalize, kind_options)
     n_projections = check_positive_int(args.n_projections, "--n-projections")
     n_points = check_positive_int(args.n_points, "--n-points")
     _check_seed(args.seed)
@@ -426,15 +451,15 @@ def _flow_settings(args) -> dict:
     check_memory(24 * n_projections, "--n-projections", f"{n_projections} directions per step")
     return dict(source=args.source, target=args.target, method=method, scheme=args.scheme, options=options,
                 steps=steps, lr=lr, n_projections=args.n_projections, n_points=args.n_points, seed=args.seed,
-                record_every=args.record_every, labels=labels, label_scale=label_scale)
+                record_every=args.record_every, labels=labels, label_scale=label_scale, normalize=args.normalize,
+                kind_options=kind_options, root=args.root)
 
 
-def _new_scheme(s: dict):
-    """A fresh instance of the run's scheme, built with its options."""
-    try:
-        return _scheme_class(s["scheme"])(**s["options"])
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"--option: {exc}") from None
+def _step(s: dict, target) -> float:
+    """The run's step size: ``--lr``, the SWF's default, or the library's default for the target."""
+    if s["lr"] is not None:
+        return s["lr"]
+    return geom.flows.DEFAULT_STEP[s["method"]] * geom.flows.target_scale(target)
 
 
 def _record_steps(record_every: int | None, steps: int) -> list[int]:
@@ -485,6 +510,7 @@ def _point_labels(spec: str, s: dict, x: torch.Tensor, y: torch.Tensor) -> tuple
 def _run_method(s: dict, x, y, *, start: int, total: int, scheme, gen, opt_state, labels,
                 monitor) -> geom.flows.FlowResult:
     """Steps ``start + 1 .. total`` of the flow from particles ``x``; recorded steps are global."""
+    lr = _step(s, y)
     remaining = total - start
     local = [t - start for t in _record_steps(s["record_every"], total) if t > start]
     if start == 0:
@@ -493,18 +519,18 @@ def _run_method(s: dict, x, y, *, start: int, total: int, scheme, gen, opt_state
                   record_every=local, callback=monitor)
     try:
         if s["method"] == "sw":
-            return geom.flows.sw_flow(x, y, lr=s["lr"], optimizer_state=opt_state, **common)
+            return geom.flows.sw_flow(x, y, lr=lr, optimizer_state=opt_state, **common)
         if s["method"] == "swf":
-            return geom.flows.swf(x, y, step_size=s["lr"], **common)
+            return geom.flows.swf(x, y, step_size=lr, **common)
         if s["method"] == "cswf":
-            return geom.flows.conditional_swf(x, y, *labels, step_size=s["lr"], label_scale=s["label_scale"],
+            return geom.flows.conditional_swf(x, y, *labels, step_size=lr, label_scale=s["label_scale"],
                                               **common)
         from geom.flows import mmd_flow
 
-        return mmd_flow(x, y, lr=s["lr"], velocity=opt_state, **common)
+        return mmd_flow(x, y, lr=lr, velocity=opt_state, **common)
     except geom.flows.FlowDiverged as exc:
         raise ValueError(f"the flow diverged at step {start + exc.step}: the {exc.what} became non-finite "
-                         f"({exc.detail}); try a smaller --lr (now {s['lr']:g})") from None
+                         f"({exc.detail}); try a smaller --lr (now {lr:g})") from None
     except ValueError as exc:  # the library's argument name -> the command's
         if str(exc).startswith("n_projections:"):
             raise _named(exc, "--n-projections", ("n_projections",)) from None
@@ -637,7 +663,7 @@ def _read_checkpoint(out: pathlib.Path, s: dict) -> dict:
             raise bad(f"{name} is {ck[name]!r}; expected a finite number")
     if not isinstance(ck["value"], str):
         raise bad(f"value is {ck['value']!r}; expected the description of the recorded values")
-    scheme = _new_scheme(s)
+    scheme = _new_scheme(s["scheme"], s["options"])
     try:
         scheme.load_state_dict(ck["scheme"])
     except (ValueError, TypeError) as exc:
@@ -694,11 +720,11 @@ def run_flow(args: argparse.Namespace) -> int:
                                                                          "optimizer_state", "labels"))
     else:
         y, wy = _load_input(s["target"], args, "TARGET")
-        x, wx = _load_input(s["source"], args, "SOURCE", dim=y.shape[1])
+        x, wx = _load_input(s["source"], args, "SOURCE", target=(y, wy))
         if x.shape[1] != y.shape[1]:
             raise ValueError(f"SOURCE, TARGET: expected the same dimension, got {x.shape[1]} and {y.shape[1]}")
         _check_sizes(s, len(x), len(y), x.shape[1])
-        scheme, start, opt_state = _new_scheme(s), 0, None
+        scheme, start, opt_state = _new_scheme(s["scheme"], s["options"]), 0, None
         labels = _point_labels(s["labels"], s, x, y) if s["method"] == "cswf" else None
         gen = torch.Generator().manual_seed(s["seed"])
 
@@ -762,6 +788,12 @@ def _command_line(args) -> list[str]:
         argv += ["--labels", args.labels]
     if args.label_scale is not None:
         argv += ["--label-scale", repr(args.label_scale)]
+    if args.normalize is not None:
+        argv += ["--normalize", args.normalize]
+    for item in args.kind_options:
+        argv += ["--kind-option", item]
+    if args.root is not None:
+        argv += ["--root", args.root]
     return argv
 
 
@@ -777,7 +809,7 @@ def _write_flow_outputs(out: pathlib.Path, s: dict, ck: dict, args, ours: set[st
     with _output(out / files[2]) as fh:
         _export_cloud(particles, fh, files[2])
     with _output(out / "frames.png") as fh:
-        _plot_frames(traj, steps, fh, labels)
+        _plot_frames(traj, steps, fh, labels, target=ck["target"].numpy())
     label = {"mmd": "sliced energy distance", "cswf": "SW_2 of (point, label) to the target"}.get(
         s["method"], "SW_2 to the target")
     with _output(out / "loss.png") as fh:
@@ -785,7 +817,8 @@ def _write_flow_outputs(out: pathlib.Path, s: dict, ck: dict, args, ours: set[st
     _remove_stale(out, ours, files)
     summary = dict(
         command=_command_line(args), method=s["method"], scheme=s["scheme"], options=s["options"], seed=s["seed"],
-        lr=s["lr"], n_projections=s["n_projections"], n_points=s["n_points"], steps=s["steps"],
+        lr=_step(s, _as_input(ck["target"], ck["target_weights"])), normalize=s["normalize"],
+        kind_options=s["kind_options"], n_projections=s["n_projections"], n_points=s["n_points"], steps=s["steps"],
         steps_done=ck["steps_done"], complete=ck["steps_done"] >= s["steps"], resumed=bool(args.resume),
         value=ck["value"], start_value=ck["start_value"], end_value=float(values[-1]),
         n_source=int(traj.shape[1]), n_target=int(ck["target"].shape[0]), dim=int(traj.shape[2]),
@@ -824,6 +857,8 @@ def configure_generate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="K",
                         help="seed of the data split, the noise and the flow (default: 0)")
     parser.add_argument("--class", dest="cls", default=None, metavar="C", help="generate this class only")
+    _add_measure_options(parser, kind_option=False)
+    parser.add_argument("--root", default=None, metavar="DIR", help="folder of an on-disk dataset")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (absent or empty)")
     parser.add_argument("--force", action="store_true", help="overwrite the outputs in a non-empty DIR")
 
@@ -839,22 +874,22 @@ def _split_data(name: str, args):
     """
     cls = _dataset_class(name, "--dataset")
     if name == "digits":
-        train = geom.load_dataset(name, representation="vectors", split="train", seed=args.seed)
-        test = geom.load_dataset(name, representation="vectors", split="test", seed=args.seed)
+        if args.normalize is not None:
+            raise ValueError(f"--normalize: the digits are 64-D intensity vectors, one per item, not shapes; got "
+                             f"--normalize {args.normalize}")
+        train = _load_dataset(name, args, "--dataset", representation="vectors", split="train", seed=args.seed)
+        test = _load_dataset(name, args, "--dataset", representation="vectors", split="test", seed=args.seed)
         (x, y), (xt, yt) = train.batch(), test.batch()
         return x.double(), y, xt.double(), yt, list(train.classes), True
     options = {k: v for k, v in (("seed", args.seed), ("n_points", args.n_points)) if k in cls.options}
-    try:
-        data = geom.load_dataset(name, **options)
-    except (TypeError, ValueError, OSError) as exc:
-        raise type(exc)(f"--dataset: {name!r}: {exc}") from None
+    data = _load_dataset(name, args, "--dataset", **options)
     if len(data) == 0:
         raise ValueError(f"--dataset: {name!r} has no items")
     labels = np.array([int(data[i][1]) for i in range(len(data))])
     rng = np.random.default_rng(args.seed)
 
     def cloud(i):
-        return _cloud_of(data[int(i)][0], f"--dataset: {name!r} item {int(i)}")
+        return _cloud_of(data[int(i)][0], f"--dataset: {name!r} item {int(i)}", args.normalize)
 
     held = np.zeros(len(data), dtype=bool)  # items held out
     split = {}  # item of a one-item class -> (its points, their seeded order, how many are held out)
@@ -890,19 +925,11 @@ def _split_data(name: str, args):
     return x, y, xt, yt, list(data.classes), False
 
 
-def exact_w2(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Exact W_2 between two uniform clouds (POT's network simplex); the benchmarks score flows with it too."""
-    import ot
-
-    M = torch.cdist(x, y).square().numpy()
-    return math.sqrt(max(float(ot.emd2(np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y)), M,
-                                      numItermax=10_000_000)), 0.0))
-
-
-def _plot_samples(samples: np.ndarray, labels: np.ndarray, held: np.ndarray, classes, digits: bool, fh,
-                  max_panels: int = 12) -> None:
-    """Digits: 8x8 images, one row per class (one grid when unconditional); clouds: a scatter per class
-    (the first ``max_panels`` classes)."""
+def _plot_samples(samples: np.ndarray, labels: np.ndarray, held: np.ndarray, held_labels: np.ndarray, classes,
+                  digits: bool, fh, max_panels: int = 12) -> None:
+    """Digits: 8x8 images, one row per class (one grid when unconditional). Clouds: one panel per
+    generated shape (the samples of a class; all samples when unconditional), its held-out points
+    grey behind it (the first ``max_panels`` classes)."""
     plt = _pyplot()
     present = sorted(set(labels.tolist()))[:max_panels]
     if digits:
@@ -919,13 +946,16 @@ def _plot_samples(samples: np.ndarray, labels: np.ndarray, held: np.ndarray, cla
                 axes[i, 0].set_title(classes[present[i]], fontsize=7, loc="left")
     else:
         d = samples.shape[1]
-        fig = plt.figure(figsize=(2.6 * len(present), 2.8))
+        ncol = min(len(present), 4)
+        nrow = -(-len(present) // ncol)
+        fig = plt.figure(figsize=(4.5 * ncol, 4.5 * nrow))
         for i, c in enumerate(present):
-            ax = fig.add_subplot(1, len(present), i + 1, projection="3d" if d == 3 else None)
-            s = samples[labels == c]
-            ax.scatter(*(held[:, :3].T if d == 3 else held[:, :2].T), s=1, c="0.75")
-            ax.scatter(*(s[:, :3].T if d == 3 else s[:, :2].T), s=2)
-            ax.set_title(classes[c] if len(present) > 1 else "samples (grey: held-out)", fontsize=8)
+            ax = fig.add_subplot(nrow, ncol, i + 1, projection="3d" if d == 3 else None)
+            ref = held[held_labels == c] if c >= 0 else held
+            for x, style in ((ref, dict(s=2, c="0.8")), (samples[labels == c], dict(s=6))):
+                ax.scatter(*(x[:, :3].T if d == 3 else x[:, :2].T), **style)
+            name = classes[c] if c >= 0 else "samples"
+            ax.set_title(f"{name} ({int((labels == c).sum())} points; grey: held-out)", fontsize=9)
     _save_figure(fig, fh)
 
 
@@ -993,7 +1023,8 @@ def run_generate(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     samples = r.particles.detach().cpu().double()  # (S, d)
 
-    held = xt if method != "cswf" else xt[torch.isin(yt, torch.tensor(wanted))]
+    keep = torch.isin(yt, torch.tensor(wanted)) if method == "cswf" else torch.ones(len(yt), dtype=torch.bool)
+    held, held_labels = xt[keep], yt[keep]
     scores = dict(w2=exact_w2(samples, held), energy=float(geom.energy_distance(samples, held)))
     rng = np.random.default_rng(args.seed)  # a real training subset like the samples, as the reference
     if method == "cswf":
@@ -1004,8 +1035,10 @@ def run_generate(args: argparse.Namespace) -> int:
     summary = dict(
         command=["geom", "generate", "--method", method, "--dataset", args.dataset, "--n-samples", str(n),
                  "--steps", str(steps), "--seed", str(args.seed), "--out", args.out]
-        + (["--class", str(args.cls)] if args.cls is not None else []),
-        method=method, dataset=args.dataset, n_samples=len(samples), dim=int(samples.shape[1]), steps=steps,
+        + (["--class", str(args.cls)] if args.cls is not None else [])
+        + (["--normalize", args.normalize] if args.normalize is not None else [])
+        + (["--root", args.root] if args.root is not None else []),
+        method=method, dataset=args.dataset, normalize=args.normalize, n_samples=len(samples), dim=int(samples.shape[1]), steps=steps,
         steps_done=int(r.info["steps_done"]), lr=lr, n_projections=args.n_projections, seed=args.seed,
         label_scale=args.label_scale if method == "cswf" else None,
         classes=[classes[c] for c in wanted], n_train=len(x), n_held_out=len(held),
@@ -1021,7 +1054,7 @@ def run_generate(args: argparse.Namespace) -> int:
     with _output(out / "samples.npz") as fh:
         np.savez(fh, samples=samples.numpy(), labels=labels.numpy())
     with _output(out / "samples.png") as fh:
-        _plot_samples(samples.numpy(), labels.numpy(), held.numpy(), classes, digits, fh)
+        _plot_samples(samples.numpy(), labels.numpy(), held.numpy(), held_labels.numpy(), classes, digits, fh)
     with _output(out / SUMMARY, "w") as fh:  # last: it lists the files above
         fh.write(json.dumps(summary, indent=2) + "\n")
     if monitor.interrupted and summary["steps_done"] < steps:

@@ -34,7 +34,7 @@ import geom
 import geom.flows
 from geom._files import save_figure, write_text
 from geom.flows import mmd_flow
-from geom_tools.flow_cli import exact_w2
+from geom_tools._common import exact_w2
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "datasets" / "samples"

@@ -33,7 +33,7 @@ import geom
 from geom._files import save_figure, write_text
 from geom.io import sample_surface
 from geom.registry import get_scheme
-from geom_tools.flow_cli import exact_w2
+from geom_tools._common import exact_w2
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MESHES = ROOT.parent / "shared" / "data" / "meshes"

@@ -20,6 +20,11 @@ cleanly at that step.
   2023): the SWF on joint vectors ``[x, label_scale * onehot(label)]`` whose label block never
   moves (class-conditional sampling), with masked coordinates held fixed (inpainting).
 
+Step sizes know the target's scale: ``lr`` of :func:`sw_flow` and :func:`mmd_flow` defaults to a
+fraction (:data:`DEFAULT_STEP`) of :func:`target_scale`, the target's RMS radius about its mean, and
+the SWF's ``step_size`` is a fraction of the transport displacement; a flow onto a target 100 times
+larger converges in as many steps with the default settings.
+
 Recorded values (``FlowResult.values``) are ``SW_p`` to the target on ``eval_projections`` uniform
 directions drawn once at the start from the flow's generator (common random numbers: the curve is
 smooth and comparable across schemes); the ``value`` given to the callback is the flow's own
@@ -27,11 +32,12 @@ estimate on the slices of that step, at the positions the step started from.
 """
 
 from .. import _ot1d
-from ._base import FlowDiverged, FlowResult
+from ._base import DEFAULT_STEP, FlowDiverged, FlowResult, target_scale
 from .mmd import mmd_flow
 from .sw import sw_flow
 from .swf import conditional_swf, swf
 
-__all__ = ["FlowDiverged", "FlowResult", "conditional_swf", "mmd_flow", "sw_flow", "swf", "transport_targets"]
+__all__ = ["DEFAULT_STEP", "FlowDiverged", "FlowResult", "conditional_swf", "mmd_flow", "sw_flow", "swf", "target_scale",
+           "transport_targets"]
 
 transport_targets = _ot1d.transport_map  # the name of the first release

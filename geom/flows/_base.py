@@ -123,6 +123,28 @@ def _record_set(record_every, steps: int):
     raise TypeError(f"record_every: expected a positive int or a list of steps, got {describe(record_every)}")
 
 
+DEFAULT_STEP = {"sw": 0.02, "mmd": 0.05}
+"""``lr`` of :func:`~geom.flows.sw_flow` and :func:`~geom.flows.mmd_flow` when none is given, as a
+fraction of :func:`target_scale` (so the step is the same relative to any target: a unit sphere gets
+``lr`` 0.02 and 0.05, the same sphere scaled by 100 gets 2 and 5). The SWF's ``step_size`` needs none:
+it is already a fraction of the transport displacement."""
+
+
+def target_scale(target) -> float:
+    """The scale of a cloud: its RMS radius about its weighted mean, ``sqrt(sum_j b_j |y_j - ybar|^2)``
+    (1 for a unit sphere's surface; 1 too for a cloud of one point, which has no scale)."""
+    nu = target if isinstance(target, Measure) else _cloud(target, "target")
+    y, b = nu.support[0].detach().double(), nu.weights[0].detach().double()
+    mean = b @ y
+    scale = float((b @ (y - mean).square().sum(1)).sqrt())
+    return scale if math.isfinite(scale) and scale > 0 else 1.0
+
+
+def _step_or_default(lr, method: str, nu: Measure) -> float:
+    """``lr`` checked, or the default :data:`DEFAULT_STEP` ``* target_scale(nu)`` where it is None."""
+    return _check_step(DEFAULT_STEP[method] * target_scale(nu) if lr is None else lr, "lr", nu.dtype)
+
+
 def _check_step(value, name: str, dtype: torch.dtype) -> float:
     """A step size ``> 0`` that the particles' dtype holds (optimizers multiply by it in that dtype)."""
     top = torch.finfo(dtype).max

@@ -12,8 +12,8 @@ from .._checks import as_real_tensor, check_finite, check_positive_int, check_re
 from ..measures import measure
 from ..mmd import sliced_energy_distance
 from ..sliced import resolve_scheme
-from ._base import (FlowResult, _check_callback, _check_finite_at, _check_step, _eval_directions, _generator, _pair,
-                    _record_set, _run)
+from ._base import (FlowResult, _check_callback, _check_finite_at, _eval_directions, _generator, _pair,
+                    _record_set, _run, _step_or_default)
 
 __all__ = ["mmd_flow"]
 
@@ -23,7 +23,7 @@ def mmd_flow(
     target,
     *,
     steps: int,
-    lr: float = 0.1,
+    lr: float | None = None,
     momentum: float = 0.9,
     n_projections: int = 256,
     scheme="mc",
@@ -51,7 +51,8 @@ def mmd_flow(
             (not a batch), with positive weights.
         target: a measure of the same dimension (any ``M``, any weights).
         steps: number of steps, ``>= 1``.
-        lr: step size ``> 0``, in units of length per step.
+        lr: step size ``> 0``, in units of length per step; default (None) ``0.05 *
+            target_scale(target)`` (see :data:`geom.flows.DEFAULT_STEP`).
         momentum: in ``[0, 1)``; 0 is plain gradient descent.
         n_projections: directions per step.
         scheme: name or instance of a scheme with uniform directions (a stateful instance keeps its
@@ -72,7 +73,7 @@ def mmd_flow(
     if bool((mu.weights <= 0).any()):
         raise ValueError("source: expected positive weights for every particle, got a zero weight")
     steps = check_positive_int(steps, "steps")
-    lr = _check_step(lr, "lr", mu.dtype)
+    lr = _step_or_default(lr, "mmd", nu)
     momentum = check_real(momentum, "momentum", "in [0, 1)", lambda v: 0 <= v < 1)
     n_projections = check_positive_int(n_projections, "n_projections")
     _check_callback(callback)

@@ -7,8 +7,8 @@ import torch
 from .._checks import check_memory, check_p, check_positive_int, describe
 from ..measures import Measure
 from ..sliced import resolve_scheme, sliced_wasserstein
-from ._base import (FlowResult, _check_callback, _check_finite_at, _check_optimizer_state, _check_step,
-                    _eval_directions, _generator, _pair, _record_set, _run, _sw_evaluator)
+from ._base import (FlowResult, _check_callback, _check_finite_at, _check_optimizer_state,
+                    _eval_directions, _generator, _pair, _record_set, _run, _step_or_default, _sw_evaluator)
 
 __all__ = ["sw_flow"]
 
@@ -18,7 +18,7 @@ def sw_flow(
     target,
     *,
     steps: int,
-    lr: float,
+    lr: float | None = None,
     optimizer: str = "adam",
     scheme="mc",
     n_projections: int = 128,
@@ -42,7 +42,8 @@ def sw_flow(
         source: ``(N, d)`` cloud (array, tensor, file or Measure); its weights stay fixed.
         target: ``(M, d)`` cloud.
         steps: number of steps, ``>= 1``.
-        lr: step size, ``> 0``.
+        lr: step size, ``> 0``; default (None) ``0.02 * target_scale(target)`` (see
+            :data:`geom.flows.DEFAULT_STEP`): the same relative step for a target of any size.
         optimizer: ``"adam"`` or ``"sgd"``.
         scheme: registered scheme name or a :class:`SlicingScheme` instance (kept across steps).
         n_projections: directions per step.
@@ -72,7 +73,7 @@ def sw_flow(
     """
     mu, nu = _pair(source, target)
     steps = check_positive_int(steps, "steps")
-    lr = _check_step(lr, "lr", mu.dtype)
+    lr = _step_or_default(lr, "sw", nu)
     p = check_p(p)
     n_projections = check_positive_int(n_projections, "n_projections")
     if not isinstance(optimizer, str) or optimizer.lower() not in ("adam", "sgd"):
