@@ -86,6 +86,8 @@ class DirectionSpace(abc.ABC):
     shape: tuple[int, ...] = ()
     gaussian_dim: int = 0
     euclidean: bool = False
+    #: what the directions are, for error messages (``"unit rows"``)
+    noun: str = "directions"
 
     @abc.abstractmethod
     def from_gaussian(self, z: torch.Tensor) -> torch.Tensor:
@@ -101,8 +103,11 @@ class DirectionSpace(abc.ABC):
         """Raise ValueError naming ``name`` when ``directions (L, *shape)`` are not in the space."""
 
     def describe(self) -> str:
-        """What one direction is, for error messages (``"(L, 3) unit rows"``)."""
-        return f"(L, {', '.join(map(str, self.shape))}) directions"
+        """What the directions are, for error messages (``"(L, 3) unit rows"``)."""
+        return f"{self._shape()} {self.noun}"
+
+    def _shape(self) -> str:
+        return f"(L, {', '.join(map(str, self.shape))})"
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(n, *shape)`` float64 directions, independent and uniform (CPU, from ``generator``)."""
@@ -113,22 +118,23 @@ class DirectionSpace(abc.ABC):
 
         Errors name ``name``, say what a direction of this space is and what came.
         """
-        want = self.describe()
         if not isinstance(directions, torch.Tensor):
             try:
                 directions = torch.as_tensor(directions)
             except (TypeError, ValueError, RuntimeError) as exc:
-                raise TypeError(f"{name}: expected {want}, got {describe(directions)}") from exc
+                raise TypeError(f"{name}: expected an {self._shape()} array of {self.noun}, got "
+                                f"{describe(directions)}") from exc
         check_device(directions, name)
         if tuple(directions.shape[1:]) != tuple(self.shape) or directions.ndim != 1 + len(self.shape) \
                 or directions.shape[0] < 1:
-            raise ValueError(f"{name}: expected {want} with L >= 1, got shape {tuple(directions.shape)}")
+            raise ValueError(f"{name}: expected shape {self._shape()} with L >= 1 ({self.noun}), got shape "
+                             f"{tuple(directions.shape)}")
         if rows is not None and directions.shape[0] != rows:
             raise ValueError(f"{name}: expected {rows} directions (the number asked for), got {directions.shape[0]}")
         if directions.is_complex() or directions.dtype == torch.bool or not (
                 directions.is_floating_point() or directions.dtype in (torch.int8, torch.int16, torch.int32,
                                                                        torch.int64, torch.uint8)):
-            raise TypeError(f"{name}: expected real {want}, got dtype {directions.dtype}")
+            raise TypeError(f"{name}: expected real {self.noun}, got dtype {directions.dtype}")
         if like is not None:
             directions = directions.to(device=like.device, dtype=like.dtype)
         elif not directions.is_floating_point():
@@ -151,6 +157,7 @@ class UnitSphere(DirectionSpace):
     """Unit rows of R^d, uniform on the sphere S^(d-1): the directions of linear representations."""
 
     euclidean = True
+    noun = "unit rows"
     #: how far from 1 the norm of a given direction may be
     tolerance = 1e-4
 
@@ -164,9 +171,6 @@ class UnitSphere(DirectionSpace):
 
     def coordinates(self, directions):
         return directions
-
-    def describe(self):
-        return f"(L, {self.dim}) unit rows"
 
     def _validate(self, directions, name):
         err = (directions.norm(dim=1) - 1).abs()
@@ -259,6 +263,8 @@ class SlicingScheme(abc.ABC):
         super().__init_subclass__(**kwargs)
         if "directions" in cls.__dict__:
             cls.directions = _spaced(cls.__dict__["directions"], cls.__name__)
+            if getattr(cls.directions, "_geom_legacy", False) and "check_space" not in cls.__dict__:
+                cls.check_space = _rows_only  # the first contract drew unit rows only
 
     @abc.abstractmethod
     def directions(self, n: int, space: DirectionSpace, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -358,7 +364,12 @@ def _spaced(fn, owner: str):
         return fn(self, n, space, *args, **kwargs)
 
     directions._geom_spaced = True
+    directions._geom_legacy = legacy
     return directions
+
+
+def _rows_only(self, space) -> None:
+    self.require_euclidean(space, "directions(n, dim) of the first plugin contract")
 
 
 # ----------------------------------------------------------------------------------- datasets, commands

@@ -77,6 +77,7 @@ class Frames(DirectionSpace):
     frame spans the plane of a great circle of S^(d-1) (POT's ``projections`` of
     ``sliced_wasserstein_sphere``)."""
 
+    noun = "orthonormal frames"
     #: how far from the identity ``U^T U`` of a given frame may be
     tolerance = 1e-5
 
@@ -91,9 +92,6 @@ class Frames(DirectionSpace):
     def coordinates(self, directions):
         return directions.reshape(directions.shape[0], -1)  # an orthonormal frame is its own Q factor
 
-    def describe(self):
-        return f"(L, {self.dim}, 2) orthonormal frames"
-
     def _validate(self, directions, name):
         gram = directions.transpose(1, 2) @ directions  # (L, 2, 2)
         err = (gram - torch.eye(2, dtype=gram.dtype, device=gram.device)).abs().amax((1, 2))
@@ -107,6 +105,7 @@ class SymmetricDirections(DirectionSpace):
     """``(n, n)`` symmetric matrices ``A`` with ``||A||_F = 1``, drawn as ``A = P diag(theta) P^T``
     with ``theta`` uniform on S^(n-1) and ``P`` Haar on O(n) (the law of SPDSW)."""
 
+    noun = "symmetric matrices of unit Frobenius norm"
     #: how far from 1 the Frobenius norm of a given direction may be
     tolerance = 1e-4
 
@@ -126,18 +125,15 @@ class SymmetricDirections(DirectionSpace):
         theta, P = torch.linalg.eigh((directions + directions.transpose(-1, -2)) / 2)
         return torch.cat([theta, P.reshape(P.shape[0], -1)], 1)
 
-    def describe(self):
-        return f"(L, {self.n}, {self.n}) symmetric matrices of unit Frobenius norm"
-
     def _validate(self, directions, name):
         asym = (directions - directions.transpose(-1, -2)).abs().flatten(1).amax(1)  # (L,)
         tol = math.sqrt(torch.finfo(directions.dtype).eps)
         if bool((asym > tol).any()):
             k = int(asym.argmax())
-            raise ValueError(f"{name}: expected symmetric matrices, got direction {k} with max |A - A^T| = "
+            raise ValueError(f"{name}: expected symmetric matrices, got {name}[{k}] with max |A - A^T| = "
                              f"{asym[k].item():.3g}")
         err = (directions.flatten(1).norm(dim=1) - 1).abs()
         if bool((err > self.tolerance).any()):
             k = int(err.argmax())
-            raise ValueError(f"{name}: expected unit Frobenius norms, got direction {k} with norm "
+            raise ValueError(f"{name}: expected unit Frobenius norms, got {name}[{k}] with norm "
                              f"{directions[k].norm().item():.6g}")

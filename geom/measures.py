@@ -323,7 +323,8 @@ def measure(obj, kind: str | None = None, weights=None, normalize=None, **option
     elif isinstance(normalize, str) and normalize in _HOW:
         how = normalize
     elif normalize is not None:
-        raise (ValueError if isinstance(normalize, str) else TypeError)(
+        # a string of another value is a ValueError, except for the kind whose option is a bool
+        raise (ValueError if isinstance(normalize, str) and kind != "sphere" else TypeError)(
             f"normalize: expected 'sphere', 'box' or None (or a bool for kind 'sphere'), got {describe(normalize)}")
     if isinstance(obj, Measure):
         if weights is not None or options or (kind is not None and kind != obj.kind):

@@ -17,8 +17,11 @@ Usage, in a plugin package's tests (``tests/test_contract.py``)::
 
 
     class FixedAxes(geom.SlicingScheme):
-        def directions(self, n, dim, *, generator=None):
-            return torch.eye(dim)[torch.arange(n) % dim]
+        def check_space(self, space):
+            self.require_euclidean(space, "the coordinate axes")
+
+        def directions(self, n, space, *, generator=None):
+            return torch.eye(space.dim)[torch.arange(n) % space.dim]
 
 
     def test_fixedaxes_honours_the_scheme_contract():
@@ -35,7 +38,8 @@ from __future__ import annotations
 import torch
 
 from ._checks import describe
-from .contract import EstimateContext, Representation, SlicingScheme
+from .contract import DirectionSpace, EstimateContext, Representation, SlicingScheme, UnitSphere
+from .directions import Frames, SymmetricDirections
 from .measures import Measure, measure
 from .sliced import SlicedResult, sliced_costs, sliced_wasserstein
 
@@ -116,8 +120,10 @@ def check_scheme(cls, *, dims=DEFAULT_DIMS, **options) -> None:
 
     1. ``cls`` is a subclass of :class:`geom.SlicingScheme`.
     2. ``directions(n, dim, generator=g)`` for ``n`` in (1, 2, 7, 64) and every ``dim`` in ``dims``
-       returns a real floating ``torch.Tensor`` of shape ``(n, dim)`` with finite unit rows
-       (``|norm - 1| <= 1e-5``).
+       (unit rows: ``geom.UnitSphere(dim)``) returns a real floating ``torch.Tensor`` of shape
+       ``(n, dim)`` with finite unit rows (``|norm - 1| <= 1e-5``); in :class:`geom.Frames` ``(3)``
+       and :class:`geom.SymmetricDirections` ``(3)`` it either declines in ``check_space`` (a
+       ValueError) or returns directions of that space.
     3. Reproducibility: two instances given two generators seeded alike return identical
        directions, and drawing with a generator leaves torch's global random state untouched (a
        scheme must draw from the generator it is given, never from the global RNG).
@@ -168,6 +174,7 @@ def check_scheme(cls, *, dims=DEFAULT_DIMS, **options) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         _check_directions_contract(who, fresh, dims)
+        _check_other_spaces(who, fresh)
         _check_reproducible(who, fresh, dims)
         dim = 3 if 3 in dims else dims[0]
         _check_estimate(who, fresh(), dim)
@@ -183,6 +190,24 @@ def _check_directions_contract(who: str, fresh, dims: tuple[int, ...]) -> None:
             call = f"directions(n={n}, dim={dim}, generator=g)"
             theta = _call(who, call, scheme.directions, n, dim, generator=g)
             _check_unit_rows(who, call, theta, n, dim)
+
+
+def _check_other_spaces(who: str, fresh) -> None:
+    """In the frames of the sphere kind and the SPD directions: the scheme either declines the space in
+    ``check_space`` (a ValueError saying why) or draws ``(n, *space.shape)`` directions that pass the
+    space's own ``check``."""
+    for space in (Frames(3), SymmetricDirections(3)):
+        scheme = fresh()
+        try:
+            scheme.check_space(space)
+        except ValueError:
+            continue  # declined, with a reason
+        call = f"directions(n=7, {space!r}, generator=g)"
+        theta = _call(who, call, scheme.directions, 7, space, generator=torch.Generator().manual_seed(5))
+        if not isinstance(theta, torch.Tensor) or tuple(theta.shape) != (7, *space.shape):
+            _fail(who, f"{call} returned {describe(theta)}; expected shape {(7, *space.shape)}, directions of the "
+                       "space (check_space accepted it; raise ValueError there to decline a space)")
+        _call(who, f"{space!r}.check({call})", space.check, theta.detach().double(), "directions")
 
 
 def _check_reproducible(who: str, fresh, dims: tuple[int, ...]) -> None:
@@ -230,7 +255,7 @@ def _check_estimate(who: str, scheme: SlicingScheme, dim: int) -> None:
         _check_unit_rows(who, call, theta, L, dim)
         theta = theta.detach().to(x.dtype)  # (L, d)
         costs = sliced_costs(mu, nu, theta, 2.0)  # (B, L)
-        context = EstimateContext(mu, nu, theta, 2.0, g)
+        context = EstimateContext(mu, nu, theta, 2.0, g, drawn=True)
         call = f"estimate(costs of shape {tuple(costs.shape)}, context)"
         out = _call(who, call, scheme.estimate, costs, context)
         if not isinstance(out, (tuple, list)) or len(out) != 2:
@@ -338,10 +363,12 @@ def check_representation(cls, example, **options) -> None:
     2. ``build`` returns a :class:`geom.Measure` with a ``(B, N, *event)`` support and ``(B, N)``
        weights that are finite, non-negative and sum to 1 per measure (1e-5); an unbatched measure
        has ``B == 1``; when ``cls`` is registered, the measure's ``kind`` is its registered name.
-    3. ``direction_dim(measure)`` is a positive int ``d``, and ``project(support, directions)`` for
-       ``(L, d)`` unit directions (drawn from the ``"mc"`` scheme with a seeded generator) is a finite
-       ``(B, L, N)`` tensor; with ``linear = True`` it equals ``support @ directions.T`` (transposed
-       to ``(B, L, N)``); the projection is differentiable with respect to a floating support.
+    3. ``direction_space(measure)`` is a :class:`geom.DirectionSpace` whose uniform draws pass its own
+       ``check``, and ``project(support, directions)`` for ``(L, *space.shape)`` directions drawn
+       from it with a seeded generator is a finite ``(B, L, N)`` tensor; with ``linear = True`` the
+       space is :class:`geom.UnitSphere` and the projection equals ``support @ directions.T``
+       (transposed to ``(B, L, N)``); the projection is differentiable with respect to a floating
+       support.
     4. ``SW_2(measure, measure) <= 1e-6``.
     5. When the support requires grad (for example a tensor ``example`` with ``requires_grad``):
        ``SW_2`` against a re-weighted copy of the measure has a finite gradient with respect to the
@@ -410,18 +437,21 @@ def _check_measure(who: str, mu, name: str | None) -> None:
 
 
 def _check_projection(who: str, rep: Representation, name: str | None, mu: Measure) -> None:
-    from .registry import get_scheme
-
     support = mu.support
     B, N = support.shape[:2]
-    d = _call(who, "direction_dim(measure)", rep.direction_dim, mu)
-    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-        _fail(who, f"direction_dim(measure) returned {d!r}; expected a positive int")
+    space = _call(who, "direction_space(measure)", rep.direction_space, mu)
+    if not isinstance(space, DirectionSpace):
+        _fail(who, f"direction_space(measure) returned {describe(space)}; expected a geom.DirectionSpace")
+    if rep.linear and not isinstance(space, UnitSphere):
+        _fail(who, f"linear = True promises unit-row directions, but direction_space(measure) is {space!r}")
     L = 8
     dtype = support.dtype if support.is_floating_point() else torch.float32
-    theta = get_scheme("mc")().directions(L, d, generator=torch.Generator().manual_seed(0))
-    theta = theta.to(device=support.device, dtype=dtype)  # (L, d)
-    call = f"project(support {tuple(support.shape)}, directions ({L}, {d}))"
+    call = f"direction_space(measure).sample({L}, generator)"
+    theta = _call(who, call, space.sample, L, torch.Generator().manual_seed(0))
+    _call(who, f"direction_space(measure).check({call})", space.check, theta, "directions")
+    theta = theta.to(device=support.device, dtype=dtype)  # (L, *space.shape)
+    d = theta[0].numel()
+    call = f"project(support {tuple(support.shape)}, directions {tuple(theta.shape)})"
     proj = _call(who, call, rep.project, support, theta)
     if not isinstance(proj, torch.Tensor) or tuple(proj.shape) != (B, L, N):
         _fail(who, f"{call} returned {describe(proj)}; expected shape {(B, L, N)} (batch, direction, point)")

@@ -312,6 +312,9 @@ class QuasiMonteCarlo(geom.SlicingScheme):
 
     def estimate(self, costs, context):
         """``costs (B, L)`` -> mean of the group means ``(B,)``, and their spread over ``sqrt(R)`` ``(B,)``."""
+        if context.directions.shape[0] != costs.shape[-1]:
+            raise ValueError(f"costs: expected one cost per direction ({context.directions.shape[0]}), got "
+                             f"shape {tuple(costs.shape)}")
         sizes = self._last if context.drawn else None
         if sizes is None or sum(sizes) != costs.shape[-1]:  # not this instance's draw: no randomisation to use
             value = costs.mean(-1)

@@ -280,6 +280,9 @@ def matrices_to_rows(A) -> torch.Tensor:
     A = _matrix_stack(A, "A")
     if A.ndim != 3 or A.shape[0] < 1:
         raise ValueError(f"A: expected (L, n, n) symmetric matrices, got {describe(A)}")
+    finite = torch.isfinite(A).flatten(1).all(1)  # (L,)
+    if not bool(finite.all()):
+        raise ValueError(f"A: expected finite entries, got nan or inf in A[{int((~finite).nonzero()[0])}]")
     return SymmetricDirections(A.shape[-1]).check(A, "A")
 
 

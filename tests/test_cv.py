@@ -280,7 +280,7 @@ def test_a_randomised_qmc_base_gives_its_own_standard_error():
     values, stderr, iid = [], [], []  # SW_2^2, the reported stderr, the i.i.d. formula's, all in SW_2^2 units
     for s in range(120):
         r = geom.sliced_wasserstein(x, y, scheme=scheme, n_projections=96, seed=s, return_result=True)
-        costs, ctx = r.costs.reshape(1, -1), EstimateContext(directions=r.directions, **context)
+        costs, ctx = r.costs.reshape(1, -1), EstimateContext(directions=r.directions, drawn=True, **context)
         values.append(r.value.item() ** 2)
         stderr.append(scheme.estimate(costs, ctx)[1].item())
         iid.append(ControlVariates().estimate(costs, ctx)[1].item())

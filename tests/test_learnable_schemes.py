@@ -329,7 +329,7 @@ def test_vmf_sampler_seed_and_errors():
     (Distributional, {"lr": 0.0}, ValueError, "lr"),
     (Distributional, {"warm_start": 1}, TypeError, "warm_start"),
     (Distributional, {"kappa": 1.0}, TypeError, "kappa"),
-    (MaxSliced, {"n_steps": 0}, ValueError, "n_steps"),
+    (MaxSliced, {"n_steps": -1}, ValueError, "n_steps"),
     (MaxSliced, {"n_steps": 2.5}, TypeError, "n_steps"),
     (MaxSliced, {"lr": math.nan}, ValueError, "lr"),
     (MaxSliced, {"optimizer": "rmsprop"}, ValueError, "optimizer"),

@@ -254,12 +254,11 @@ def test_an_airport_row_without_a_valid_position_names_the_file_and_the_row(tmp_
         Airports()
 
 def test_spherical_sw_between_states_equals_pot_and_orders_by_geography(table):
-    from geom_plugins.sphere import frames_to_directions
 
     data = Airports(states=["CA", "NV", "ME"])
     (ca, _), (nv, _), (me, _) = data[0], data[1], data[2]
     U = ot.sliced.get_projections_sphere(3, 64, seed=0)  # (64, 3, 2) Haar frames
-    theta = frames_to_directions(torch.tensor(U, dtype=torch.float32))
+    theta = torch.tensor(U, dtype=torch.float32)  # (L, 3, 2) frames, native
     sw = {k: geom.sliced_wasserstein(ca, m, directions=theta).item() for k, m in (("ca", ca), ("nv", nv), ("me", me))}
     assert sw["ca"] < 1e-5  # float32 roundoff only
     assert sw["nv"] < sw["me"] / 3  # Nevada borders California, Maine is across the continent

@@ -24,7 +24,7 @@ def _step(scheme, costs_of, n, dim, g):
     """One call by hand: directions, then ``estimate`` on ``costs_of(theta) (B, n)``."""
     theta = scheme.directions(n, dim, generator=g)
     costs = costs_of(theta)
-    value, stderr = scheme.estimate(costs, EstimateContext(DUMMY, DUMMY, theta, 2.0, g))
+    value, stderr = scheme.estimate(costs, EstimateContext(DUMMY, DUMMY, theta, 2.0, g, drawn=True))
     return theta, costs, value, stderr
 
 
@@ -122,7 +122,7 @@ def test_old_members_give_way_under_decay():
         def costs_of(theta):
             return 1 + 9 * (theta[:, None, :] == first[None]).all(-1).any(1, keepdim=True).T.double()  # (1, n)
 
-        scheme.estimate(costs_of(first), EstimateContext(DUMMY, DUMMY, first, 2.0, g))
+        scheme.estimate(costs_of(first), EstimateContext(DUMMY, DUMMY, first, 2.0, g, drawn=True))
         for _ in range(10):
             _step(scheme, costs_of, 16, 3, g)
         kept[decay] = int((scheme.reservoir[:, None, :] == first[None]).all(-1).any(1).sum())

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import geom
+from geom.directions import haar_orthogonal
 from geom.registry import get_representation
 from geom.testing import check_representation
 from geom_plugins import spd
@@ -59,7 +60,8 @@ def congruence(Q, X):
 
 
 def rows_for(kind, A):
-    return spd.sym_to_vec(A) if kind == "spd-logsw" else spd.matrices_to_rows(A)
+    """Directions of ``kind`` from ``(L, n, n)`` matrices: native for SPDSW / HSPDSW, log coordinates for log-SW."""
+    return spd.sym_to_vec(A) if kind == "spd-logsw" else A
 
 
 def sw(kind, X, Y, **kw):
@@ -88,21 +90,28 @@ def test_spd_log_inverts_the_exponential_and_has_the_identity_derivative_at_repe
     torch.testing.assert_close(grad, G / c, rtol=0, atol=1e-14)
 
 
-def test_matrices_to_rows_round_trip_including_repeated_eigenvalues():
+def test_symmetric_directions_round_trip_through_their_gaussian_coordinates_including_repeated_eigenvalues():
     A = random_directions(7, 4, 5)
     A[0] = torch.diag(torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64)) / math.sqrt(2)
-    rows = spd.matrices_to_rows(A)
-    assert rows.shape == (7, 4 + 16)
-    torch.testing.assert_close(rows.norm(dim=1), torch.ones(7, dtype=torch.float64), rtol=0, atol=1e-14)
-    torch.testing.assert_close(spd.rows_to_matrices(rows, 4), A, rtol=0, atol=1e-12)
+    space = geom.SymmetricDirections(4)
+    z = space.coordinates(A)
+    assert z.shape == (7, 4 + 16)
+    torch.testing.assert_close(space.from_gaussian(z), A, rtol=0, atol=1e-12)
+    with pytest.warns(DeprecationWarning, match="matrices_to_rows"):
+        assert torch.equal(spd.matrices_to_rows(A), A)  # the matrices are the directions now
+    rows = torch.cat([z[:, :4] / z[:, :4].norm(dim=1, keepdim=True), z[:, 4:]], 1) / math.sqrt(5)  # first release
+    with pytest.warns(DeprecationWarning, match="rows_to_matrices"):
+        torch.testing.assert_close(spd.rows_to_matrices(rows, 4), A, rtol=0, atol=1e-12)
 
 
-def test_uniform_rows_give_uniform_eigenvalues_and_haar_eigenvectors():
+def test_uniform_directions_have_uniform_eigenvalues_and_haar_eigenvectors():
     n, L = 3, 20000
-    rows = geom.registry.get_scheme("mc")().directions(L, n + n * n, generator=torch.Generator().manual_seed(0))
-    theta, P = spd.rows_to_frames(rows, n)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(L, n + n * n, generator=g, dtype=torch.float64)
+    theta, P = z[:, :n] / z[:, :n].norm(dim=1, keepdim=True), haar_orthogonal(z[:, n:].reshape(L, n, n))
     torch.testing.assert_close(P.transpose(-1, -2) @ P, torch.eye(n, dtype=torch.float64).expand(L, n, n),
                                rtol=0, atol=1e-12)
+    torch.testing.assert_close(geom.SymmetricDirections(n).from_gaussian(z), (P * theta[:, None, :]) @ P.transpose(1, 2))
     # uniform theta and Haar P: every entry has mean 0 and second moment 1/n. Without the sign fix the QR
     # Q factor has P[0, 0] <= 0 always (Householder), so the mean test fails.
     for sample in (theta, P.reshape(L, -1)):
@@ -115,10 +124,12 @@ def test_uniform_rows_give_uniform_eigenvalues_and_haar_eigenvectors():
 def test_spdsw_and_logsw_directions_have_different_laws():
     # tr A = <A, I>: E (tr A)^2 = E (sum theta)^2 = 1 for SPDSW, |vec I|^2 / D = 2 / (n + 1) for log-SW
     n, L = 4, 20000
-    mc = geom.registry.get_scheme("mc")()
     g = torch.Generator().manual_seed(1)
-    tr_spdsw = spd.rows_to_matrices(mc.directions(L, n + n * n, generator=g), n).diagonal(dim1=1, dim2=2).sum(-1)
-    tr_logsw = spd.vec_to_sym(mc.directions(L, n * (n + 1) // 2, generator=g)).diagonal(dim1=1, dim2=2).sum(-1)
+    X = random_spd(3, n, 0)
+    spaces = {k: get_representation(k).direction_space(geom.measure(X, kind=k)) for k in ("spd", "spd-logsw")}
+    assert isinstance(spaces["spd"], geom.SymmetricDirections) and isinstance(spaces["spd-logsw"], geom.UnitSphere)
+    tr_spdsw = spaces["spd"].sample(L, g).diagonal(dim1=1, dim2=2).sum(-1)
+    tr_logsw = spd.vec_to_sym(spaces["spd-logsw"].sample(L, g)).diagonal(dim1=1, dim2=2).sum(-1)
     for tr, expected in ((tr_spdsw, 1.0), (tr_logsw, 2 / (n + 1))):
         assert abs((tr**2).mean().item() - expected) < 4.5 * (tr**2).std().item() / math.sqrt(L)
 
@@ -139,7 +150,7 @@ def test_log_euclidean_value_on_commuting_matrices(kinds, kind):
     g = torch.Generator().manual_seed(2)
     x, y = torch.randn(10, 3, generator=g, dtype=torch.float64), torch.randn(10, 3, generator=g, dtype=torch.float64)
     a = torch.tensor([[0.6, -0.8, 0.0], [0.0, 0.6, 0.8]], dtype=torch.float64)
-    rows = spd.matrices_to_rows(torch.diag_embed(a))
+    rows = torch.diag_embed(a)  # (L, 3, 3) directions
     res = sw(kind, torch.diag_embed(x.exp()), torch.diag_embed(y.exp()), directions=rows, return_result=True)
     expected = (((x @ a.T).sort(0).values - (y @ a.T).sort(0).values) ** 2).mean(0)  # (L,)
     torch.testing.assert_close(res.costs, expected, rtol=1e-10, atol=1e-12)
@@ -204,8 +215,8 @@ def test_gradient_matches_finite_differences(kinds, kind, p):
     n = 3
     X, Y = random_spd(7, n, 13), random_spd(5, n, 14, spread=1.3)
     w = torch.rand(7, generator=torch.Generator().manual_seed(15), dtype=torch.float64) + 0.2
-    d = n * (n + 1) // 2 if kind == "spd-logsw" else n + n * n
-    rows = geom.registry.get_scheme("mc")().directions(6, d, generator=torch.Generator().manual_seed(16))
+    space = get_representation(kind).direction_space(geom.measure(X, kind=kind))
+    rows = geom.registry.get_scheme("mc")().directions(6, space, generator=torch.Generator().manual_seed(16))
 
     def f(Z):
         return geom.sliced_wasserstein(geom.measure(Z, kind=kind, weights=w), geom.measure(Y, kind=kind),
@@ -328,11 +339,15 @@ def test_bad_matrices_name_the_offending_index(kinds):
 
 def test_bad_directions_and_covariance_input(kinds):
     X = random_spd(8, 3, 26)
-    with pytest.raises(ValueError, match=r"directions: expected shape \(L, 12\)"):
+    with pytest.raises(ValueError, match=r"directions: expected shape \(L, 3, 3\)"):
         sw("spd", X, X, directions=torch.ones(2, 6) / math.sqrt(6))
-    with pytest.raises(ValueError, match=r"A: expected unit Frobenius norms, got A\[1\]"):
+    with pytest.raises(ValueError, match=r"directions: expected unit Frobenius norms, got directions\[1\]"):
+        sw("spd", X, X, directions=torch.stack([torch.eye(3) / math.sqrt(3), torch.eye(3)]))
+    with pytest.raises(ValueError, match="directions: expected symmetric matrices"):
+        sw("spd-affine", X, X, directions=torch.tensor([[[0.0, 1.0, 0], [0.0, 0.0, 0], [0, 0, 0]]]))
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match=r"A: expected unit Frobenius norms, got A\[1\]"):
         spd.matrices_to_rows(torch.stack([torch.eye(2) / math.sqrt(2), torch.eye(2)]))
-    with pytest.raises(ValueError, match="A: expected symmetric matrices"):
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="A: expected symmetric matrices"):
         spd.matrices_to_rows(torch.tensor([[[0.0, 1.0], [0.0, 0.0]]]))
     with pytest.raises(ValueError, match=r"x: expected time series of shape \(N, channels, times\)"):
         spd.covariances(torch.ones(4, 10))
@@ -386,11 +401,10 @@ def test_linear_algebra_failures_become_errors_naming_the_matrix(kinds, monkeypa
         geom.measure(huge[None], kind="spd")
     A = random_directions(3, 2, 35)
     A[1, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match=r"A: expected finite entries, got nan or inf in A\[1\]"):
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match=r"A: expected finite entries, got nan or inf in A\[1\]"):
         spd.matrices_to_rows(A)
-    theta_zero = torch.cat([torch.zeros(3), torch.eye(3).flatten() / math.sqrt(3)]).double()[None]  # (1, 12)
-    with pytest.raises(ValueError, match=r"directions: row 0 has a zero theta block"):
-        sw("spd", X[[0, 2]], X[[0, 2]] * 2, directions=theta_zero)
+    with pytest.raises(ValueError, match=r"directions: expected unit Frobenius norms, got directions\[0\] with norm 0"):
+        sw("spd", X[[0, 2]], X[[0, 2]] * 2, directions=torch.zeros(1, 3, 3, dtype=torch.float64))
     x = torch.randn(3, 4, 20, generator=torch.Generator().manual_seed(36))
     x[1] *= 1e20  # float32: x x^T overflows
     with pytest.raises(ValueError, match=r"x: the covariance of x\[1\] overflows torch.float32"):

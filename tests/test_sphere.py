@@ -32,24 +32,37 @@ def test_contract():
     geom.testing.check_representation(Sphere, 3 * unit(20, 5, 1), normalize=True)
 
 
-def test_frames_round_trip_and_projection_angles():
+def test_frames_are_native_directions_and_give_the_projection_angles():
     U = haar_frames(6, 4, 0)
-    rows = frames_to_directions(U)
-    assert torch.allclose(rows.norm(dim=1), torch.ones(6, dtype=torch.float64))
-    torch.testing.assert_close(directions_to_frames(rows), U)
     x = unit(5, 4, 1)
-    t = Sphere().project(x[None], rows)[0]  # (L, N)
+    t = Sphere().project(x[None], U)[0]  # (L, N)
     c = torch.einsum("nd,ldk->lnk", x, U)
     expected = torch.remainder(torch.atan2(c[..., 1], c[..., 0]) / (2 * math.pi), 1.0)
     torch.testing.assert_close(t, expected)
     assert bool((t >= 0).all() and (t < 1).all())
+    # given frames come back as they are, in the native shape
+    r = geom.sliced_wasserstein(geom.measure(x, kind="sphere"), geom.measure(unit(7, 4, 2), kind="sphere"),
+                                directions=U, return_result=True)
+    assert r.directions.shape == (6, 4, 2) and torch.equal(r.directions, U)
+    drawn = geom.sliced_wasserstein(geom.measure(x, kind="sphere"), geom.measure(unit(7, 4, 2), kind="sphere"),
+                                    n_projections=9, seed=0, return_result=True).directions
+    assert drawn.shape == (9, 4, 2)
+    torch.testing.assert_close(drawn.transpose(1, 2) @ drawn, torch.eye(2, dtype=drawn.dtype).expand(9, 2, 2))
 
 
-def test_uniform_rows_give_haar_frames():
+def test_the_deprecated_converters_still_work_and_warn():
+    U = haar_frames(6, 4, 0)
+    with pytest.warns(DeprecationWarning, match="frames_to_directions"):
+        assert torch.equal(frames_to_directions(U), U)  # frames are the directions now
+    rows = U.reshape(6, -1) / math.sqrt(2.0)  # the row encoding of the first release
+    with pytest.warns(DeprecationWarning, match="directions_to_frames"):
+        torch.testing.assert_close(directions_to_frames(rows), U)
+
+
+def test_uniform_frames_are_haar():
     """E[U_1 U_1^T] = E[U_2 U_2^T] = I / d and E[U_1 U_2^T] = 0 for Haar frames (not for raw columns)."""
     d, L = 3, 20000
-    rows = geom.registry.get_scheme("mc")().directions(L, 2 * d, generator=torch.Generator().manual_seed(0))
-    U = directions_to_frames(rows)
+    U = geom.Frames(d).sample(L, torch.Generator().manual_seed(0))
     assert torch.allclose(U.transpose(1, 2) @ U, torch.eye(2, dtype=U.dtype).expand(L, 2, 2), atol=1e-12)
     for a, b, target in ((0, 0, torch.eye(d) / d), (1, 1, torch.eye(d) / d), (0, 1, torch.zeros(d, d))):
         m = torch.einsum("li,lj->lij", U[..., a], U[..., b])  # (L, d, d)
@@ -66,9 +79,9 @@ def test_ssw_is_invariant_to_a_common_rotation():
         # Exactly, with rotated frames: <O x, U> = <x, O^T U>.
         a = geom.sliced_wasserstein(geom.measure(x @ O.T, kind="sphere"),
                                     geom.measure(y @ O.T, kind="sphere", weights=w),
-                                    p=p, directions=frames_to_directions(U))
+                                    p=p, directions=U)
         b = geom.sliced_wasserstein(geom.measure(x, kind="sphere"), geom.measure(y, kind="sphere", weights=w),
-                                    p=p, directions=frames_to_directions(O.T @ U))
+                                    p=p, directions=O.T @ U)
         assert a.item() == pytest.approx(b.item(), rel=1e-10)
         # In law, with independent random frames: the estimates agree within their standard errors.
         r1 = geom.sliced_wasserstein(geom.measure(x @ O.T, kind="sphere"),
@@ -82,7 +95,7 @@ def test_ssw_is_invariant_to_a_common_rotation():
 def test_ssw_of_a_measure_and_its_rotation_is_positive_and_symmetric():
     x = unit(25, 3, 8)
     y = unit(40, 3, 9, shift=0.8)
-    rows = frames_to_directions(haar_frames(32, 3, 10))
+    rows = (haar_frames(32, 3, 10))
     xy = geom.sliced_wasserstein(geom.measure(x, kind="sphere"), geom.measure(y, kind="sphere"), directions=rows)
     yx = geom.sliced_wasserstein(geom.measure(y, kind="sphere"), geom.measure(x, kind="sphere"), directions=rows)
     assert xy.item() > 0.05
@@ -92,7 +105,7 @@ def test_ssw_of_a_measure_and_its_rotation_is_positive_and_symmetric():
 def test_gradient_with_respect_to_points_matches_finite_differences():
     x = unit(12, 3, 11).requires_grad_()
     y = unit(9, 3, 12, shift=0.5)
-    rows = frames_to_directions(haar_frames(8, 3, 13))
+    rows = (haar_frames(8, 3, 13))
 
     def f(pts):
         return geom.sliced_wasserstein(geom.measure(pts, kind="sphere", normalize=True),
@@ -111,7 +124,7 @@ def test_uniform_closed_form_equals_a_fine_grid():
     """Weighted: W_2^2 to Unif(S^1) per slice equals W_2^2 to a fine uniform grid on the circle."""
     x = unit(15, 3, 14, shift=0.6)
     w = torch.rand(15, generator=torch.Generator().manual_seed(15), dtype=torch.float64)
-    rows = frames_to_directions(haar_frames(5, 3, 16))
+    rows = (haar_frames(5, 3, 16))
     mu = Sphere().build(x, weights=w)
     mu.kind = "sphere"
     res = sliced_wasserstein_sphere_uniform(mu, directions=rows, return_result=True)
@@ -167,16 +180,17 @@ def test_bad_input():
         geom.measure(x, kind="sphere", radius=2)
     with pytest.raises(ValueError, match="finite"):
         geom.measure(torch.full((3, 3), float("nan")), kind="sphere")
-    with pytest.raises(ValueError, match=r"orthonormal columns.*frame 1"):
-        frames_to_directions(torch.stack([haar_frames(1, 3, 0)[0], torch.ones(3, 2, dtype=torch.float64)]))
-    with pytest.raises(ValueError, match=r"shape \(L, d, 2\)"):
+    bad = torch.stack([haar_frames(1, 3, 0)[0], torch.ones(3, 2, dtype=torch.float64)])
+    with pytest.raises(ValueError, match=r"directions: expected orthonormal frames \(U\^T U = I\), got frame 1"):
+        geom.sliced_wasserstein(geom.measure(x, kind="sphere"), geom.measure(x, kind="sphere"), directions=bad)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match=r"frames: expected shape \(L, d, 2\)"):
         frames_to_directions(torch.ones(3, 3))
-    with pytest.raises(ValueError, match="rank < 2"):
-        geom.sliced_wasserstein(geom.measure(x, kind="sphere"), geom.measure(x, kind="sphere"),
-                                directions=torch.tensor([[1.0, 1.0, 0, 0, 0, 0]]) / math.sqrt(2))
-    with pytest.raises(ValueError, match=r"directions: expected shape \(L, 6\)"):
+    with pytest.raises(ValueError, match=r"directions: expected shape \(L, 3, 2\) with L >= 1 \(orthonormal frames\)"):
         geom.sliced_wasserstein(geom.measure(x, kind="sphere"), geom.measure(x, kind="sphere"),
                                 directions=torch.eye(3))
+    with pytest.raises(ValueError, match=r"directions: expected shape \(L, 3, 2\)"):  # the rows of the first release
+        geom.sliced_wasserstein(geom.measure(x, kind="sphere"), geom.measure(x, kind="sphere"),
+                                directions=torch.tensor([[1.0, 1.0, 0, 0, 0, 0]]) / math.sqrt(2))
     with pytest.raises(ValueError, match="p = 2"):
         sliced_wasserstein_sphere_uniform(x, p=1)
     with pytest.raises(ValueError, match="same kind"):

@@ -58,7 +58,7 @@ def test_spdsw_equals_logm_and_pot_per_slice(kinds, p):
     a, b = rng.uniform(0.2, 1.0, 14), rng.uniform(0.2, 1.0, 9)
     a, b = a / a.sum(), b / b.sum()
     A = unit_symmetric(L, n, rng)
-    rows = spd.matrices_to_rows(torch.from_numpy(A))
+    rows = torch.from_numpy(A)
     res = geom.sliced_wasserstein(geom.measure(X, kind="spd", weights=a), geom.measure(Y, kind="spd", weights=b),
                                   directions=rows, p=p, return_result=True)
     logx, logy = [np.stack([scipy.linalg.logm(m).real for m in Z]) for Z in (X, Y)]
@@ -116,7 +116,7 @@ def test_affine_projections_equal_the_busemann_limit(kinds):
     theta = theta / np.linalg.norm(theta, axis=1, keepdims=True)
     Q = np.linalg.qr(rng.standard_normal((2, n, n)))[0]
     A = np.einsum("lij,lj,lkj->lik", Q, theta, Q)
-    rows = spd.matrices_to_rows(torch.from_numpy(A))
+    rows = torch.from_numpy(A)
     ours = get_representation("spd-affine").project(torch.from_numpy(X)[None], rows)[0].numpy()  # (L, N)
     oracle = np.array([[busemann_mpmath(x, a) for x in X] for a in A])
     np.testing.assert_allclose(ours, oracle, rtol=0, atol=1e-10)
@@ -128,7 +128,7 @@ def test_hspdsw_equals_busemann_oracle_and_pot(kinds):
     X, Y = spd_matrices(6, n, rng), spd_matrices(5, n, rng, spread=1.5)
     A = unit_symmetric(L, n, rng)
     res = geom.sliced_wasserstein(geom.measure(X, kind="spd-affine"), geom.measure(Y, kind="spd-affine"),
-                                  directions=spd.matrices_to_rows(torch.from_numpy(A)), return_result=True)
+                                  directions=torch.from_numpy(A), return_result=True)
     tx = np.array([[busemann_mpmath(x, a, s=120) for x in X] for a in A])
     ty = np.array([[busemann_mpmath(y, a, s=120) for y in Y] for a in A])
     costs = oracle_costs(tx, ty, np.full(6, 1 / 6), np.full(5, 1 / 5), 2)

@@ -12,7 +12,7 @@ ot = pytest.importorskip("ot")
 
 import geom  # noqa: E402
 from geom._ot1d.circle import circle_costs  # noqa: E402
-from geom_plugins.sphere import frames_to_directions, sliced_wasserstein_sphere_uniform  # noqa: E402
+from geom_plugins.sphere import sliced_wasserstein_sphere_uniform  # noqa: E402
 
 
 def on_sphere(rng, n, d, shift=0.0):
@@ -49,7 +49,7 @@ def test_spherical_sw_equals_pot_with_the_same_frames(p):
     ref = ot.sliced_wasserstein_sphere(x, y, a, b, n_projections=40, projections=U, p=p)  # POT reshapes by n_projections
     mu = geom.measure(torch.tensor(x), kind="sphere", weights=torch.tensor(a))
     nu = geom.measure(torch.tensor(y), kind="sphere", weights=torch.tensor(b))
-    ours = geom.sliced_wasserstein(mu, nu, p=p, directions=frames_to_directions(torch.tensor(U)))
+    ours = geom.sliced_wasserstein(mu, nu, p=p, directions=torch.tensor(U))  # POT's projections, native
     assert ours.item() == pytest.approx(float(ref), rel=1e-6)
 
 
@@ -58,5 +58,5 @@ def test_uniform_closed_form_equals_pot():
     x = on_sphere(rng, 200, 3, shift=0.5)
     U = ot.sliced.get_projections_sphere(3, 50, seed=6)
     ref = ot.sliced_wasserstein_sphere_unif(x, projections=U)  # SSW_2 itself (root of the mean of W_2^2)
-    ours = sliced_wasserstein_sphere_uniform(torch.tensor(x), directions=frames_to_directions(torch.tensor(U)))
+    ours = sliced_wasserstein_sphere_uniform(torch.tensor(x), directions=torch.tensor(U))  # POT's projections, native
     assert ours.item() == pytest.approx(float(ref), rel=1e-10)
