@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     usable = set(registry.commands())
     for name in sorted(owners):
         if name not in usable:  # in conflict: `geom <name> ...` reports the PluginError
-            child = sub.add_parser(name, help="unavailable: registered by more than one plugin", add_help=False)
-            child.add_argument("arguments", nargs=argparse.REMAINDER)
+            child = sub.add_parser(name, help="unavailable: registered by more than one plugin", add_help=False,
+                                   prefix_chars="\0")  # no options: whatever follows is taken, then refused
+            child.add_argument("arguments", nargs="*")
             child.set_defaults(run=_conflict(name))
             continue
         child = None
