@@ -348,3 +348,36 @@ def test_commands_come_from_the_registry(capsys, monkeypatch):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "say hello" in out and "compare" in out
+
+
+# ---------------------------------------------------------------------------------------------- representation options
+
+
+def test_normalize_compares_each_shape_normalised_on_its_own(capsys, files):
+    plain = compare_json(capsys, files["sphere"], files["big"])
+    doc = compare_json(capsys, files["sphere"], files["big"], "--normalize", "sphere")
+    mu = geom.measure(str(files["sphere"]), n_samples=256, seed=0, normalize="sphere")
+    nu = geom.measure(str(files["big"]), n_samples=256, seed=0, normalize="sphere")
+    assert doc["value"] == float(geom.sliced_wasserstein(mu, nu, n_projections=64, seed=0))
+    assert doc["normalize"] == "sphere" and plain["normalize"] is None
+    assert doc["value"] < 0.1 * plain["value"]  # the sphere and its copy twice as large: one shape
+
+
+def test_kind_options_reach_the_representation_and_the_sphere_kind_says_how_to_pass_them(capsys, files):
+    one = ["--kind", "sphere", "--n-projections", "64"]
+    assert_user_error(*run(capsys, "compare", files["big"], files["sphere"], *one), "A: ", "unit sphere",
+                      "--kind-option normalize=true")
+    rc, out, err = run(capsys, "compare", files["big"], files["torus"], *one, "--kind-option", "normalize=true",
+                       "--json")
+    assert rc == 0, err
+    doc = json.loads(out)
+    mu = geom.measure(str(files["big"]), kind="sphere", normalize=True)
+    nu = geom.measure(str(files["torus"]), kind="sphere", normalize=True)
+    assert doc["value"] == float(geom.sliced_wasserstein(mu, nu, n_projections=64, seed=0))
+    assert doc["kind_options"] == {"normalize": True} and doc["n_samples"] is None
+    assert_user_error(*run(capsys, "compare", files["big"], files["torus"], *one, "--kind-option", "normalize=true",
+                           "--normalize", "sphere"), "--kind-option", "--normalize sphere")
+    assert_user_error(*run(capsys, "compare", files["big"], files["torus"], *one, "--kind-option", "normalize"),
+                      "--kind-option", "KEY=VALUE", "'normalize'")
+    assert_user_error(*run(capsys, "compare", files["big"], files["torus"], "--normalize", "cube"),
+                      "--normalize", "'cube'", "sphere", "box")

@@ -410,3 +410,58 @@ def test_generate_bad_input(capsys, tmp_path):
     assert_user_error(*run(capsys, *base, "--method", "swf", "--steps", 0), "--steps")
     assert_user_error(*run(capsys, *base, "--method", "swf", "--class", "11"), "--class", "11")
     assert_user_error(*run(capsys, "generate", "--method", "swf", "--dataset", "nosuch", "--out", out), "nosuch")
+
+
+# ---------------------------------------------------------------------------------------------- scale, normalize, root
+
+
+def test_default_lr_knows_the_targets_scale_and_the_summary_records_it(capsys, tmp_path, pair):
+    v, f = shapes.sphere()
+    target = tmp_path / "huge.ply"
+    target.write_bytes(shapes.mesh_bytes(100 * v, f))
+    out = tmp_path / "run"
+    rc, _, err = run(capsys, "flow", pair[0], target, "--method", "sw", "--steps", 60, *SMALL, "--out", out)
+    assert rc == 0, err
+    _, summary = load(out)
+    nu = geom.measure(str(target), kind="points", n_samples=96, seed=0)
+    assert summary["lr"] == pytest.approx(0.02 * geom.flows.target_scale(nu.support[0].double()), rel=1e-9)
+    assert 90 < summary["lr"] / 0.02 < 110  # the RMS radius of a sphere of radius 100
+    assert summary["end_value"] < 0.3 * summary["start_value"]  # the old fixed lr 0.02 hardly moved it
+    rc, _, err = run(capsys, "flow", pair[0], target, "--method", "swf", "--steps", 2, *SMALL, "--out", tmp_path / "s")
+    assert rc == 0, err
+    assert load(tmp_path / "s")[1]["lr"] == 0.5  # a fraction of the transport step: no scale to know
+
+
+def test_normalize_flows_between_normalised_clouds(capsys, tmp_path, pair):
+    v, f = shapes.sphere()
+    target = tmp_path / "moved.ply"
+    target.write_bytes(shapes.mesh_bytes(7 * v + 20, f))
+    out = tmp_path / "run"
+    rc, _, err = run(capsys, "flow", pair[0], target, "--method", "swf", "--steps", 30, *SMALL, "--normalize",
+                     "sphere", "--out", out)
+    assert rc == 0, err
+    traj, summary = load(out)
+    start = traj["trajectory"][0]  # the source as geom.measure normalises it: farthest point at distance 1
+    mu = geom.measure(str(pair[0]), kind="points", n_samples=96, seed=0, normalize="sphere")
+    np.testing.assert_allclose(start, mu.support[0].double().numpy(), atol=1e-7)
+    assert np.linalg.norm(traj["trajectory"][-1], axis=1).max() < 1.5  # it went to the normalised target
+    assert summary["normalize"] == "sphere" and "--normalize" in summary["command"]
+    assert summary["end_value"] < 0.2 * summary["start_value"]
+
+
+def test_root_reaches_on_disk_datasets(capsys, tmp_path, pair):
+    root = tmp_path / "shapes"
+    for name, path in zip(("a", "b"), pair):
+        (root / name).mkdir(parents=True)
+        (root / name / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "run"
+    rc, _, err = run(capsys, "flow", "dataset:folder:0", "dataset:folder:1", "--method", "swf", "--steps", 3, *SMALL,
+                     "--root", root, "--out", out)
+    assert rc == 0, err
+    assert load(out)[1]["command"][-2:] == ["--root", str(root)]
+    assert_user_error(*run(capsys, "flow", "dataset:folder:0", pair[1], "--method", "swf", *SMALL, "--out",
+                           tmp_path / "x"), "SOURCE", "'folder'", "root")
+    rc, _, err = run(capsys, "generate", "--method", "swf", "--dataset", "folder", "--root", root, "--steps", 3,
+                     "--n-samples", 20, "--out", tmp_path / "gen")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "gen" / "summary.json").read_text())["classes"] == ["a", "b"]

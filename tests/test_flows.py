@@ -399,3 +399,49 @@ def test_projection_counts_beyond_memory_are_refused_before_allocating(flow, arg
            "mmd": lambda: mmd_flow(x, y, steps=1, lr=0.1, **kw)}[flow]
     with pytest.raises(ValueError, match=f"{argument}: this needs about .* of memory"):
         run()
+
+
+# ---------------------------------------------------------------------------------------------- scale-aware defaults
+
+
+def _sphere(n, radius, centre, seed):
+    z = torch.randn(n, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return torch.as_tensor(centre, dtype=torch.float64) + radius * z / z.norm(dim=1, keepdim=True)
+
+
+SCALE_FLOWS = {
+    "sw": lambda x, y, **kw: sw_flow(x, y, **kw),
+    "swf": lambda x, y, **kw: swf(x, y, step_size=0.5, **kw),
+    "mmd": lambda x, y, **kw: mmd_flow(x, y, **kw),
+}
+
+
+@pytest.mark.parametrize("flow, fraction", [("sw", 0.2), ("swf", 0.05), ("mmd", 0.02)])
+def test_default_steps_bring_a_unit_sphere_onto_one_a_hundred_times_larger(flow, fraction):
+    """A fixed lr of 0.02 (the sw default before it knew the scale) leaves SW at 0.97 of its start here."""
+    x, y = _sphere(64, 1.0, [0, 0, 0], 0), _sphere(64, 100.0, [50, 0, 0], 1)
+    r = SCALE_FLOWS[flow](x, y, steps=100, seed=0)
+    assert r.values[-1] < fraction * r.values[0]
+    if flow != "swf":
+        assert r.info["lr"] == pytest.approx(geom.flows.DEFAULT_STEP[flow] * 100, rel=0.05)  # RMS radius ~ 100
+
+
+@pytest.mark.parametrize("flow", ["sw", "swf", "mmd"])
+def test_default_steps_make_flows_scale_equivariant(flow):
+    """Source and target scaled by 100: the default-step trajectory is the unit one scaled by 100
+    (Adam's epsilon aside)."""
+    x, y = _sphere(32, 1.0, [0, 0, 0], 2), 0.5 * _sphere(32, 1.0, [1, 0, 0], 3)
+    small = SCALE_FLOWS[flow](x, y, steps=15, seed=0)
+    large = SCALE_FLOWS[flow](100 * x, 100 * y, steps=15, seed=0)
+    torch.testing.assert_close(large.particles, 100 * small.particles, rtol=1e-6, atol=1e-6)
+
+
+def test_target_scale_is_the_rms_radius_and_unit_targets_keep_the_old_steps():
+    y = _sphere(4096, 1.0, [3, -2, 7], 4)  # a unit sphere anywhere: scale 1, so lr 0.02 (sw) and 0.05 (mmd)
+    assert geom.flows.target_scale(y) == pytest.approx(1.0, abs=0.02)
+    assert geom.flows.DEFAULT_STEP == {"sw": 0.02, "mmd": 0.05}
+    w = torch.tensor([3.0, 1.0])  # weighted: mean 0.25, RMS radius sqrt(0.75 * 0.25^2 + 0.25 * 0.75^2)
+    assert geom.flows.target_scale(geom.measure(torch.tensor([[0.0], [1.0]]), weights=w)) == pytest.approx(3**0.5 / 4)
+    assert geom.flows.target_scale(torch.ones(5, 2)) == 1.0  # one point repeated: no scale, 1
+    r = sw_flow(y[:16], y, steps=1, seed=0)
+    assert r.info["lr"] == pytest.approx(0.02, rel=0.02)

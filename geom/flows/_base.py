@@ -135,9 +135,10 @@ def target_scale(target) -> float:
     (1 for a unit sphere's surface; 1 too for a cloud of one point, which has no scale)."""
     nu = target if isinstance(target, Measure) else _cloud(target, "target")
     y, b = nu.support[0].detach().double(), nu.weights[0].detach().double()
+    b = b / b.sum()
     mean = b @ y
     scale = float((b @ (y - mean).square().sum(1)).sqrt())
-    return scale if math.isfinite(scale) and scale > 0 else 1.0
+    return scale if math.isfinite(scale) and scale > 1e-9 * float(y.abs().max()) else 1.0  # rounding is no scale
 
 
 def _step_or_default(lr, method: str, nu: Measure) -> float:
