@@ -465,3 +465,50 @@ def test_root_reaches_on_disk_datasets(capsys, tmp_path, pair):
                      "--n-samples", 20, "--out", tmp_path / "gen")
     assert rc == 0, err
     assert json.loads((tmp_path / "gen" / "summary.json").read_text())["classes"] == ["a", "b"]
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The matplotlib figures flow_cli saves, kept open for the test to read."""
+    from geom_tools import flow_cli
+
+    saved = []
+    monkeypatch.setattr(flow_cli, "_save_figure", lambda fig, fh: saved.append(fig))
+    return saved
+
+
+def test_frames_draw_the_target_in_every_panel_within_its_limits(figures):
+    from geom_tools import flow_cli
+
+    g = np.random.default_rng(0)
+    traj = np.stack([g.normal(size=(50, 2)) * (1 - t / 4) for t in range(5)])  # the particles shrink to 0
+    target = g.normal(size=(80, 2)) * 0.1 + 30  # far away and small
+    flow_cli._plot_frames(traj, np.arange(5), None, target=target)
+    (fig,) = figures
+    assert len(fig.axes) == 5
+    for ax, frame in zip(fig.axes, traj):
+        grey, particles = ax.collections  # the target first, behind
+        np.testing.assert_array_equal(grey.get_offsets(), target)
+        np.testing.assert_array_equal(particles.get_offsets(), frame)
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        both = np.concatenate([frame, target])
+        assert x0 <= both[:, 0].min() and both[:, 0].max() <= x1 and y0 <= both[:, 1].min() and both[:, 1].max() <= y1
+
+
+def test_generated_shapes_get_a_panel_each(figures):
+    from geom_tools import flow_cli
+
+    g = np.random.default_rng(1)
+    labels, held_labels = np.repeat([0, 2, 3], 10), np.repeat([0, 1, 2, 3], 5)
+    samples, held = g.normal(size=(30, 3)), g.normal(size=(20, 3))
+    flow_cli._plot_samples(samples, labels, held, held_labels, ["a", "b", "c", "d"], False, None)
+    (fig,) = figures
+    assert [ax.get_title().split()[0] for ax in fig.axes] == ["a", "c", "d"]
+    for ax, c in zip(fig.axes, (0, 2, 3)):  # each shape over the held-out points of its own class
+        reference, shape = ax.collections
+        np.testing.assert_array_equal(np.asarray(shape._offsets3d).T, samples[labels == c])
+        np.testing.assert_array_equal(np.asarray(reference._offsets3d).T, held[held_labels == c])
+    assert min(fig.get_size_inches()) >= 4
