@@ -38,6 +38,7 @@ import torch
 import geom
 from geom._checks import check_int, check_memory, check_real, describe
 from geom.io import surface_draws
+from geom.directions import haar_orthogonal
 
 from . import shapes
 
@@ -87,9 +88,9 @@ def _torch_generator(rng: np.random.Generator) -> torch.Generator:
 
 
 def _rotation(rng: np.random.Generator, d: int = 3) -> np.ndarray:
-    """A uniform (Haar) random rotation of R^d: QR of a Gaussian matrix, signs fixed, det +1."""
-    q, r = np.linalg.qr(rng.standard_normal((d, d)))
-    q = q * np.sign(np.diag(r))
+    """A uniform (Haar) random rotation of R^d: :func:`geom.directions.haar_orthogonal` of a Gaussian
+    matrix drawn from ``rng``, det +1."""
+    q = haar_orthogonal(torch.from_numpy(rng.standard_normal((d, d)))).numpy()
     if np.linalg.det(q) < 0:
         q[:, 0] = -q[:, 0]
     return q  # (d, d)

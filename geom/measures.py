@@ -136,18 +136,21 @@ class Measure:
         return Measure(support, weights, kind=self.kind, batched=True, uniform=self.uniform)
 
     def replace(self, *, support=None, weights=None) -> "Measure":
-        """A measure of the same kind with a new ``support`` (same ``(B, N, *event)`` shape as before,
-        for example moved points; differentiable) and/or new ``weights`` (``(B, N)``, or ``(N,)`` for an
-        unbatched measure; normalised to sum to 1). What is not given is kept."""
+        """A measure of the same kind with a new ``support`` (the same ``B`` and ``N``, for example moved
+        points, or points lifted to more coordinates; differentiable) and/or new ``weights`` (``(B, N)``,
+        or ``(N,)`` for an unbatched measure; normalised to sum to 1). What is not given is kept."""
         new = self.support
         if support is not None:
             if not isinstance(support, torch.Tensor):
                 support = as_support(support, "support", f"an array of shape {tuple(self.support.shape)}")
-            if not self.batched and tuple(support.shape) == tuple(self.support.shape[1:]):
+            lead = tuple(self.support.shape[:2])  # (B, N)
+            if not self.batched and support.ndim >= 1 and support.shape[0] == lead[1] and \
+                    support.ndim == self.support.ndim - 1:
                 support = support[None]
-            if tuple(support.shape) != tuple(self.support.shape):
-                raise ValueError(f"support: expected shape {tuple(self.support.shape[0 if self.batched else 1:])} "
-                                 f"(that of the measure), got {tuple(support.shape)}")
+            if tuple(support.shape[:2]) != lead or support.ndim < 3:
+                want = f"({lead[0]}, {lead[1]}, ...)" if self.batched else f"({lead[1]}, ...)"
+                raise ValueError(f"support: expected shape {want} (the points of the measure), got "
+                                 f"{tuple(support.shape)}")
             check_device(support, "support")
             check_finite(support.detach(), "support")
             new = support

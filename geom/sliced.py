@@ -131,7 +131,7 @@ def representation_costs(rep: Representation, mu: Measure, nu: Measure, directio
             mu.support, nu.support, directions, mu.weights, nu.weights, p, uniform
         ))
     if rep.domain not in _ot1d.COSTS:
-        raise ValueError(f"representation {mu.kind!r}: expected domain one of {sorted(_ot1d.COSTS)}, got "
+        raise ValueError(f"representation {mu.kind!r}: expected domain {' or '.join(map(repr, _ot1d.COSTS))}, got "
                          f"{rep.domain!r}")
     B, N, M = mu.batch_size, mu.n_points, nu.n_points
     parts = []
@@ -140,6 +140,18 @@ def representation_costs(rep: Representation, mu: Measure, nu: Measure, directio
         u, v = rep.project(mu.support, th), rep.project(nu.support, th)  # (B, Lc, N), (B, Lc, M)
         parts.append(_ot1d.projected_costs(rep.domain, u, v, mu.weights, nu.weights, p, uniform))
     return _finite(mu, nu, torch.cat([c for c, _ in parts], -1), torch.cat([s for _, s in parts], -1))
+
+
+def _check_normal(mu: Measure, nu: Measure) -> None:
+    """A ValueError naming the measures when every coordinate is a subnormal number (nonzero, below the
+    smallest normal of the dtype): gradients of the scaled costs go as 1 / scale and would overflow."""
+    if not mu.support.is_floating_point():
+        return
+    top = max(mu.support.detach().abs().max().item(), nu.support.detach().abs().max().item())
+    tiny = torch.finfo(mu.dtype).tiny
+    if 0 < top < tiny:
+        raise ValueError(f"mu, nu: the supports are subnormal numbers (coordinates up to {top:.3g}, below the smallest "
+                         f"normal {mu.dtype}, {tiny:.3g}); rescale them or use float64")
 
 
 def _finite(mu: Measure, nu: Measure, costs: torch.Tensor, scale: torch.Tensor):
@@ -151,9 +163,7 @@ def _finite(mu: Measure, nu: Measure, costs: torch.Tensor, scale: torch.Tensor):
     if not math.isfinite(top):  # a scheme's lifting (the measures themselves are checked finite)
         raise ValueError(f"mu, nu: the supports the slices are taken from hold non-finite values (lifted by the "
                          f"scheme from {mu.dtype} measures); rescale the measures or use float64")
-    if top < torch.finfo(mu.dtype).tiny:  # gradients of the scaled costs go as 1 / scale: beyond the range
-        raise ValueError(f"mu, nu: the supports are subnormal numbers (coordinates up to {top:.3g}, below the smallest "
-                         f"normal {mu.dtype}, {torch.finfo(mu.dtype).tiny:.3g}); rescale them or use float64")
+    _check_normal(mu, nu)
     raise ValueError(f"mu, nu: the per-slice costs are not finite: the projections of these {mu.kind!r} measures "
                      f"leave the range of {mu.dtype} (coordinates up to {top:.3g}); rescale them or use float64")
 
@@ -169,6 +179,7 @@ def sliced_value(mu: Measure, nu: Measure, directions: torch.Tensor, p: float) -
     """``(B,)`` ``(mean_l W_p^p)^(1/p)`` over the given directions (the plain Monte Carlo mean, through
     the one estimator), differentiable in the data and the directions, for every ``p`` and every scale
     of the data: the objective of schemes that learn directions."""
+    _check_normal(mu, nu)  # an ascent on these would step by gradients of 1 / scale
     value = _estimate(mu, nu, p=p, directions=directions, scheme="mc").value
     return value if value.ndim else value[None]
 

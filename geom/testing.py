@@ -343,15 +343,13 @@ def _registered_name(cls) -> str | None:
 
 
 def _sliced(rep: Representation, name: str | None, mu: Measure, nu: Measure, theta: torch.Tensor, p: float):
-    """``SW_p(mu, nu)`` with the given directions: through the core when ``cls`` is registered, else
-    through the representation's own projections and the core's 1-D transport (line or circle)."""
+    """``SW_p(mu, nu)`` with the given directions through the core's one estimator, by the registered
+    representation or, for a class not registered, by ``rep`` itself."""
     if name is not None:
         return sliced_wasserstein(mu, nu, directions=theta, p=p)
-    from .sliced import relative_costs, representation_costs, root_p
+    from .sliced import _estimate
 
-    costs, scale = relative_costs(*representation_costs(rep, mu, nu, theta, float(p)), float(p))  # (B, L), (B,)
-    value = scale.to(costs.dtype) * root_p(costs.mean(-1), float(p))  # mean in units of scale^p
-    return value if mu.batched else value[0]
+    return _estimate(mu, nu, p=float(p), directions=theta, representation=rep).value
 
 
 def check_representation(cls, example, **options) -> None:
@@ -484,7 +482,7 @@ def _check_projection(who: str, rep: Representation, name: str | None, mu: Measu
     if support.requires_grad:
         w = mu.weights.detach() * torch.arange(1, N + 1, dtype=mu.weights.dtype, device=mu.weights.device)
         w = w / w.sum(-1, keepdim=True)  # (B, N), non-uniform
-        nu = Measure(support.detach(), w, kind=mu.kind, batched=mu.batched, uniform=False)
+        nu = mu.detach().replace(weights=w if mu.batched else w[0])
         call = f"{via}(measure, re-weighted copy)"
         value = _call(who, call, _sliced, rep, name, mu, nu, theta, 2.0)
         if not value.requires_grad:

@@ -130,7 +130,8 @@ class Augmented(geom.SlicingScheme):
         fx = self.net_(x, params)  # (B, N, k)
         if fx.shape[0] != x.shape[0]:  # a network shared by the batch
             fx = fx.expand(x.shape[0], -1, -1)
-        return _with_support(m, torch.cat([x, fx], -1))
+        # not replace(): a lifting that leaves the dtype's range is the core's to name (mu, nu)
+        return Measure(torch.cat([x, fx], -1), m.weights, kind=m.kind, batched=m.batched, uniform=m.uniform)
 
     def lift(self, measure: Measure) -> Measure:
         """``(B, N, d)`` support -> ``(B, N, d + lifted_dim)`` support ``[x, f(x)]``, same weights.
@@ -227,11 +228,6 @@ class Augmented(geom.SlicingScheme):
             B, d, _ = w1.shape  # (B, d, hidden)
             self.net_ = LiftingNet(B, d, self.hidden, self.lifted_dim, generator=torch.Generator())
         super().load_state_dict(state)
-
-
-def _with_support(m: Measure, support: torch.Tensor) -> Measure:
-    """``m`` with another support of the same ``(B, N)`` (lifted points may change the last axis)."""
-    return Measure(support, m.weights, kind=m.kind, batched=m.batched, uniform=m.uniform)
 
 
 @geom.hookimpl

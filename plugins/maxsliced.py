@@ -57,18 +57,11 @@ import torch
 import geom
 from geom._checks import check_int, check_positive_int, check_real, describe
 from geom.ascent import ProjectedAscent
-from geom.measures import Measure
 from geom.sliced import direction_space, slice_distances
 
 __all__ = ["MaxSliced"]
 
 _OPTIMIZERS = ("adam", "sgd")
-
-
-def _item(m: Measure, b: int) -> Measure:
-    """Item ``b`` of a batch as a detached batch of one."""
-    return Measure(m.support[b:b + 1].detach(), m.weights[b:b + 1].detach(), kind=m.kind, batched=True,
-                   uniform=m.uniform)
 
 
 class MaxSliced(geom.SlicingScheme):
@@ -106,7 +99,7 @@ class MaxSliced(geom.SlicingScheme):
             starts = torch.cat([space.coordinates(warm)[:, None], starts], 1)  # (B, S, k)
         starts = starts / starts.norm(dim=-1, keepdim=True)
         # one slice_distances call per item: the core shares one set of directions across a batch
-        items = [(_item(mu, b), _item(nu, b)) for b in range(B)]
+        items = [(mu[b:b + 1].detach(), nu[b:b + 1].detach()) for b in range(B)]
         with torch.enable_grad():
             v = starts.to(dtype=mu.dtype, device=mu.device).clone().requires_grad_(True)  # (B, S, k) free vectors
 

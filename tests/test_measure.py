@@ -229,11 +229,13 @@ def test_replace_weights_are_renormalised():
 
 def test_replace_shape_errors_name_the_argument():
     mu = _batch()
-    with pytest.raises(ValueError, match=r"support: expected shape \(4, 3, 2\) \(that of the measure\), got \(4, 2, 2\)"):
+    with pytest.raises(ValueError, match=r"support: expected shape \(4, 3, \.\.\.\) \(the points of the measure\), got \(4, 2, 2\)"):
         mu.replace(support=torch.zeros(4, 2, 2))
+    lifted = mu.replace(support=torch.zeros(4, 3, 5))  # more coordinates per point: a lifting
+    assert lifted.support.shape == (4, 3, 5) and torch.equal(lifted.weights, mu.weights)
     with pytest.raises(ValueError, match=r"weights: expected shape \(4, 3\) to match the support, got \(3,\)"):
         mu.replace(weights=[1, 1, 1])
-    with pytest.raises(ValueError, match=r"support: expected shape \(3, 2\)"):
+    with pytest.raises(ValueError, match=r"support: expected shape \(3, \.\.\.\)"):
         geom.measure(np.zeros((3, 2))).replace(support=np.zeros((4, 2)))
     with pytest.raises(ValueError, match="support: expected finite values"):
         mu.replace(support=torch.full((4, 3, 2), float("nan")))

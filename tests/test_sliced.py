@@ -17,7 +17,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import geom
-import geom._ot1d as ot1d
+import geom._ot1d.line as ot1d
 from geom.registry import _registry
 from geom.sliced import sliced_costs
 

@@ -25,9 +25,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .pool import _TASK_ELEMENTS, CHUNK_BYTES, STORE_BYTES, _argsort_inplace, _Workspace, run_tasks, sort_rows
+from .pool import _TASK_ELEMENTS, _argsort_inplace, _Workspace, run_tasks, sort_rows
 
 __all__ = ["LinearSlicedCost", "ProjectedCost", "absolute_costs", "centred", "direction_chunks", "rows_cost"]
+
+CHUNK_BYTES = 1 << 27  # working memory of one chunk of directions (~128 MiB)
+STORE_BYTES = 1 << 29  # keep per-slice gradients for backward up to this size, else recompute
 
 
 def _pow_and_slope(d: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:

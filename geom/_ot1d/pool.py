@@ -11,15 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-__all__ = ["CHUNK_BYTES", "STORE_BYTES", "run_tasks", "sort_rows"]
+__all__ = ["run_tasks", "sort_rows"]
 
 _WORKERS = max(1, min(8, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
 _BLAS = None  # threadpoolctl controller, made on first parallel call
 _PARALLEL_MIN = 1 << 16  # elements below which threads cost more than they save
 _TASK_ELEMENTS = 1 << 16  # a task takes one row, or whole rows up to this many elements (measured best)
-CHUNK_BYTES = 1 << 27  # working memory of one chunk of directions (~128 MiB)
-STORE_BYTES = 1 << 29  # keep per-slice gradients for backward up to this size, else recompute
 
 
 def _pool() -> ThreadPoolExecutor:
