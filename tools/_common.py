@@ -89,24 +89,10 @@ def _check_seed(seed) -> int:
     return seed
 
 
-def _check_normalize(normalize, kind_options: dict) -> None:
-    """``--normalize`` next to ``--kind-option``: the sphere kind's own ``normalize`` is the other one."""
-    if normalize is not None and normalize not in NORMALIZE:
-        raise ValueError(f"--normalize: expected one of {', '.join(NORMALIZE)}, got {normalize!r}")
-    if normalize is not None and "normalize" in kind_options:
-        raise ValueError("--kind-option: normalize (the representation's own option) cannot be combined with "
-                         f"--normalize {normalize}")
-
-
-def _add_measure_options(parser, kind_option: bool = True) -> None:
-    """``--normalize`` and, where a kind is chosen, ``--kind-option``."""
+def _add_normalize(parser) -> None:
     parser.add_argument("--normalize", default=None, choices=NORMALIZE,
                         help="move and scale each input on its own: sphere (centre at 0, farthest point at "
                              "distance 1) or box (bounding box in [-1, 1]^d); default: as given")
-    if kind_option:
-        parser.add_argument("--kind-option", action="append", default=[], metavar="KEY=VALUE", dest="kind_options",
-                            help="an option of the representation, repeatable: --kind-option normalize=true "
-                                 "(values read as JSON numbers, true/false/null, else text)")
 
 
 # ---------------------------------------------------------------------------------------------- geom objects

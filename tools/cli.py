@@ -14,7 +14,7 @@ Commands are plugins: each is a :class:`geom.Command` registered through the hoo
     geom demo [--n-projections L] [--seed K] [--n-samples N] [--scheme S] [--json]
     geom flow SOURCE TARGET --method sw|swf|cswf|mmd [--scheme S] [--option KEY=VALUE ...] [--steps N] [--lr X]
               [--n-projections L] [--n-points N] [--seed K] [--record-every K] [--normalize sphere|box]
-              [--kind-option KEY=VALUE ...] [--root DIR] --out DIR [--resume | --force]
+              [--root DIR] --out DIR [--resume | --force]
     geom generate --method swf|cswf|mmd --dataset NAME [--n-samples N] [--steps N] [--seed K] [--class C]
                   [--normalize sphere|box] [--root DIR] --out DIR [--force]
 

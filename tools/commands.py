@@ -16,7 +16,7 @@ import textwrap
 
 import geom
 
-from ._common import (SAMPLING_KINDS, _add_measure_options, _check_normalize, _check_seed, _finite_or_none, _fmt,
+from ._common import (SAMPLING_KINDS, _add_normalize, _check_seed, _finite_or_none, _fmt,
                       _measure, _named, _new_scheme, _parse_options, _print_json, _table)
 
 __all__ = ["METRICS", "Compare", "Datasets", "Demo", "Flow", "Generate", "Plugins", "geom_register_commands"]
@@ -50,6 +50,14 @@ def _parse_metrics(text: str) -> list[str]:
     if unknown:
         raise ValueError(f"--metrics: unknown metric {unknown[0]!r}; valid metrics: {', '.join(METRICS)}")
     return names
+
+
+def _check_normalize(normalize, kind_options: dict) -> None:
+    """``--normalize`` (argparse checks its value) next to ``--kind-option``: the sphere kind's own
+    ``normalize`` is another option."""
+    if normalize is not None and "normalize" in kind_options:
+        raise ValueError("--kind-option: normalize (the representation's own option) cannot be combined with "
+                         f"--normalize {normalize}")
 
 
 def _check_common(args: argparse.Namespace) -> None:
@@ -146,7 +154,10 @@ class Compare(geom.Command):
                             help=f"also compute these, comma-separated: {', '.join(METRICS)}")
         parser.add_argument("--kind", default=None, metavar="K",
                             help="measure representation (default: points; see `geom plugins`)")
-        _add_measure_options(parser)
+        parser.add_argument("--kind-option", action="append", default=[], metavar="KEY=VALUE", dest="kind_options",
+                            help="an option of the representation, repeatable: --kind-option normalize=true "
+                                 "(values read as JSON numbers, true/false/null, else text)")
+        _add_normalize(parser)
 
     def run(self, args):
         metrics = _parse_metrics(args.metrics)

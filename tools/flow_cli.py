@@ -6,14 +6,13 @@ progress bar (stderr), handles Ctrl-C and writes files::
 
     geom flow SOURCE TARGET --method sw|swf|cswf|mmd [--scheme S] [--option KEY=VALUE ...] [--steps N]
               [--lr X] [--n-projections L] [--n-points N] [--seed K] [--record-every K]
-              [--labels SPEC] [--label-scale S] [--normalize sphere|box] [--kind-option KEY=VALUE ...]
-              [--root DIR] --out DIR [--resume | --force]
+              [--labels SPEC] [--label-scale S] [--normalize sphere|box] [--root DIR] --out DIR
+              [--resume | --force]
     geom generate --method swf|cswf|mmd --dataset NAME [--n-samples N] [--steps N] [--seed K]
               [--class C] [--normalize sphere|box] [--root DIR] --out DIR [--force]
 
 SOURCE and TARGET are files (any format :func:`geom.measure` reads; meshes give ``--n-points`` seeded
-surface samples; ``--kind-option KEY=VALUE`` adds options of the ``points`` kind that reads them),
-``dataset:NAME:INDEX`` (item INDEX of ``geom.load_dataset(NAME, root=DIR, seed=K)``, ``--root`` for
+surface samples), ``dataset:NAME:INDEX`` (item INDEX of ``geom.load_dataset(NAME, root=DIR, seed=K)``, ``--root`` for
 datasets read from disk) or, for SOURCE, ``noise`` (``--n-points`` Gaussian points centred at the
 target's mean, with its RMS radius). ``--normalize sphere|box`` moves and scales SOURCE and TARGET
 each on its own (:func:`geom.measure`); the flow then runs, and every output (trajectory, final
@@ -67,10 +66,10 @@ from geom._checks import check_memory, check_positive_int, describe
 from geom._files import TEMP_PREFIX, atomic_write
 from geom._state import flatten, load_npz, read_npz, save_npz, unflatten
 
-from ._common import (_add_measure_options, _check_normalize, _check_seed, _interruption_point, _measure, _named,
+from ._common import (_add_normalize, _check_seed, _interruption_point, _measure, _named,
                       _new_scheme, _parse_options, _scheme_class, _sigint_held, exact_w2)
 
-__all__ = ["configure_flow", "configure_generate", "exact_w2", "run_flow", "run_generate"]
+__all__ = ["configure_flow", "configure_generate", "run_flow", "run_generate"]
 
 FLOW_METHODS = ("sw", "swf", "cswf", "mmd")
 DEFAULT_LR = {"swf": 0.5, "cswf": 0.5}
@@ -170,7 +169,7 @@ def _load_input(text: str, args, what: str, target=None):
         raise FileNotFoundError(f"{what}: no such file '{text}' (expected a file, dataset:NAME:INDEX or noise)")
     if path.is_dir():
         raise IsADirectoryError(f"{what}: '{text}' is a directory; expected a shape file")
-    options = dict(n_samples=args.n_points, seed=args.seed) | _parse_options(args.kind_options, "--kind-option")
+    options = dict(n_samples=args.n_points, seed=args.seed)
     return _weighted_cloud(_measure(str(path), what, "points", args.normalize, options), what)
 
 
@@ -401,7 +400,7 @@ def configure_flow(parser: argparse.ArgumentParser) -> None:
                              "(default: z:4), or npz: the 'labels' arrays of two .npz inputs")
     parser.add_argument("--label-scale", type=float, default=None, metavar="S",
                         help="cswf: weight of the one-hot label block (default: 2)")
-    _add_measure_options(parser)
+    _add_normalize(parser)
     parser.add_argument("--root", default=None, metavar="DIR", help="folder of on-disk datasets (dataset:NAME:INDEX)")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="output folder (absent or empty); coordinates are normalised ones with --normalize")
@@ -425,8 +424,6 @@ def _flow_settings(args) -> dict:
     lr = DEFAULT_LR.get(method) if args.lr is None else args.lr
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"--lr: expected a positive number, got {lr}")
-    kind_options = _parse_options(args.kind_options, "--kind-option")
-    _check_normalize(args.normalize, kind_options)
     n_projections = check_positive_int(args.n_projections, "--n-projections")
     n_points = check_positive_int(args.n_points, "--n-points")
     _check_seed(args.seed)
@@ -452,7 +449,7 @@ def _flow_settings(args) -> dict:
     return dict(source=args.source, target=args.target, method=method, scheme=args.scheme, options=options,
                 steps=steps, lr=lr, n_projections=args.n_projections, n_points=args.n_points, seed=args.seed,
                 record_every=args.record_every, labels=labels, label_scale=label_scale, normalize=args.normalize,
-                kind_options=kind_options, root=args.root)
+                root=args.root)
 
 
 def _step(s: dict, target) -> float:
@@ -790,8 +787,6 @@ def _command_line(args) -> list[str]:
         argv += ["--label-scale", repr(args.label_scale)]
     if args.normalize is not None:
         argv += ["--normalize", args.normalize]
-    for item in args.kind_options:
-        argv += ["--kind-option", item]
     if args.root is not None:
         argv += ["--root", args.root]
     return argv
@@ -817,8 +812,7 @@ def _write_flow_outputs(out: pathlib.Path, s: dict, ck: dict, args, ours: set[st
     _remove_stale(out, ours, files)
     summary = dict(
         command=_command_line(args), method=s["method"], scheme=s["scheme"], options=s["options"], seed=s["seed"],
-        lr=_step(s, _as_input(ck["target"], ck["target_weights"])), normalize=s["normalize"],
-        kind_options=s["kind_options"], n_projections=s["n_projections"], n_points=s["n_points"], steps=s["steps"],
+        lr=_step(s, _as_input(ck["target"], ck["target_weights"])), normalize=s["normalize"], n_projections=s["n_projections"], n_points=s["n_points"], steps=s["steps"],
         steps_done=ck["steps_done"], complete=ck["steps_done"] >= s["steps"], resumed=bool(args.resume),
         value=ck["value"], start_value=ck["start_value"], end_value=float(values[-1]),
         n_source=int(traj.shape[1]), n_target=int(ck["target"].shape[0]), dim=int(traj.shape[2]),
@@ -857,7 +851,7 @@ def configure_generate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="K",
                         help="seed of the data split, the noise and the flow (default: 0)")
     parser.add_argument("--class", dest="cls", default=None, metavar="C", help="generate this class only")
-    _add_measure_options(parser, kind_option=False)
+    _add_normalize(parser)
     parser.add_argument("--root", default=None, metavar="DIR", help="folder of an on-disk dataset")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (absent or empty)")
     parser.add_argument("--force", action="store_true", help="overwrite the outputs in a non-empty DIR")
