@@ -86,6 +86,10 @@ class DirectionSpace(abc.ABC):
     shape: tuple[int, ...] = ()
     gaussian_dim: int = 0
     euclidean: bool = False
+    #: ``from_gaussian(c z) == from_gaussian(z)`` for ``c > 0``: then a point uniform on the sphere
+    #: S^(gaussian_dim - 1) of Gaussian coordinates maps to a uniform direction, so even point sets of
+    #: that sphere (quasi-Monte Carlo) serve this space too
+    scale_invariant: bool = False
     #: what the directions are, for error messages (``"unit rows"``)
     noun: str = "directions"
 
@@ -157,6 +161,7 @@ class UnitSphere(DirectionSpace):
     """Unit rows of R^d, uniform on the sphere S^(d-1): the directions of linear representations."""
 
     euclidean = True
+    scale_invariant = True
     noun = "unit rows"
     #: how far from 1 the norm of a given direction may be
     tolerance = 1e-4

@@ -78,6 +78,7 @@ class Frames(DirectionSpace):
     ``sliced_wasserstein_sphere``)."""
 
     noun = "orthonormal frames"
+    scale_invariant = True
     #: how far from the identity ``U^T U`` of a given frame may be
     tolerance = 1e-5
 
@@ -106,6 +107,7 @@ class SymmetricDirections(DirectionSpace):
     with ``theta`` uniform on S^(n-1) and ``P`` Haar on O(n) (the law of SPDSW)."""
 
     noun = "symmetric matrices of unit Frobenius norm"
+    scale_invariant = True
     #: how far from 1 the Frobenius norm of a given direction may be
     tolerance = 1e-4
 

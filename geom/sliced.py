@@ -226,10 +226,6 @@ def direction_space(mu: Measure, representation: Representation | None = None) -
     return (representation or get_representation(mu.kind)).direction_space(mu)
 
 
-def _draw(scheme: SlicingScheme, n: int, space: DirectionSpace, generator) -> torch.Tensor:
-    return scheme.directions(n, space, generator=generator)
-
-
 def _broadcast(mu: Measure, nu: Measure) -> tuple[Measure, Measure]:
     """Two measures of one space -> one dtype and one batch size (a batch of one broadcasts)."""
     check_same_space(mu, nu)
@@ -285,8 +281,8 @@ def prepare_slices(mu, nu, *, p: float = 2, n_projections: int = 256, scheme="mc
     space = rep.direction_space(mu)
     scheme.check_space(space)
     if drawn:
-        directions = space.check(_draw(scheme, n, space, generator), f"directions returned by scheme "
-                                 f"{_scheme_name(scheme)}", mu.support, rows=n)
+        directions = space.check(scheme.directions(n, space, generator=generator), f"directions returned by "
+                                 f"scheme {_scheme_name(scheme)}", mu.support, rows=n)
     else:
         directions = space.check(directions, "directions", mu.support)
     if nu is not None:

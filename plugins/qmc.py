@@ -63,11 +63,15 @@ scrambling, which keeps their points off the corners and the centre of the cube)
 rule has no sampling distribution, hence no standard error: the reported stderr is ``nan``, and the
 estimate carries a bias of the size of the rule's quadrature error.
 
-Other direction spaces (frames of the sphere kind, SPD directions): the ``"gaussian"`` set, Sobol
-points of ``[0, 1)^k`` through the inverse normal CDF and the space's own map from Gaussian vectors
-to uniform directions (``space.from_gaussian``, ``k = space.gaussian_dim``), so that the points are
-spread over the space being sliced; it is the default there (``point_set=None``). The other sets are
-constructions on the Euclidean sphere and are refused elsewhere with a ValueError.
+Other direction spaces (frames of the sphere kind, SPD directions) map ``k = space.gaussian_dim``
+Gaussian coordinates to a direction (``space.from_gaussian``), and the maps of geom's spaces depend on
+the coordinates' direction only (``space.scale_invariant``): a point uniform on S^(k-1) gives a
+uniform direction. So ``"max_distance"`` and ``"coulomb"`` sets of S^(k-1), Haar-rotated, serve
+there, and ``"gaussian"`` (Sobol points through the inverse normal CDF) in every space; ``"spiral"``
+and ``"equal_area"`` are constructions on S^2 and are refused. The default (``point_set=None``) is
+``"max_distance"`` there: for the distance of 80 points on S^2 to the uniform law (frames of R^3,
+``k = 6``, L = 64, 40 seeds, three measures) the RMSE against Monte Carlo's was 0.42-0.43x for
+``"max_distance"``, 0.53-0.58x for ``"coulomb"``, 0.62-0.72x for ``"gaussian"``.
 
 The grouping of the last :meth:`QuasiMonteCarlo.directions` call is remembered on the instance for
 :meth:`QuasiMonteCarlo.estimate`, which applies it when the core says the scheme drew the
@@ -238,7 +242,8 @@ class QuasiMonteCarlo(geom.SlicingScheme):
     Args:
         point_set: ``"coulomb"``, ``"max_distance"``, ``"gaussian"`` (any dimension),
             ``"equal_area"`` or ``"spiral"`` (dimension 3 only); see the module docstring. Default
-            None: ``"coulomb"`` on the Euclidean sphere, ``"gaussian"`` in other direction spaces.
+            None: ``"coulomb"`` on the Euclidean sphere, ``"max_distance"`` of the Gaussian coordinates
+            in frames and SPD directions.
         randomize: draw an independently randomised set per group (unbiased RQSW, with a standard
             error); False gives the deterministic QSW rule (stderr ``nan``).
         n_randomizations: number ``R`` of independent randomised groups the ``L`` directions are
@@ -272,15 +277,21 @@ class QuasiMonteCarlo(geom.SlicingScheme):
 
     def _set_for(self, space) -> str:
         """The point set used in ``space``: the option, or by default ``"coulomb"`` on the Euclidean
-        sphere and ``"gaussian"`` elsewhere."""
+        sphere, ``"max_distance"`` of the Gaussian coordinates in other scale-invariant spaces (frames,
+        SPD directions), ``"gaussian"`` elsewhere."""
         if self.point_set is not None:
             return self.point_set
-        return "coulomb" if space.euclidean else "gaussian"
+        if space.euclidean:
+            return "coulomb"
+        return "max_distance" if space.scale_invariant else "gaussian"
 
     def check_space(self, space):
         name = self._set_for(space)
-        if name != "gaussian":
+        if name in ("spiral", "equal_area"):
             self.require_euclidean(space, f"point_set {name!r}")
+        elif name != "gaussian" and not (space.euclidean or space.scale_invariant):
+            raise ValueError(f"point_set: {name!r} spreads points on a sphere, and {space!r} maps Gaussian vectors "
+                             "to directions otherwise than by their direction; use point_set='gaussian'")
         dims = POINT_SETS[name]
         if dims is not None and space.dim not in dims:
             anywhere = sorted(k for k, v in POINT_SETS.items() if v is None or space.dim in v)
@@ -297,9 +308,11 @@ class QuasiMonteCarlo(geom.SlicingScheme):
             if name == "gaussian":
                 return space.from_gaussian(_ndtri(_sobol(m, space.gaussian_dim, seed)))
             return equal_area_map(_sobol(m, 2, seed))
-        dim = space.dim
-        theta = spiral_points(m) if name == "spiral" else energy_points(m, dim, name)
-        return theta @ haar_rotation(dim, generator) if self.randomize else theta
+        k = space.dim if space.euclidean else space.gaussian_dim  # the sphere the set is spread on
+        theta = spiral_points(m) if name == "spiral" else energy_points(m, k, name)
+        if self.randomize:
+            theta = theta @ haar_rotation(k, generator)
+        return theta if space.euclidean else space.from_gaussian(theta)
 
     def directions(self, n, space, *, generator=None):
         """``(n, *space.shape)``: ``R = min(n_randomizations, n)`` consecutive groups, one point set each."""

@@ -41,7 +41,7 @@ def flow(source, target, *, kind="varifold", scheme="qmc", steps=300, lr=0.01, n
     v = v0.clone().double().requires_grad_()
     faces = faces.long()
     nu = geom.measure(tuple(torch.as_tensor(a) for a in target), kind=kind)
-    nu = geom.Measure(nu.support.double(), nu.weights.double(), kind=nu.kind, batched=False, uniform=nu.uniform)
+    nu = nu.to(torch.float64)
     opt = torch.optim.Adam([v], lr=lr)
     generator = torch.Generator().manual_seed(seed)
     curve, snapshots = [], {0: v.detach().numpy().copy()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from .._checks import check_memory, check_p, check_positive_int, describe
-from ..measures import Measure
 from ..sliced import resolve_scheme, sliced_wasserstein
 from ._base import (FlowResult, _check_callback, _check_finite_at, _check_optimizer_state,
                     _eval_directions, _generator, _pair, _record_set, _run, _step_or_default, _sw_evaluator)
@@ -102,7 +101,7 @@ def sw_flow(
 
     def step(k):
         opt.zero_grad(set_to_none=True)
-        cur = Measure(x[None], mu.weights, kind=mu.kind, batched=False, uniform=mu.uniform)
+        cur = mu.replace(support=x[None])  # the particles, differentiable
         value = sliced_wasserstein(cur, nu, p=p, n_projections=n_projections, scheme=inst, generator=gen)
         _check_finite_at(k, "value", value)
         value.pow(p).backward()

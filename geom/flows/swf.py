@@ -32,10 +32,11 @@ def _swf_core(x0, a, nu, frozen, *, steps, step_size, n_projections, noise, inst
     M = nb.shape[0]
     sigma = math.sqrt(2.0 * noise * step_size)
     x = x0.detach().clone()
+    source = Measure(x[None], a[None], kind=nu.kind, batched=False, uniform=uniform_src)  # its support moves
 
     def step(k):
         nonlocal x
-        cur = Measure(x[None], a[None], kind=nu.kind, batched=False, uniform=uniform_src)
+        cur = source.replace(support=x[None])
         s = prepare_slices(cur, nu, p=2.0, n_projections=n_projections, scheme=inst, generator=gen,
                            bytes_per_direction=24 * (N + M))
         th = s.directions  # (L, D) in the data's dtype
@@ -224,7 +225,7 @@ def conditional_swf(
         return torch.cat([x, onehot], 1)  # (n, d + K)
 
     z0 = joint(mu.support[0], ls)
-    nu_joint = Measure(joint(nu.support[0], lt)[None], nu.weights, kind=nu.kind, batched=False, uniform=nu.uniform)
+    nu_joint = nu.replace(support=joint(nu.support[0], lt)[None])  # (1, M, d + K)
     frozen = torch.zeros(N, d + K, dtype=torch.bool, device=mu.device)
     frozen[:, d:] = True  # the label block never moves
     if frozen_x is not None:
