@@ -173,6 +173,7 @@ class Shapes(_Generated):
 
     name = "shapes"
     description = "seeded random spheres, ellipsoids, tori, cubes, capsules, torus knots (noisy, partial, bent pairs)"
+    items_are_shapes = True
     options = {
         "n_per_class": "items per class (default 10)",
         "n_points": "points sampled on each surface (default 1024)",

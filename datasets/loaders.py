@@ -245,6 +245,8 @@ class _Loader(geom.Dataset):
     and implements ``_index() -> (classes, entries)``.
     """
 
+    items_are_shapes = True  # meshes and point clouds of objects
+
     layout = ""
     splits: tuple[str, ...] = ("train", "test")
     kinds: tuple[str, ...] = KINDS

@@ -389,6 +389,7 @@ class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
 
     Class attributes:
         description: one line for ``geom datasets``.
+        items_are_shapes: every item is one whole 3-D object (see below).
         options: option name -> one line (with its default), for ``geom datasets``; with the named
             keyword parameters of ``__init__``, the options :func:`geom.load_dataset` accepts.
 
@@ -399,6 +400,9 @@ class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
     description: str = ""
     options: dict[str, str] = {}
     classes: list[str] = []
+    #: True when every item is one whole object (a 3-D shape), so that generating "a sample of the
+    #: dataset" means a new shape per class (``geom generate``), not points of all classes pooled
+    items_are_shapes: bool = False
 
     @abc.abstractmethod
     def __len__(self) -> int:

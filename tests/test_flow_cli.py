@@ -403,6 +403,25 @@ def test_generate_point_cloud_dataset(capsys, tmp_path, method):
     assert float(energy_oracle(torch.from_numpy(samples), pooled)) < 0.5 * float(energy_oracle(noise, pooled))
 
 
+def test_generate_a_dataset_of_shapes_makes_a_whole_shape_per_class(capsys, tmp_path):
+    """Unconditional flows on a dataset of shapes learn each class alone: --n-samples points per class,
+    each class's samples nearer (energy distance) to its own class's points than to any other's."""
+    out = tmp_path / "gen"
+    rc, _, err = run(capsys, "generate", "--method", "swf", "--dataset", "shapes", "--n-points", 128,
+                     "--n-samples", 96, "--steps", 60, "--n-projections", 32, "--out", out)
+    assert rc == 0, err
+    samples, labels, summary = gen_load(out)
+    data = geom.load_dataset("shapes", n_points=128, seed=0)
+    K = len(data.classes)
+    assert summary["per_class"] and samples.shape == (96 * K, 3)
+    assert np.array_equal(labels, np.repeat(np.arange(K), 96))
+    by_class = [torch.cat([data[i][0].double() for i in range(len(data)) if data[i][1] == c]) for c in range(K)]
+    for c in range(K):
+        own = torch.from_numpy(samples[labels == c])
+        distances = [float(energy_oracle(own, by_class[k])) for k in range(K)]
+        assert int(np.argmin(distances)) == c, (data.classes[c], distances)
+
+
 def test_generate_bad_input(capsys, tmp_path):
     out = tmp_path / "o"
     base = ["generate", "--dataset", "digits", "--out", out]

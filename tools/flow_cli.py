@@ -987,7 +987,13 @@ def run_generate(args: argparse.Namespace) -> int:
         wanted = [c]
     else:
         wanted = sorted(set(y.tolist()))
-    labels = torch.tensor(wanted).repeat_interleave(n) if method == "cswf" else torch.full((n,), wanted[0] if len(wanted) == 1 else -1)
+    # Datasets of shapes: an unconditional flow learns each class alone (a new whole shape per class, --n-samples
+    # points each); pooled, the classes' points would make one meaningless blob. Others: one pooled distribution.
+    per_class = method != "cswf" and _dataset_class(args.dataset, "--dataset").items_are_shapes and len(wanted) > 1
+    if method == "cswf" or per_class:
+        labels = torch.tensor(wanted).repeat_interleave(n)
+    else:
+        labels = torch.full((n,), wanted[0] if len(wanted) == 1 else -1)
     d = x.shape[1]
     check_memory(32 * len(labels) * d, "--n-samples", f"{len(labels)} samples in R^{d}")
     check_memory(8 * n_projections * (d + 2 * (len(labels) + len(x))), "--n-projections",
@@ -996,32 +1002,39 @@ def run_generate(args: argparse.Namespace) -> int:
     source = torch.randn(len(labels), x.shape[1], generator=gen, dtype=torch.float64)  # (S, d) noise
 
     t0 = time.perf_counter()
-    bar = tqdm(total=steps, desc=f"geom generate {method}", unit="step", file=sys.stderr, dynamic_ncols=True)
+    runs = [(source[labels == c], x[y == c]) for c in wanted] if per_class else [(source, x)]
+    bar = tqdm(total=steps * len(runs), desc=f"geom generate {method}", unit="step", file=sys.stderr,
+               dynamic_ncols=True)
     common = dict(steps=steps, n_projections=args.n_projections, generator=gen, record_every=[steps])
+    moved, steps_done = [], []
     try:
-        with _Monitor(bar, 0) as monitor:
-            if method == "cswf":
-                r = geom.flows.conditional_swf(source, x, labels, y, step_size=lr, label_scale=args.label_scale,
-                                               callback=monitor, **common)
-            elif method == "swf":
-                r = geom.flows.swf(source, x, step_size=lr, callback=monitor, **common)
-            else:
-                from geom.flows import mmd_flow
-
-                r = mmd_flow(source, x, lr=lr, callback=monitor, **common)
+        for k, (start, target) in enumerate(runs):
+            with _Monitor(bar, k * steps) as monitor:
+                if method == "cswf":
+                    r = geom.flows.conditional_swf(start, target, labels, y, step_size=lr,
+                                                   label_scale=args.label_scale, callback=monitor, **common)
+                elif method == "swf":
+                    r = geom.flows.swf(start, target, step_size=lr, callback=monitor, **common)
+                else:
+                    r = geom.flows.mmd_flow(start, target, lr=lr, callback=monitor, **common)
+            moved.append(r.particles.detach().cpu().double())
+            steps_done.append(int(r.info["steps_done"]))
+            if monitor.interrupted:
+                break
     except geom.flows.FlowDiverged as exc:
         raise ValueError(f"the flow diverged at step {exc.step}: the {exc.what} became non-finite ({exc.detail}); "
                          f"try a smaller --lr (now {lr:g})") from None
     finally:
         bar.close()
+    labels = labels[: sum(len(m) for m in moved)]
     elapsed = time.perf_counter() - t0
-    samples = r.particles.detach().cpu().double()  # (S, d)
+    samples = torch.cat(moved)  # (S, d)
 
-    keep = torch.isin(yt, torch.tensor(wanted)) if method == "cswf" else torch.ones(len(yt), dtype=torch.bool)
+    keep = torch.isin(yt, torch.tensor(wanted)) if method == "cswf" or per_class else torch.ones(len(yt), dtype=torch.bool)
     held, held_labels = xt[keep], yt[keep]
     scores = dict(w2=exact_w2(samples, held), energy=float(geom.energy_distance(samples, held)))
     rng = np.random.default_rng(args.seed)  # a real training subset like the samples, as the reference
-    if method == "cswf":
+    if method == "cswf" or per_class:
         ref = torch.cat([x[torch.from_numpy(rng.choice(np.flatnonzero((y == c).numpy()), n))] for c in wanted])
     else:
         ref = x[torch.from_numpy(rng.choice(len(x), min(len(samples), len(x)), replace=False))]
@@ -1033,7 +1046,8 @@ def run_generate(args: argparse.Namespace) -> int:
         + (["--normalize", args.normalize] if args.normalize is not None else [])
         + (["--root", args.root] if args.root is not None else []),
         method=method, dataset=args.dataset, normalize=args.normalize, n_samples=len(samples), dim=int(samples.shape[1]), steps=steps,
-        steps_done=int(r.info["steps_done"]), lr=lr, n_projections=args.n_projections, seed=args.seed,
+        steps_done=min(steps_done) if len(steps_done) == len(runs) else steps_done[-1], lr=lr,
+        per_class=per_class, n_projections=args.n_projections, seed=args.seed,
         label_scale=args.label_scale if method == "cswf" else None,
         classes=[classes[c] for c in wanted], n_train=len(x), n_held_out=len(held),
         w2_to_held_out=scores["w2"], energy_to_held_out=scores["energy"],
