@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 
+import numpy as np
 import torch
 import torch.utils.data
 
@@ -368,8 +369,8 @@ def collate(items):
 
     Args:
         items: a non-empty list of Measures of one kind and one event shape (``support (B_i, N_i,
-            *event)``; any ``N_i``, unbatched or batched), or of ``(item, label)`` pairs as datasets
-            return them, ``item`` a Measure or a tuple of Measures (the ``(source, bent)`` pairs of
+            *event)``; any ``N_i``, unbatched or batched; a tensor or array item is a point cloud,
+            ``geom.measure(item)``), or of ``(item, label)`` pairs as datasets return them, ``item`` a Measure or a tuple of Measures (the ``(source, bent)`` pairs of
             ``"shapes"``).
 
     Returns:
@@ -391,6 +392,7 @@ def collate(items):
     if not isinstance(items, (list, tuple)) or not items:
         raise (ValueError if isinstance(items, (list, tuple)) else TypeError)(
             f"items: expected a non-empty list of Measures or of (Measure, label) pairs, got {describe(items)}")
+    items = [_as_item(it) for it in items]
     if all(isinstance(m, Measure) for m in items):
         return _pad(items)
     if not all(isinstance(it, (tuple, list)) and len(it) == 2 for it in items):
@@ -398,6 +400,7 @@ def collate(items):
         raise TypeError(f"items: expected Measures or (Measure, label) pairs, got {describe(items[bad])} at "
                         f"position {bad}")
     xs, labels = zip(*items)
+    xs = [tuple(_as_item(m) for m in x) if isinstance(x, tuple) else _as_item(x) for x in xs]
     if all(isinstance(x, tuple) and x and all(isinstance(m, Measure) for m in x) for x in xs):
         if len({len(x) for x in xs}) > 1:
             raise ValueError(f"items: expected tuples of Measures of one length, got lengths {sorted({len(x) for x in xs})}")
@@ -405,6 +408,11 @@ def collate(items):
     else:
         batch = _pad(xs)
     return batch, torch.utils.data.default_collate(list(labels))
+
+
+def _as_item(item):
+    """A tensor or array item (a point cloud ``(N, D)``, as datasets return by default) -> its Measure."""
+    return measure(item) if isinstance(item, (torch.Tensor, np.ndarray)) else item
 
 
 def _pad(measures) -> Measure:

@@ -102,11 +102,21 @@ def test_errors_name_items():
         geom.collate([a, s])
     with pytest.raises(ValueError, match=r"items: expected Measures of one event shape, got event shapes \[\(2,\), \(3,\)\]"):
         geom.collate([a, geom.measure(np.zeros((3, 2)))])
-    with pytest.raises(TypeError, match="items: expected Measures or \\(Measure, label\\) pairs, got ndarray .* at "
+    with pytest.raises(TypeError, match="items: expected Measures or \\(Measure, label\\) pairs, got str .* at "
                                         "position 1"):
-        geom.collate([a, np.zeros((3, 3))])
-    with pytest.raises(TypeError, match="items: expected a geom.Measure at position 1, got Tensor"):
-        geom.collate([(a, 0), (torch.zeros(3, 3), 1)])
+        geom.collate([a, "cloud"])
+    with pytest.raises(TypeError, match="items: expected a geom.Measure at position 1, got str"):
+        geom.collate([(a, 0), ("cloud", 1)])
+
+
+def test_tensor_and_array_items_are_point_clouds():
+    """Datasets return (n_points, 3) tensors by default: they collate as point clouds of any sizes."""
+    x, y = torch.randn(3, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64), np.ones((5, 2))
+    batch = geom.collate([x, y])
+    assert batch.kind == "points" and batch.support.shape == (2, 5, 2)
+    assert torch.equal(batch.support[0, :3], x) and batch.weights[0].tolist() == [1 / 3] * 3 + [0.0, 0.0]
+    pairs, labels = geom.collate([(x, 4), (y, 7)])
+    assert torch.equal(pairs.weights, batch.weights) and labels.tolist() == [4, 7]
 
 
 def test_default_collate_points_to_geom_collate():
