@@ -281,8 +281,8 @@ def test_collate_measures_pads_with_zero_weight_and_keeps_distances():
                                                   rel=1e-5)
         n = len(data.members[k])
         assert float(mu.weights[k, n:].abs().sum()) == 0.0 and mu.weights[k].sum().item() == pytest.approx(1.0)
-    with pytest.raises(TypeError, match="items: expected a geom.Measure at position 0, got Tensor"):
-        collate_measures([(torch.zeros(3, 3), 0)])
+    with pytest.raises(TypeError, match="items: expected a geom.Measure at position 0, got str"):
+        collate_measures([("cloud", 0)])
     with pytest.raises(ValueError, match=r"items: expected Measures of one kind, got kinds \['points', 'sphere'\]"):
         collate_measures([data[0], (geom.measure(torch.zeros(3, 3)), 1)])
 
