@@ -34,6 +34,16 @@ from .registry import (
 )
 from .sliced import SlicedResult, sliced_wasserstein
 
+
+def __getattr__(name):
+    """``geom.deform`` on first use (mesh deformation; torchdiffeq is imported only when it integrates)."""
+    if name == "deform":
+        import importlib
+
+        return importlib.import_module(".deform", __name__)  # not `from . import`: that asks this hook again
+    raise AttributeError(f"module 'geom' has no attribute {name!r}")
+
+
 __all__ = [
     "Command",
     "Dataset",

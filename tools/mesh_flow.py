@@ -4,7 +4,7 @@ distance, moving the vertices (the faces stay): the mesh-deformation use of the 
 The target is a generated cube by default, or any mesh file (``--target``) of genus 0 (a sphere
 cannot become a torus by moving its vertices). Each step draws fresh
 directions (``qmc`` by default) and moves the vertices with Adam, on the distance alone (no
-smoothness term). Writes the loss curve and snapshots of the mesh under ``--out``:
+smoothness term); ``--method ode`` moves them by a neural-ODE diffeomorphism instead (geom.deform). Writes the loss curve and snapshots of the mesh under ``--out``:
 
     python tools/mesh_flow.py                               # sphere -> cube, 300 steps
     python tools/mesh_flow.py --target bunny.off --steps 600 --kind mesh-discrete
@@ -18,7 +18,6 @@ import pathlib
 import sys
 
 import numpy as np
-import torch
 
 import geom
 from geom._files import save_figure, write_text
@@ -33,28 +32,25 @@ def unit_scale(vertices: np.ndarray) -> np.ndarray:
 
 
 def flow(source, target, *, kind="varifold", scheme="qmc", steps=300, lr=0.01, n_projections=128, seed=0,
-         every=10):
-    """Adam on the source vertices; returns the final vertices, the loss curve and snapshots."""
+         every=10, method="vertices"):
+    """Adam on the source vertices (``method="vertices"``) or on a neural-ODE deformation (``"ode"``), by
+    :func:`geom.deform.deform`; returns the final vertices, the loss curve ``[(step, SW_2 after step
+    updates)]`` and snapshots every ``every`` steps."""
     from tqdm import tqdm
 
-    v0, faces = (torch.as_tensor(a) for a in source)
-    v = v0.clone().double().requires_grad_()
-    faces = faces.long()
-    nu = geom.measure(tuple(torch.as_tensor(a) for a in target), kind=kind)
-    nu = nu.to(torch.float64)
-    opt = torch.optim.Adam([v], lr=lr)
-    generator = torch.Generator().manual_seed(seed)
-    curve, snapshots = [], {0: v.detach().numpy().copy()}
-    for step in tqdm(range(1, steps + 1), desc="mesh flow", unit="step", file=sys.stderr):
-        mu = geom.measure((v, faces), kind=kind)
-        sw = geom.sliced_wasserstein(mu, nu, scheme=scheme, n_projections=n_projections, generator=generator)
-        opt.zero_grad()
-        (sw**2).backward()
-        opt.step()
-        curve.append((step, float(sw.detach())))
-        if step % every == 0 or step == steps:
-            snapshots[step] = v.detach().numpy().copy()
-    return v.detach().numpy(), curve, snapshots
+    from geom.deform import deform
+
+    snapshots = {}
+    with tqdm(total=steps, desc="mesh flow", unit="step", file=sys.stderr) as bar:
+        def record(step, vertices, values):
+            if step % every == 0 or step == steps:
+                snapshots[step] = vertices.numpy().copy()
+            bar.update(step > 0)
+
+        result = deform(source, target, method=method, kind=kind, scheme=scheme, steps=steps, lr=lr,
+                        n_projections=n_projections, seed=seed, callback=record)
+    curve = [(step, float(sw)) for step, sw in enumerate(result.history["data"])]
+    return result.vertices.numpy(), curve, snapshots
 
 
 def plot(curve, snapshots, faces, target, path: pathlib.Path):
@@ -88,6 +84,8 @@ def main(argv=None) -> int:
     ap.add_argument("--target", default=None, help="mesh file of the target (default: a generated cube)")
     ap.add_argument("--kind", default="varifold", choices=["varifold", "mesh-discrete", "mesh"])
     ap.add_argument("--scheme", default="qmc")
+    ap.add_argument("--method", default="vertices", choices=["vertices", "ode"],
+                    help="move free vertices, or the template by a neural-ODE diffeomorphism (geom.deform)")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--n-projections", type=int, default=128)
@@ -103,10 +101,11 @@ def main(argv=None) -> int:
         name = pathlib.Path(args.target).stem
     target = (unit_scale(np.asarray(tv, dtype=np.float64)), np.asarray(tf))
     final, curve, snapshots = flow(source, target, kind=args.kind, scheme=args.scheme, steps=args.steps,
-                                   lr=args.lr, n_projections=args.n_projections, seed=args.seed)
+                                   lr=args.lr, n_projections=args.n_projections, seed=args.seed,
+                                   method=args.method)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"mesh-flow-{name}-{args.kind}"
+    stem = f"mesh-flow-{name}-{args.kind}" + ("-ode" if args.method == "ode" else "")
     plot(curve, snapshots, source[1], target, out / f"{stem}.png")
     write_text(out / f"{stem}.json", json.dumps(dict(settings=vars(args), curve=curve), indent=1))
     print(f"SW_2 {curve[0][1]:.4f} -> {curve[-1][1]:.4f} in {args.steps} steps; wrote {out / stem}.png, .json")

@@ -1,0 +1,265 @@
+"""``deform``: a template mesh moved onto a target by a neural-ODE diffeomorphism (or free vertices).
+
+Each step moves the template's vertices (``phi_1(x_0)`` of a :class:`NeuralODEDeformation`, or the
+vertices themselves for ``method="vertices"``), builds the moved mesh's measure, and takes an Adam step
+on ``SW_2^2(moved, target)`` (fresh directions each step from one scheme instance) or the Chamfer
+distance between surface samples, plus weighted regularisers (:mod:`geom.deform.losses`).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+
+from .._checks import GeomWarning, check_bool, check_int, check_real, describe
+from ..ascent import ProjectedAscent
+from ..measures import collate, measure, normalization
+from ..reductions import chamfer_distance
+from ..sliced import make_generator, resolve_scheme, sliced_wasserstein
+from .losses import REGULARIZERS, reference_length
+from .ode import NeuralODEDeformation, VelocityField
+from .templates import MeshTopology, as_mesh, as_target
+
+__all__ = ["DeformResult", "KINDS", "LOSSES", "METHODS", "deform"]
+
+LOSSES = ("sw", "chamfer")
+METHODS = ("ode", "vertices")
+KINDS = ("varifold", "mesh", "mesh-discrete")
+LR = {"ode": 0.01, "vertices": 0.01}
+SOLVER_OPTIONS = ("steps", "method", "rtol", "atol", "adjoint")
+
+
+@dataclass
+class DeformResult:
+    """What :func:`deform` returns.
+
+    Attributes:
+        vertices: ``(V, 3)`` float64 moved vertices (detached), a list of them for a batch (unpadded).
+        faces: ``(F, 3)`` int64, the template's (a list for a batch).
+        history: ``"loss"`` (the objective: data term plus weighted regularisers), ``"data"`` (``SW_2``, or
+            the Chamfer distance) and each regulariser's unweighted value: ``(steps + 1,)`` float64 tensors,
+            ``(steps + 1, B)`` for a batch; row ``i`` is measured after ``i`` updates (row 0: the template).
+        deformation: the trained :class:`NeuralODEDeformation` (``method="ode"``; it works in the
+            normalised coordinates where ``normalize`` was given), else None.
+        settings: every setting used, the normalisations (``centre``, ``scale``: ``x -> (x - centre) /
+            scale``) and the genera of template and target.
+    """
+
+    vertices: torch.Tensor | list
+    faces: torch.Tensor | list
+    history: dict = field(default_factory=dict)
+    deformation: NeuralODEDeformation | None = None
+    settings: dict = field(default_factory=dict)
+
+
+def _choice(value, name: str, options) -> str:
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name}: expected one of {list(options)}, got {describe(value)}")
+    return value
+
+
+def _similarity(points: torch.Tensor, how):
+    """``(centre (3,), scale)`` of :func:`geom.measures.normalization` of the points (None: identity)."""
+    if how is None:
+        return torch.zeros(3, dtype=points.dtype), 1.0
+    centre, scale = normalization(measure(points), how)
+    return centre[0].to(points.dtype), float(scale[0])
+
+
+def _pairs(template, target) -> tuple[list, list, bool]:
+    """Templates and targets as equal-length lists (one template or one target broadcasts)."""
+    batched = isinstance(template, list) or isinstance(target, list)
+    templates = template if isinstance(template, list) else None
+    targets = target if isinstance(target, list) else None
+    for name, items in (("template", templates), ("target", targets)):
+        if items is not None and not items:
+            raise ValueError(f"{name}: expected a non-empty list of meshes, got an empty list")
+    n = len(templates or targets or [None])
+    templates = templates or [template] * n
+    targets = targets or [target] * n
+    if len(templates) != len(targets):
+        raise ValueError(f"template, target: expected lists of one length, got {len(templates)} templates and "
+                         f"{len(targets)} targets")
+    return templates, targets, batched
+
+
+def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme="qmc", n_projections: int = 128,
+           steps: int = 100, lr: float | None = None, seed: int = 0, regularizers: dict | None = None,
+           method: str = "ode", normalize: str | None = None, shared: bool = False,
+           deformation: NeuralODEDeformation | None = None, ode: dict | None = None, kind_options: dict | None = None,
+           n_samples: int = 2048, callback=None) -> DeformResult:
+    """Deform ``template`` onto ``target``; a batch of pairs in one call.
+
+    Args:
+        template: a mesh: a ``(vertices (V, 3), faces (F, 3))`` tuple, a mesh file or a trimesh / open3d
+            mesh (:func:`geom.deform.icosphere` gives one); manifold (an edge in at most two faces).
+            A list: a batch (one template with a list of targets is used for each).
+        target: a mesh as above or a point cloud ``(N, 3)`` (array, tensor, point file); a list: a batch.
+            A mesh target of another Euler characteristic than the template gives a GeomWarning: the
+            deformation keeps the template's genus.
+        loss: ``"sw"`` (``SW_2^2`` between ``geom.measure(moved, kind=kind)`` and the target's measure of
+            the same kind; for a point-cloud target the points themselves, with ``kind="mesh"`` only)
+            or ``"chamfer"`` (:func:`geom.chamfer_distance` between ``n_samples`` surface samples of the
+            moved template and of the target, or the points; ``kind`` unused).
+        kind: ``"varifold"`` (default; centroids and normals), ``"mesh"`` (surface samples, fresh
+            each step) or ``"mesh-discrete"`` (area-weighted centroids).
+        scheme, n_projections: the slicing scheme (name or instance; one instance draws fresh directions
+            every step) and its number of directions.
+        steps: Adam steps, ``>= 1``. lr: their size (default 0.01).
+        seed: every random draw (the field's initialisation, directions, surface samples) comes from
+            ``torch.Generator().manual_seed(seed)``: same seed, same result bit for bit.
+        regularizers: ``{"edge": w, "laplacian": w, "normal": w}`` weights ``>= 0`` of the terms of
+            :mod:`geom.deform.losses`, added per pair to the data term.
+        method: ``"ode"`` (a :class:`NeuralODEDeformation` moves the vertices: a diffeomorphism) or
+            ``"vertices"`` (Adam on the free vertices, for comparison; no guarantee against
+            self-intersection).
+        normalize: ``"sphere"`` or ``"box"``: template and target are each moved and scaled first
+            (:func:`geom.measures.normalization` of their vertices / points); the result stays in the
+            target's normalised frame. None: as given.
+        shared: for a batch, one velocity field for every pair (trained on the sum of the losses);
+            default one field per pair, trained at once: pair ``k`` then gets what ``deform(template_k,
+            target_k)`` gives with the same seed (its field starts from the same initialisation, sees
+            the same directions and samples; Adam is per parameter), up to rounding in the padded
+            batch, and exactly so only for fixed-grid solvers (an adaptive one chooses one step size
+            for the whole batch).
+        deformation: a :class:`NeuralODEDeformation` to start from (a copy is trained).
+        ode: options of the :class:`NeuralODEDeformation` built otherwise: the solver's (``steps=8``,
+            ``method="rk4"``, ``rtol``, ``atol``, ``adjoint``) and the field's (``hidden=32``,
+            ``layers=2``, ``stationary``, ``activation="tanh"``, ``final_scale=0``: the flow starts at the identity).
+        kind_options: options of the kind (``normal_scale`` for ``"varifold"``; ``n_samples`` for
+            ``"mesh"``); n_samples: surface samples of ``loss="chamfer"``.
+        callback: ``callback(step, vertices, values)`` at each row of the history (``vertices`` as in
+            the result, ``values`` a dict of that row); returning True stops there.
+
+    Returns:
+        A :class:`DeformResult`.
+    """
+    loss, kind, method = _choice(loss, "loss", LOSSES), _choice(kind, "kind", KINDS), _choice(method, "method", METHODS)
+    steps = check_int(steps, "steps", minimum=1)
+    lr = LR[method] if lr is None else check_real(lr, "lr", "> 0", lambda v: v > 0)
+    n_projections = check_int(n_projections, "n_projections", minimum=1)
+    n_samples = check_int(n_samples, "n_samples", minimum=1)
+    shared = check_bool(shared, "shared")
+    if normalize not in (None, "sphere", "box"):
+        raise ValueError(f"normalize: expected 'sphere', 'box' or None, got {describe(normalize)}")
+    weights = dict(regularizers or {})
+    for name, w in weights.items():
+        if name not in REGULARIZERS:
+            raise ValueError(f"regularizers: expected names among {sorted(REGULARIZERS)}, got {name!r}")
+        weights[name] = check_real(w, f"regularizers[{name!r}]", ">= 0", lambda v: v >= 0)
+    kind_options = dict(kind_options or {})
+    if "seed" in kind_options:
+        raise ValueError("kind_options: 'seed' is deform's own (the samples follow its seed)")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable or None, got {describe(callback)}")
+    if method == "vertices" and (deformation is not None or ode):
+        raise ValueError("deformation, ode: belong to method='ode', got method='vertices'")
+    generator = make_generator(seed)
+    scheme_name = scheme if isinstance(scheme, str) else type(scheme).__name__
+    scheme = resolve_scheme(scheme) if loss == "sw" else None
+
+    templates, targets, batched = _pairs(template, target)
+    B = len(templates)
+    tag = (lambda name, k: f"{name}[{k}]") if batched else (lambda name, k: name)
+    used_kind = kind if loss == "sw" else "mesh"
+    meshes, nus, info = [], [], dict(template=[], target=[])
+    for k, (tm, tg) in enumerate(zip(templates, targets)):
+        v, f = as_mesh(tm, tag("template", k))
+        topo = MeshTopology(f)
+        if bool((topo.counts > 2).any()):
+            i = int((topo.counts > 2).nonzero()[0, 0])
+            raise ValueError(f"{tag('template', k)}: expected a manifold mesh (every edge in at most two faces), got "
+                             f"edge {topo.edges[i].tolist()} in {int(topo.counts[i])} faces")
+        points, tf = as_target(tg, tag("target", k))
+        if tf is None and loss == "sw" and kind != "mesh":
+            raise ValueError(f"kind: {kind!r} needs the target's faces (face areas{' and normals' * (kind == 'varifold')}"
+                             f"), got a point cloud of {len(points)} points as {tag('target', k)}; use kind='mesh' "
+                             "(surface samples of the template against the points) or loss='chamfer'")
+        t_genus = None if tf is None else MeshTopology(tf).genus
+        if t_genus is not None and t_genus != topo.genus:
+            warnings.warn(f"{tag('template', k)}, {tag('target', k)}: the template has genus {topo.genus:g} and the "
+                          f"target genus {t_genus:g} (Euler characteristics {topo.euler} and {MeshTopology(tf).euler}); "
+                          f"a deformation keeps the template's genus (a genus-0 template cannot become a torus)",
+                          GeomWarning, stacklevel=2)
+        (vc, vs), (tc, ts) = _similarity(v, normalize), _similarity(points, normalize)
+        v, points = (v - vc) / vs, (points - tc) / ts
+        meshes.append((v, f, topo, reference_length(v, topo)))
+        info["template"].append(dict(genus=topo.genus, centre=vc.tolist(), scale=vs))
+        info["target"].append(dict(genus=t_genus, centre=tc.tolist(), scale=ts))
+        if tf is None:
+            nus.append(measure(points))
+        elif loss == "chamfer":
+            nus.append(measure((points, tf), kind="mesh", n_samples=n_samples))
+        else:
+            nus.append(measure((points, tf), kind=kind, **kind_options))
+    nu = collate(nus) if batched else nus[0]
+    sizes = [len(m[0]) for m in meshes]
+    x0 = torch.nn.utils.rnn.pad_sequence([m[0] for m in meshes], batch_first=True)  # (B, V_max, 3)
+
+    if method == "ode":
+        if deformation is not None:
+            if ode:
+                raise ValueError("ode: options of a new deformation, given with deformation=; set them on it")
+            if not isinstance(deformation, NeuralODEDeformation):
+                raise TypeError(f"deformation: expected a NeuralODEDeformation, got {describe(deformation)}")
+            deformation = copy.deepcopy(deformation)
+        else:
+            options = dict(ode or {})
+            solver = {key: options.pop(key) for key in SOLVER_OPTIONS if key in options}
+            velocity = VelocityField(generator=generator, **options)
+            if B > 1 and not shared:
+                velocity = velocity.repeat(B)
+            deformation = NeuralODEDeformation(velocity, **solver)
+        params = list(deformation.parameters())
+        current = lambda: deformation(x0)  # noqa: E731
+    else:
+        moved = x0.clone().requires_grad_()
+        params = [moved]
+        current = lambda: moved  # noqa: E731
+    optimizer = ProjectedAscent(params, "adam")
+
+    def evaluate(x):
+        items = [(x[k, :n], m[1]) for k, (n, m) in enumerate(zip(sizes, meshes))]
+        opts = dict(kind_options) if loss == "sw" else dict(n_samples=n_samples)
+        if used_kind == "mesh":  # fresh surface samples each step
+            opts["seed"] = int(torch.randint(1 << 31, (), generator=generator))
+        mu = measure(items if batched else items[0], kind=used_kind, **opts)
+        if loss == "sw":
+            data = sliced_wasserstein(mu, nu, p=2, n_projections=n_projections, scheme=scheme, generator=generator)
+            objective = data**2
+        else:
+            data = objective = chamfer_distance(mu, nu)
+        values = dict(data=data.reshape(B))
+        total = objective.reshape(B)
+        for name, w in weights.items():
+            values[name] = torch.stack([REGULARIZERS[name](x[k, :n], m[1], m[2], m[3])
+                                        for k, (n, m) in enumerate(zip(sizes, meshes))])
+            total = total + w * values[name]
+        values["loss"] = total
+        return total, values
+
+    history = {}
+    for step in range(steps + 1):
+        with torch.set_grad_enabled(step < steps):
+            x = current()
+            total, values = evaluate(x)
+        for name, value in values.items():
+            history.setdefault(name, []).append(value.detach().double())
+        vertices = [x[k, :n].detach().clone() for k, n in enumerate(sizes)]
+        if callback is not None and callback(step, vertices if batched else vertices[0],
+                                             {name: (v if batched else v[0]).detach() for name, v in values.items()}) is True:
+            break
+        if step == steps:
+            break
+        total.sum().backward()
+        optimizer.step(-lr)  # an ascent step of size -lr: Adam's descent
+    history = {name: torch.stack(rows) if batched else torch.stack(rows)[:, 0] for name, rows in history.items()}
+    settings = dict(loss=loss, kind=used_kind, scheme=scheme_name, n_projections=n_projections, steps=steps, lr=lr, seed=seed,
+                    regularizers=weights, method=method, normalize=normalize, shared=shared, ode=dict(ode or {}),
+                    kind_options=kind_options, n_samples=n_samples, batch_size=B if batched else None, **info)
+    faces = [m[1] for m in meshes]
+    return DeformResult(vertices if batched else vertices[0], faces if batched else faces[0], history,
+                        deformation if method == "ode" else None, settings)
