@@ -250,6 +250,25 @@ def test_one_shared_field_for_a_batch():
         assert torch.allclose(field(gd.icosphere(1)[0]), moved, atol=1e-12)
 
 
+def test_a_batch_mixes_mesh_and_point_cloud_targets_of_kind_mesh():
+    cloud = gd.icosphere(2, radius=1.3)[0]
+    batch = gd.deform(gd.icosphere(1), [ELLIPSOID, cloud], kind="mesh", steps=3, n_projections=16)
+    alone = gd.deform(gd.icosphere(1), cloud, kind="mesh", steps=3, n_projections=16)
+    assert batch.history["data"].shape == (4, 2)
+    assert torch.allclose(batch.vertices[1], alone.vertices, rtol=0, atol=1e-9)
+
+
+def test_training_continues_from_a_given_deformation_which_is_left_as_it_is():
+    first = gd.deform(gd.icosphere(1), ELLIPSOID, steps=3, n_projections=16)
+    before = {name: value.clone() for name, value in first.deformation.state_dict().items()}
+    start = []
+    second = gd.deform(gd.icosphere(1), ELLIPSOID, steps=2, n_projections=16, deformation=first.deformation,
+                       callback=lambda step, vertices, values: start.append(vertices) if step == 0 else None)
+    assert torch.allclose(start[0], first.vertices, atol=1e-12)
+    assert all(torch.equal(value, before[name]) for name, value in first.deformation.state_dict().items())
+    assert not torch.allclose(second.vertices, first.vertices)
+
+
 def test_callback_sees_every_row_and_can_stop():
     seen = []
 

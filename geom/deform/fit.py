@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -84,6 +85,62 @@ def _pairs(template, target) -> tuple[list, list, bool]:
         raise ValueError(f"template, target: expected lists of one length, got {len(templates)} templates and "
                          f"{len(targets)} targets")
     return templates, targets, batched
+
+
+class _Item(NamedTuple):
+    """One template, ready: normalised vertices ``(V, 3)``, faces ``(F, 3)``, topology, ``mean_e |e|^2``."""
+
+    vertices: torch.Tensor
+    faces: torch.Tensor
+    topology: MeshTopology
+    ref: torch.Tensor
+
+
+def _pair(template, target, where: str, loss: str, kind: str, options: dict, normalize):
+    """One (template, target) pair -> the template's :class:`_Item`, the target's measure, and notes
+    (genus, normalisation) for the settings; the checks of :func:`deform`, naming ``template{where}``."""
+    v, f = as_mesh(template, f"template{where}")
+    topo = MeshTopology(f)
+    if bool((topo.counts > 2).any()):
+        i = int((topo.counts > 2).nonzero()[0, 0])
+        raise ValueError(f"template{where}: expected a manifold mesh (every edge in at most two faces), got edge "
+                         f"{topo.edges[i].tolist()} in {int(topo.counts[i])} faces")
+    points, tf = as_target(target, f"target{where}")
+    if tf is None and kind != "mesh":
+        raise ValueError(f"kind: {kind!r} needs the target's faces (face areas{' and normals' * (kind == 'varifold')}), "
+                         f"got a point cloud of {len(points)} points as target{where}; use kind='mesh' (surface "
+                         "samples of the template against the points) or loss='chamfer'")
+    t_topo = None if tf is None else MeshTopology(tf)
+    if t_topo is not None and t_topo.euler != topo.euler:
+        warnings.warn(f"template{where}, target{where}: the template has genus {topo.genus:g} and the target genus "
+                      f"{t_topo.genus:g} (Euler characteristics {topo.euler} and {t_topo.euler}); a deformation keeps "
+                      "the template's genus (a genus-0 template cannot become a torus)", GeomWarning, stacklevel=3)
+    (vc, vs), (tc, ts) = _similarity(v, normalize), _similarity(points, normalize)
+    v, points = (v - vc) / vs, (points - tc) / ts
+    if tf is None:
+        nu = measure(points)
+    elif kind == "mesh":  # surface samples are points: targets of one batch then collate, meshes or clouds
+        nu = measure(measure((points, tf), kind="mesh", **options).support[0])
+    else:
+        nu = measure((points, tf), kind=kind, **options)
+    notes = dict(template=dict(genus=topo.genus, centre=vc.tolist(), scale=vs),
+                 target=dict(genus=None if t_topo is None else t_topo.genus, centre=tc.tolist(), scale=ts))
+    return _Item(v, f, topo, reference_length(v, topo)), nu, notes
+
+
+def _deformation(given, ode, generator, n_fields: int) -> NeuralODEDeformation:
+    """A copy of the ``given`` deformation, or a new one from the ``ode`` options with ``n_fields``
+    copies of one seeded initial field."""
+    if given is not None:
+        if ode:
+            raise ValueError("ode: options of a new deformation, given with deformation=; set them on it")
+        if not isinstance(given, NeuralODEDeformation):
+            raise TypeError(f"deformation: expected a NeuralODEDeformation, got {describe(given)}")
+        return copy.deepcopy(given)
+    options = dict(ode or {})
+    solver = {key: options.pop(key) for key in SOLVER_OPTIONS if key in options}
+    velocity = VelocityField(generator=generator, **options)
+    return NeuralODEDeformation(velocity.repeat(n_fields) if n_fields > 1 else velocity, **solver)
 
 
 def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme="qmc", n_projections: int = 128,
@@ -163,56 +220,20 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
 
     templates, targets, batched = _pairs(template, target)
     B = len(templates)
-    tag = (lambda name, k: f"{name}[{k}]") if batched else (lambda name, k: name)
     used_kind = kind if loss == "sw" else "mesh"
-    meshes, nus, info = [], [], dict(template=[], target=[])
-    for k, (tm, tg) in enumerate(zip(templates, targets)):
-        v, f = as_mesh(tm, tag("template", k))
-        topo = MeshTopology(f)
-        if bool((topo.counts > 2).any()):
-            i = int((topo.counts > 2).nonzero()[0, 0])
-            raise ValueError(f"{tag('template', k)}: expected a manifold mesh (every edge in at most two faces), got "
-                             f"edge {topo.edges[i].tolist()} in {int(topo.counts[i])} faces")
-        points, tf = as_target(tg, tag("target", k))
-        if tf is None and loss == "sw" and kind != "mesh":
-            raise ValueError(f"kind: {kind!r} needs the target's faces (face areas{' and normals' * (kind == 'varifold')}"
-                             f"), got a point cloud of {len(points)} points as {tag('target', k)}; use kind='mesh' "
-                             "(surface samples of the template against the points) or loss='chamfer'")
-        t_genus = None if tf is None else MeshTopology(tf).genus
-        if t_genus is not None and t_genus != topo.genus:
-            warnings.warn(f"{tag('template', k)}, {tag('target', k)}: the template has genus {topo.genus:g} and the "
-                          f"target genus {t_genus:g} (Euler characteristics {topo.euler} and {MeshTopology(tf).euler}); "
-                          f"a deformation keeps the template's genus (a genus-0 template cannot become a torus)",
-                          GeomWarning, stacklevel=2)
-        (vc, vs), (tc, ts) = _similarity(v, normalize), _similarity(points, normalize)
-        v, points = (v - vc) / vs, (points - tc) / ts
-        meshes.append((v, f, topo, reference_length(v, topo)))
-        info["template"].append(dict(genus=topo.genus, centre=vc.tolist(), scale=vs))
-        info["target"].append(dict(genus=t_genus, centre=tc.tolist(), scale=ts))
-        if tf is None:
-            nus.append(measure(points))
-        elif loss == "chamfer":
-            nus.append(measure((points, tf), kind="mesh", n_samples=n_samples))
-        else:
-            nus.append(measure((points, tf), kind=kind, **kind_options))
+    target_options = kind_options if loss == "sw" else dict(n_samples=n_samples)
+    items, nus, info = [], [], dict(template=[], target=[])
+    for k, pair in enumerate(zip(templates, targets)):
+        item, nu_k, notes = _pair(*pair, (f"[{k}]" if batched else ""), loss, used_kind, target_options, normalize)
+        items.append(item)
+        nus.append(nu_k)
+        for side in info:
+            info[side].append(notes[side])
     nu = collate(nus) if batched else nus[0]
-    sizes = [len(m[0]) for m in meshes]
-    x0 = torch.nn.utils.rnn.pad_sequence([m[0] for m in meshes], batch_first=True)  # (B, V_max, 3)
+    x0 = torch.nn.utils.rnn.pad_sequence([it.vertices for it in items], batch_first=True)  # (B, V_max, 3)
 
     if method == "ode":
-        if deformation is not None:
-            if ode:
-                raise ValueError("ode: options of a new deformation, given with deformation=; set them on it")
-            if not isinstance(deformation, NeuralODEDeformation):
-                raise TypeError(f"deformation: expected a NeuralODEDeformation, got {describe(deformation)}")
-            deformation = copy.deepcopy(deformation)
-        else:
-            options = dict(ode or {})
-            solver = {key: options.pop(key) for key in SOLVER_OPTIONS if key in options}
-            velocity = VelocityField(generator=generator, **options)
-            if B > 1 and not shared:
-                velocity = velocity.repeat(B)
-            deformation = NeuralODEDeformation(velocity, **solver)
+        deformation = _deformation(deformation, ode, generator, B if not shared else 1)
         params = list(deformation.parameters())
         current = lambda: deformation(x0)  # noqa: E731
     else:
@@ -222,11 +243,11 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
     optimizer = ProjectedAscent(params, "adam")
 
     def evaluate(x):
-        items = [(x[k, :n], m[1]) for k, (n, m) in enumerate(zip(sizes, meshes))]
-        opts = dict(kind_options) if loss == "sw" else dict(n_samples=n_samples)
+        moved = [(x[k, :len(it.vertices)], it.faces) for k, it in enumerate(items)]
+        opts = dict(target_options)
         if used_kind == "mesh":  # fresh surface samples each step
             opts["seed"] = int(torch.randint(1 << 31, (), generator=generator))
-        mu = measure(items if batched else items[0], kind=used_kind, **opts)
+        mu = measure(moved if batched else moved[0], kind=used_kind, **opts)
         if loss == "sw":
             data = sliced_wasserstein(mu, nu, p=2, n_projections=n_projections, scheme=scheme, generator=generator)
             objective = data**2
@@ -235,8 +256,8 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
         values = dict(data=data.reshape(B))
         total = objective.reshape(B)
         for name, w in weights.items():
-            values[name] = torch.stack([REGULARIZERS[name](x[k, :n], m[1], m[2], m[3])
-                                        for k, (n, m) in enumerate(zip(sizes, meshes))])
+            values[name] = torch.stack([REGULARIZERS[name](v, f, it.topology, it.ref)
+                                        for (v, f), it in zip(moved, items)])
             total = total + w * values[name]
         values["loss"] = total
         return total, values
@@ -248,7 +269,7 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
             total, values = evaluate(x)
         for name, value in values.items():
             history.setdefault(name, []).append(value.detach().double())
-        vertices = [x[k, :n].detach().clone() for k, n in enumerate(sizes)]
+        vertices = [x[k, :len(it.vertices)].detach().clone() for k, it in enumerate(items)]
         if callback is not None and callback(step, vertices if batched else vertices[0],
                                              {name: (v if batched else v[0]).detach() for name, v in values.items()}) is True:
             break
@@ -260,6 +281,6 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
     settings = dict(loss=loss, kind=used_kind, scheme=scheme_name, n_projections=n_projections, steps=steps, lr=lr, seed=seed,
                     regularizers=weights, method=method, normalize=normalize, shared=shared, ode=dict(ode or {}),
                     kind_options=kind_options, n_samples=n_samples, batch_size=B if batched else None, **info)
-    faces = [m[1] for m in meshes]
+    faces = [it.faces for it in items]
     return DeformResult(vertices if batched else vertices[0], faces if batched else faces[0], history,
                         deformation if method == "ode" else None, settings)
