@@ -1,6 +1,7 @@
 """geom.deform: the neural-ODE diffeomorphism (inverse, Jacobian, closed form), the deformation loop
 (loss decrease for both methods, batches, seeds, normalisation), templates, regularisers and errors."""
 
+import json
 import math
 import pathlib
 import subprocess
@@ -212,6 +213,7 @@ def test_normalisation_makes_the_result_free_of_the_template_frame():
     assert torch.allclose(a.vertices, b.vertices, atol=1e-9)
     assert math.isclose(b.settings["template"][0]["scale"], 5.0)
     assert b.settings["normalize"] == "sphere"
+    assert json.loads(json.dumps(b.settings)) == b.settings  # plain data, as the tools write it
 
 
 def test_same_seed_same_result_bit_for_bit_and_another_seed_differs():
