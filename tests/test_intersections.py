@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import geom
-from geom.deform.intersect import pairs_within_groups, self_intersection_fraction, self_intersections
+from geom.deform.intersect import _candidates, pairs_within_groups, self_intersection_fraction, self_intersections
 
 # ----------------------------------------------------------------- the exact reference
 
@@ -185,6 +185,32 @@ def test_gaussian_soups_match_the_exact_reference(seed):
     rng = np.random.default_rng(1000 + seed)
     v, f = soup(rng, int(rng.integers(6, 14)), int(rng.integers(8, 20)))
     check(v, f)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_many_small_lattice_triangles_match_the_exact_reference(seed):
+    """Small triangles spread over a larger lattice: the grid has many cells (the soups above fit in
+    few); corners at the same lattice points are shared (welded)."""
+    rng = np.random.default_rng(3000 + seed)
+    corner = rng.integers(0, 7, (160, 1, 3))
+    v = (corner + rng.integers(-1, 2, (160, 3, 3))).reshape(-1, 3).astype(np.float64)
+    r = check(v, np.arange(480).reshape(-1, 3))
+    assert 0 < r.fraction < 1
+
+
+def test_broad_phase_reports_every_overlapping_pair_once():
+    rng = np.random.default_rng(5)
+    centre = rng.uniform(0, 10, (400, 3))
+    size = rng.lognormal(-1.0, 1.0, (400, 3))
+    size[:3] = 8.0  # a few boxes over most of the grid
+    lo, hi = centre - size, centre + size * rng.uniform(0, 1, (400, 3))
+    i, j = _candidates(lo, hi)
+    overlap = (lo[:, None] <= hi[None]).all(2) & (lo[None] <= hi[:, None]).all(2)
+    expected = {(a, b) for a, b in zip(*np.nonzero(np.triu(overlap, 1)))}
+    assert len(i) == len(expected) and set(zip(i.tolist(), j.tolist())) == expected
+    point = np.zeros((30, 3))  # boxes that are one point: every pair overlaps
+    i, j = _candidates(point, point)
+    assert len(set(zip(i.tolist(), j.tolist()))) == len(i) == 30 * 29 // 2
 
 
 def test_the_soups_exercise_every_case():

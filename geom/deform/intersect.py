@@ -16,8 +16,10 @@ CPU, numpy only, float64, vectorised over faces and face pairs (no Python loop p
 
    - **none**: Moller's interval test (1997): reject when a triangle lies strictly on one side of the
      other's plane; otherwise intersect the two triangles with the line common to both planes and
-     test whether the two intervals overlap. Pairs within the tolerance of a common plane go to the
-     coplanar test: an edge of one triangle meets the other (below), 6 segment tests.
+     test whether the two intervals overlap. Pairs within the tolerance of a common plane, or whose
+     planes are within ``1e-6`` radians of parallel (the common line is ill-conditioned), take the
+     edge tests instead: an edge of one triangle meets the other (below), 6 segment tests, which
+     decide any pair of closed triangles.
    - **one vertex** ``a`` (``T1 = (a, b, c)``, ``T2 = (a, d, e)``): the faces meet beyond ``a`` exactly when
      the opposite edge ``bc`` meets ``T2`` or ``de`` meets ``T1`` (their intersection is convex and
      contains ``a``; any other of its extreme points lies on ``bc`` or ``de``). So a fan around a
@@ -36,13 +38,17 @@ segment (a vertex on another face, two edges crossing, coplanar triangles meetin
 point) counts as an intersection, like crossing, because a mesh whose separate sheets touch is not
 an embedded surface. Faces that share vertices count only when they meet beyond what they share.
 
-**Tolerance.** ``eps = rtol * L``: distances to a plane and in-plane distances to an edge line
-below ``eps`` are zero. Decisions err on the side of contact: a pair closer than about ``eps``
-counts (for a pair that shares nothing), and a crossing shallower than ``eps`` still counts as a
-touch. The predicates are float64, not exact: a face thinner than about ``eps`` is treated as
-degenerate (below), and for slivers (heights far below their edge lengths) and pairs within about
-``1e-8`` radians of parallel the rounding of normals can exceed ``eps``, so such near-contacts may be
-decided either way. Integer or dyadic coordinates (small lattices) are decided exactly.
+**Tolerance.** ``eps = rtol * L`` (``rtol = 1e-9`` by default): signed distances to a plane, and
+in-plane distances to an edge line, of at most ``eps`` count as zero. Decisions err on the side of
+contact: faces that share nothing and come within about ``eps`` of each other count, a crossing
+shallower than ``eps`` counts (as a touch), and a face folded onto its edge neighbour to within
+``eps`` of flat counts. The predicates are float64, not exact (no adaptive arithmetic): the rounding
+of a unit normal grows like the unit roundoff times (longest edge / height) of its face, so for
+slivers whose height is below about ``1e7 * eps`` the rounding can exceed ``eps`` and a contact closer
+than that may be decided either way; a face whose height is below ``eps`` is degenerate (below).
+Away from contact (gaps and crossings much larger than ``eps``) the answer is the exact one. Small
+integer lattices, full of exact contacts, coplanar and collinear pairs, agree with an exact
+rational reference, also after a random rotation, translation and scaling (the tests).
 
 **Degenerate faces** (zero area: a repeated vertex, collinear corners, or a height below ``eps``)
 have no normal: they are skipped (they neither intersect nor make another face intersect), and
@@ -63,6 +69,7 @@ __all__ = ["SelfIntersections", "pairs_within_groups", "self_intersection_fracti
 _RAW_CHUNK = 1 << 22  # pairs sharing a cell, generated at once
 _PAIR_CHUNK = 1 << 16  # candidate pairs tested at once
 _RTOL = 1e-9
+_PARALLEL = 1e-6  # pairs of planes closer to parallel (sine of their angle) take the edge tests, not the common line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,13 +289,13 @@ def _disjoint_pairs(A, nA, B, nB, eps):
     dA = _snap(_dot(A - B[:, None, 0], nB[:, None]), eps)
     out = np.zeros(len(A), bool)
     live = ~((dB > 0).all(1) | (dB < 0).all(1) | (dA > 0).all(1) | (dA < 0).all(1))
-    flat = live & ((dB == 0).all(1) | (dA == 0).all(1))
+    D = np.cross(nA, nB)  # (m, 3) along the line common to both planes
+    norm = np.linalg.norm(D, axis=1)
+    flat = live & ((dB == 0).all(1) | (dA == 0).all(1) | (norm < _PARALLEL))  # the edge tests hold for any pair
     general = live & ~flat
     if general.any():
         g = general
-        D = np.cross(nA[g], nB[g])
-        norm = np.linalg.norm(D, axis=1, keepdims=True)
-        D = D / np.where(norm > 0, norm, 1.0)
+        D = D[g] / norm[g, None]
         lo1, hi1 = _interval(A[g], dA[g], D)
         lo2, hi2 = _interval(B[g], dB[g], D)
         out[g] = np.maximum(lo1, lo2) <= np.minimum(hi1, hi2) + eps
