@@ -43,9 +43,10 @@ in-plane distances to an edge line, of at most ``eps`` count as zero. Decisions 
 contact: faces that share nothing and come within about ``eps`` of each other count, a crossing
 shallower than ``eps`` counts (as a touch), and a face folded onto its edge neighbour to within
 ``eps`` of flat counts. The predicates are float64, not exact (no adaptive arithmetic): the rounding
-of a unit normal grows like the unit roundoff times (longest edge / height) of its face, so for
-slivers whose height is below about ``1e7 * eps`` the rounding can exceed ``eps`` and a contact closer
-than that may be decided either way; a face whose height is below ``eps`` is degenerate (below).
+of a unit normal grows like the unit roundoff ``u = 1.1e-16`` times (longest edge / height) of its
+face, so for slivers whose height is below about ``u / rtol`` times their longest edge (``1e-7`` by
+default) the rounding can exceed ``eps``, and their contacts closer than that rounding may be decided
+either way; a face whose height is below ``eps`` is degenerate (below).
 Away from contact (gaps and crossings much larger than ``eps``) the answer is the exact one. Small
 integer lattices, full of exact contacts, coplanar and collinear pairs, agree with an exact
 rational reference, also after a random rotation, translation and scaling (the tests).
