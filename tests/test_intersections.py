@@ -356,7 +356,8 @@ def test_invariant_under_rigid_motion_scaling_and_permutations(seed):
     rng = np.random.default_rng(2000 + seed)
     v, f = soup(rng, 10, 16, lattice=2)  # exact contacts: a rotation turns them into rounding-sized ones
     expected = check(v, f)
-    moved = (v @ rotation(rng).T) * 10.0 ** rng.uniform(-6, 6) + rng.uniform(-100, 100, 3)
+    # moved up to 100 sizes away (farther, the coordinates' own rounding exceeds the tolerance: documented)
+    moved = (v @ rotation(rng).T + rng.uniform(-100, 100, 3)) * 10.0 ** rng.uniform(-6, 6)
     r = self_intersections(moved, f)
     np.testing.assert_array_equal(r.mask, expected.mask)
     assert as_set(r) == as_set(expected)

@@ -46,7 +46,10 @@ shallower than ``eps`` counts (as a touch), and a face folded onto its edge neig
 of a unit normal grows like the unit roundoff ``u = 1.1e-16`` times (longest edge / height) of its
 face, so for slivers whose height is below about ``u / rtol`` times their longest edge (``1e-7`` by
 default) the rounding can exceed ``eps``, and their contacts closer than that rounding may be decided
-either way; a face whose height is below ``eps`` is degenerate (below).
+either way; a face whose height is below ``eps`` is degenerate (below). The input's own rounding
+counts too: a mesh far from the origin for its size (offset / diagonal above about ``rtol / u``,
+``1e7`` by default) has coordinates rounded by more than ``eps``, and its exact contacts are then
+decided on the rounded coordinates (gaps or crossings of that size).
 Away from contact (gaps and crossings much larger than ``eps``) the answer is the exact one. Small
 integer lattices, full of exact contacts, coplanar and collinear pairs, agree with an exact
 rational reference, also after a random rotation, translation and scaling (the tests).
@@ -164,7 +167,7 @@ def _candidates(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     width = b - a + 1  # (F, 3)
     counts = width.prod(1)
     E = int(counts.sum())
-    check_memory(E * 56, "faces", f"{E} (cell, face) entries of the broad-phase grid")
+    check_memory(E * 128, "faces", f"{E} (cell, face) entries of the broad-phase grid")
     face = np.repeat(np.arange(len(lo)), counts)
     r = np.arange(E) - np.repeat(np.cumsum(counts) - counts, counts)  # rank of the cell within its face's range
     w = width[face]
