@@ -320,6 +320,21 @@ def test_closed_icosphere_is_clean_and_a_pushed_vertex_is_not():
     assert {(int(sub[i]), int(sub[j])) for i, j in pairs} == {p for p in as_set(r) if set(p) <= set(sub)}
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_crumpled_sphere_matches_the_exact_reference_on_every_candidate(seed):
+    """A closed mesh with noise of about an edge length: fans, folds through neighbours, crossings.
+    Every pair whose boxes overlap is decided exactly (the broad phase is tested on its own below)."""
+    v, f = icosphere(2)
+    v = v + np.random.default_rng(seed).normal(0, 0.15, v.shape)
+    r = self_intersections(v, f)
+    T = v[f]
+    lo, hi = T.min(1), T.max(1)
+    tris = [tuple(tuple(Fraction(float(c)) for c in v[k]) for k in face) for face in f]
+    expected = {(i, j) for i, j in itertools.combinations(range(len(f)), 2)
+                if (lo[i] <= hi[j]).all() and (lo[j] <= hi[i]).all() and _reference_pair(tris[i], tris[j])}
+    assert as_set(r) == expected and len(expected) > 0
+
+
 def test_a_soup_is_welded():
     """The same mesh with every corner repeated (as in an STL file): adjacency by coordinates."""
     v, f = icosphere(2)
