@@ -1,7 +1,8 @@
 """The built-in ``geom`` commands, a plugin like any other: the entry point ``commands`` of group
 ``"geom"`` names this module, whose ``geom_register_commands`` hook registers one
 :class:`geom.Command` subclass per command. ``geom flow`` and ``geom generate`` live in
-:mod:`geom_tools.flow_cli`, imported when they are configured or run.
+:mod:`geom_tools.flow_cli` and ``geom deform`` in :mod:`geom_tools.deform_cli`, imported when they are
+configured or run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import geom
 from ._common import (SAMPLING_KINDS, _add_normalize, _check_seed, _finite_or_none, _fmt,
                       _measure, _named, _new_scheme, _parse_options, _print_json, _table)
 
-__all__ = ["METRICS", "Compare", "Datasets", "Demo", "Flow", "Generate", "Plugins", "geom_register_commands"]
+__all__ = ["METRICS", "Compare", "Datasets", "Deform", "Demo", "Flow", "Generate", "Plugins", "geom_register_commands"]
 
 METRICS: dict[str, str] = {
     "chamfer": "chamfer_distance",
@@ -337,8 +338,22 @@ class Generate(geom.Command):
         return flow_cli.run_generate(args)
 
 
+class Deform(geom.Command):
+    help = "deform a template mesh onto a target (neural ODE or free vertices): mesh, render, loss curve, metrics"
+
+    def configure(self, parser):
+        from . import deform_cli
+
+        deform_cli.configure_deform(parser)
+
+    def run(self, args):
+        from . import deform_cli
+
+        return deform_cli.run_deform(args)
+
+
 @geom.hookimpl
 def geom_register_commands(register):
     for name, cls in (("compare", Compare), ("plugins", Plugins), ("demo", Demo), ("datasets", Datasets),
-                      ("flow", Flow), ("generate", Generate)):
+                      ("flow", Flow), ("generate", Generate), ("deform", Deform)):
         register(name, cls)
