@@ -14,6 +14,10 @@ through itself (up to the solver's error).
 - :class:`NeuralODEDeformation`: the map ``phi_1`` (``forward``) and ``phi_1^{-1}`` (``inverse``) of any
   ``(N, 3)`` or ``(B, N, 3)`` points; :class:`VelocityField`: its MLP field.
 - :mod:`geom.deform.losses`: edge-length, Laplacian and normal-consistency regularisers.
+- :mod:`geom.deform.metrics`: Chamfer, Hausdorff, normal agreement and smoothness, SW and exact W_2,
+  all at once by :func:`mesh_metrics` (target scaled to a unit bounding-box diagonal).
+- :mod:`geom.deform.intersect`: the fraction of self-intersecting faces (:func:`self_intersection_fraction`),
+  on CPU in numpy: a grid broad phase and exact-case triangle-triangle tests.
 
 torchdiffeq is needed only to integrate (``pip install 'geom[deform]'``); importing this works without it.
 
@@ -23,9 +27,13 @@ torchdiffeq is needed only to integrate (``pip install 'geom[deform]'``); import
 """
 
 from .fit import DeformResult, deform
+from .intersect import SelfIntersections, self_intersection_fraction, self_intersections
 from .losses import edge_loss, laplacian_loss, normal_loss
+from .metrics import chamfer, exact_w2, hausdorff, mesh_metrics, normal_agreement, normal_smoothness, sliced_w2
 from .ode import NeuralODEDeformation, VelocityField
 from .templates import MeshTopology, genus, icosphere
 
-__all__ = ["DeformResult", "MeshTopology", "NeuralODEDeformation", "VelocityField", "deform", "edge_loss", "genus",
-           "icosphere", "laplacian_loss", "normal_loss"]
+__all__ = ["DeformResult", "MeshTopology", "NeuralODEDeformation", "SelfIntersections", "VelocityField", "chamfer",
+           "deform", "edge_loss", "exact_w2", "genus", "hausdorff", "icosphere", "laplacian_loss", "mesh_metrics",
+           "normal_agreement", "normal_loss", "normal_smoothness", "self_intersection_fraction", "self_intersections",
+           "sliced_w2"]
