@@ -64,7 +64,7 @@ CHECKPOINT_FORMAT = 1
 RESUMABLE_KEYS = ("steps",)
 _CHECKPOINT_KEYS = ("settings", "inputs_sha256", "steps_done", "vertices", "state", "adam", "generator_state", "scheme",
                     "history", "seconds")
-_RENAMES = (("template", "TEMPLATE"), ("target", "TARGET"), ("kind", "--kind"), ("lr", "--lr"),
+_RENAMES = (("template, target", "TEMPLATE, TARGET"), ("template", "TEMPLATE"), ("target", "TARGET"), ("kind", "--kind"), ("lr", "--lr"),
             ("n_projections", "--n-projections"), ("steps", "--steps"), ("scheme", "--scheme"))
 """The library's argument names -> the command line's, in one-line errors."""
 
@@ -243,10 +243,7 @@ class _Progress(_Monitor):
         self.start_state = self.next_state  # before this row's draws (None: a fresh run's row 0)
         self.next_state = (self.held["generator"].get_state(), copy.deepcopy(self.scheme.state_dict()))
         self.step = step
-        if step > 0:
-            self.bar.n = self.offset + step
-            self.bar.set_postfix_str(f"loss={float(values['loss']):.4g}")  # refreshes the bar
-        return self.interrupted
+        return not super().__call__(step, vertices, float(values["loss"]))  # flow's: False stops, deform's: True
 
 
 def _fresh_deformation() -> torch.nn.Module:
@@ -468,8 +465,8 @@ def run_deform(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     s = _settings(args)
-    out, ours = _prepare_out(args.out, "deform", DEFORM_OUTPUTS, resume=args.resume, force=args.force)
     inputs = _inputs(s)
+    out, ours = _prepare_out(args.out, "deform", DEFORM_OUTPUTS, resume=args.resume, force=args.force)
     cmd = " ".join(shlex.quote(a) for a in _command_line(args)) + " --resume"
     previous = None
     start, scheme, start_state, adam, deformation = 0, _new_scheme(s["scheme"], s["options"]), None, None, None
@@ -496,7 +493,11 @@ def run_deform(args: argparse.Namespace) -> int:
                 template = (previous["state"], template[1])
 
     t0 = time.perf_counter()
-    bar = tqdm(total=s["steps"], initial=start, desc=f"geom deform {s['method']}", unit="step", file=sys.stderr,
+    class LossBar(tqdm):  # flow's monitor shows a distance; this is deform's loss
+        def set_postfix_str(self, text="", refresh=True):
+            super().set_postfix_str(text.replace("distance=", "loss=", 1), refresh)
+
+    bar = LossBar(total=s["steps"], initial=start, desc=f"geom deform {s['method']}", unit="step", file=sys.stderr,
                dynamic_ncols=True)
     try:
         with _continued(None if start_state is None else start_state[0], adam) as held, \
