@@ -35,6 +35,27 @@ class ProjectedAscent:
         self.m = [torch.zeros_like(q) for q in self.params]
         self.v = [torch.zeros_like(q) for q in self.params]
 
+    def state_dict(self) -> dict:
+        """``{"t": steps taken, "m": [...], "v": [...]}`` (copies), for a checkpoint."""
+        return dict(t=self.t, m=[m.detach().clone() for m in self.m], v=[v.detach().clone() for v in self.v])
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict` of an ascent on parameters of the same shapes (ValueError otherwise)."""
+        if not isinstance(state, dict) or set(state) != {"t", "m", "v"}:
+            raise ValueError(f"optimizer_state: expected a dict with keys t, m, v, got {state!r:.80}")
+        m, v = list(state["m"]), list(state["v"])
+        pairs = list(zip(self.m + self.v, m + v))
+        if len(m) != len(self.m) or len(v) != len(self.v) or any(
+                not isinstance(saved, torch.Tensor) or mine.shape != saved.shape for mine, saved in pairs):
+            raise ValueError("optimizer_state: its moments do not fit the parameters (another model or method?)")
+        t = state["t"]
+        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+            raise ValueError(f"optimizer_state: t: expected a step count >= 0, got {t!r}")
+        self.t = t
+        with torch.no_grad():
+            for mine, saved in pairs:
+                mine.copy_(saved)
+
     @torch.no_grad()
     def step(self, lr: float, grads: Iterable[torch.Tensor] | None = None) -> None:
         """One step of size ``lr`` up the gradients (``grads``, or each tensor's ``.grad``, cleared)."""

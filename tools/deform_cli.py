@@ -22,19 +22,16 @@ temporary file renamed into place).
 
 Ctrl-C stops at the end of the current step, writes all of these and exits with status 130;
 ``--resume`` continues (``--steps`` may grow, no other argument may change) and repeats the
-uninterrupted run bit for bit. :func:`geom.deform.deform` builds its generator and its Adam inside,
-so for the call the command substitutes ``geom.deform.fit``'s ``make_generator`` and
-``ProjectedAscent`` with versions that start from the checkpoint's generator state (the one before
-the stopped step's draws: directions, surface samples) and Adam moments (``m``, ``v``, step count),
-and hands ``deform(deformation=...)`` the trained field (or the free vertices as the template):
-the resumed run's first row is the stopped step again, with the same draws, and every later step
+uninterrupted run bit for bit: :func:`geom.deform.deform` gets a generator in the checkpoint's state
+(the one before the stopped step's draws: directions, surface samples), ``optimizer_state=`` (Adam's
+``t``, ``m``, ``v``) and ``deformation=`` the trained field (or the free vertices as the template): the
+resumed run's first row is the stopped step again, with the same draws, and every later step
 continues the same random stream. ``--force`` replaces only files an earlier ``geom deform`` wrote.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import hashlib
 import json
@@ -192,42 +189,6 @@ def _inputs(s: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- deform's state
-
-
-@contextlib.contextmanager
-def _continued(generator_state: torch.Tensor | None, adam: dict | None):
-    """For one :func:`geom.deform.deform` call: its generator starts from ``generator_state`` and its
-    Adam from ``adam`` (``t``, ``m``, ``v``); yields a dict that holds both once built (``generator``,
-    ``optimizer``), so their state can be saved. The library's names are restored afterwards."""
-    import geom.deform.fit as fit
-
-    held = {}
-    make, ascent = fit.make_generator, fit.ProjectedAscent
-
-    def make_generator(*a, **kw):
-        gen = make(*a, **kw)
-        if generator_state is not None:
-            gen.set_state(generator_state)
-        held["generator"] = gen
-        return gen
-
-    class Ascent(ascent):
-        def __init__(self, params, *a, **kw):
-            super().__init__(params, *a, **kw)
-            if adam is not None:
-                pairs = list(zip(self.m + self.v, adam["m"] + adam["v"]))
-                if len(adam["m"]) != len(self.m) or any(mine.shape != saved.shape for mine, saved in pairs):
-                    raise ValueError("--resume: the checkpoint's Adam moments do not fit the parameters")
-                self.t = adam["t"]
-                for mine, saved in pairs:
-                    mine.copy_(saved)
-            held["optimizer"] = self
-
-    fit.make_generator, fit.ProjectedAscent = make_generator, Ascent
-    try:
-        yield held
-    finally:
-        fit.make_generator, fit.ProjectedAscent = make, ascent
 
 
 class _Progress(_Monitor):
@@ -500,13 +461,16 @@ def run_deform(args: argparse.Namespace) -> int:
     bar = LossBar(total=s["steps"], initial=start, desc=f"geom deform {s['method']}", unit="step", file=sys.stderr,
                dynamic_ncols=True)
     try:
-        with _continued(None if start_state is None else start_state[0], adam) as held, \
-                _Progress(bar, start, held, scheme, start_state) as monitor, warnings.catch_warnings():
+        generator = torch.Generator().manual_seed(s["seed"])
+        if start_state is not None:
+            generator.set_state(start_state[0])
+        held = dict(generator=generator)
+        with _Progress(bar, start, held, scheme, start_state) as monitor, warnings.catch_warnings():
             warnings.simplefilter("ignore", geom.GeomWarning)  # said once, by _inputs
             result = geom.deform.deform(template, inputs["target"], loss=s["loss"], kind=s["kind"], scheme=scheme,
                                         n_projections=s["n_projections"], steps=s["steps"] - start, lr=s["lr"],
-                                        seed=s["seed"], method=s["method"], deformation=deformation,
-                                        callback=monitor)
+                                        generator=generator, optimizer_state=adam, method=s["method"],
+                                        deformation=deformation, callback=monitor)
     except (TypeError, ValueError) as exc:
         raise _renamed(exc) from None
     finally:
@@ -519,11 +483,11 @@ def run_deform(args: argparse.Namespace) -> int:
         history = {k: torch.cat([previous["history"][k][:start], h]) for k, h in history.items()}
         elapsed += previous["seconds"]
     trained = monitor.step > 0 or start > 0
-    opt = held["optimizer"]
+    opt = result.optimizer_state
     state_at = monitor.start_state
     tree = dict(settings=s, inputs_sha256=inputs["sha256"], steps_done=done, vertices=result.vertices,
                 state=(result.deformation.state_dict() if s["method"] == "ode" else result.vertices) if trained else None,
-                adam=dict(t=opt.t, m=list(opt.m), v=list(opt.v)) if trained else None,
+                adam=opt if trained else None,
                 generator_state=None if state_at is None else state_at[0],
                 scheme=None if state_at is None else state_at[1], history=history, seconds=elapsed)
     digest = None

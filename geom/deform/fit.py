@@ -47,6 +47,7 @@ class DeformResult:
             normalised coordinates where ``normalize`` was given), else None.
         settings: every setting used, the normalisations (``centre``, ``scale``: ``x -> (x - centre) /
             scale``) and the genera of template and target.
+        optimizer_state: Adam's state after the last step.
     """
 
     vertices: torch.Tensor | list
@@ -54,6 +55,8 @@ class DeformResult:
     history: dict = field(default_factory=dict)
     deformation: NeuralODEDeformation | None = None
     settings: dict = field(default_factory=dict)
+    #: Adam's state after the last step (``t``, ``m``, ``v``): ``deform(..., optimizer_state=...)`` continues it
+    optimizer_state: dict | None = None
 
 
 def _choice(value, name: str, options) -> str:
@@ -144,7 +147,8 @@ def _deformation(given, ode, generator, n_fields: int) -> NeuralODEDeformation:
 
 
 def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme="qmc", n_projections: int = 128,
-           steps: int = 100, lr: float | None = None, seed: int = 0, regularizers: dict | None = None,
+           steps: int = 100, lr: float | None = None, seed: int | None = None, generator=None,
+           optimizer_state: dict | None = None, regularizers: dict | None = None,
            method: str = "ode", normalize: str | None = None, shared: bool = False,
            deformation: NeuralODEDeformation | None = None, ode: dict | None = None, kind_options: dict | None = None,
            n_samples: int = 2048, callback=None) -> DeformResult:
@@ -166,8 +170,13 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
         scheme, n_projections: the slicing scheme (name or instance; one instance draws fresh directions
             every step) and its number of directions.
         steps: Adam steps, ``>= 1``. lr: their size (default 0.01).
-        seed: every random draw (the field's initialisation, directions, surface samples) comes from
-            ``torch.Generator().manual_seed(seed)``: same seed, same result bit for bit.
+        seed, generator: every random draw (the field's initialisation, directions, surface samples)
+            comes from ``torch.Generator().manual_seed(seed)`` (default seed 0) or from ``generator`` (one
+            of them): same seed, same result bit for bit.
+        optimizer_state: ``DeformResult.optimizer_state`` of an earlier call: Adam continues from it.
+            With that call's ``deformation`` (or its vertices as the template, for ``"vertices"``) and a
+            generator in the state it had before the earlier call's last row drew (the callback can
+            save it), the run continues bit for bit (``geom deform --resume`` does so).
         regularizers: ``{"edge": w, "laplacian": w, "normal": w}`` weights ``>= 0`` of the terms of
             :mod:`geom.deform.losses`, added per pair to the data term.
         method: ``"ode"`` (a :class:`NeuralODEDeformation` moves the vertices: a diffeomorphism) or
@@ -214,7 +223,7 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
         raise TypeError(f"callback: expected a callable or None, got {describe(callback)}")
     if method == "vertices" and (deformation is not None or ode):
         raise ValueError("deformation, ode: belong to method='ode', got method='vertices'")
-    generator = make_generator(seed)
+    generator = make_generator(0 if seed is None and generator is None else seed, generator)
     scheme_name = scheme if isinstance(scheme, str) else type(scheme).__name__
     scheme = resolve_scheme(scheme) if loss == "sw" else None
 
@@ -241,6 +250,8 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
         params = [moved]
         current = lambda: moved  # noqa: E731
     optimizer = ProjectedAscent(params, "adam")
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
 
     def evaluate(x):
         moved = [(x[k, :len(it.vertices)], it.faces) for k, it in enumerate(items)]
@@ -278,9 +289,10 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
         total.sum().backward()
         optimizer.step(-lr)  # an ascent step of size -lr: Adam's descent
     history = {name: torch.stack(rows) if batched else torch.stack(rows)[:, 0] for name, rows in history.items()}
-    settings = dict(loss=loss, kind=used_kind, scheme=scheme_name, n_projections=n_projections, steps=steps, lr=lr, seed=seed,
+    settings = dict(loss=loss, kind=used_kind, scheme=scheme_name, n_projections=n_projections, steps=steps, lr=lr,
+                    seed=seed if seed is not None or generator is not None else 0,
                     regularizers=weights, method=method, normalize=normalize, shared=shared, ode=dict(ode or {}),
                     kind_options=kind_options, n_samples=n_samples, batch_size=B if batched else None, **info)
     faces = [it.faces for it in items]
     return DeformResult(vertices if batched else vertices[0], faces if batched else faces[0], history,
-                        deformation if method == "ode" else None, settings)
+                        deformation if method == "ode" else None, settings, optimizer.state_dict())
