@@ -57,6 +57,9 @@ bench-flows: $(STAMP)
 bench-energy: $(STAMP)
 	$(BIN)/python tools/energy_bench.py
 
+bench-deform: $(STAMP)
+	$(BIN)/python tools/deform_bench.py
+
 gpu-check: $(STAMP)
 	$(BIN)/python tools/gpu_check.py
 
