@@ -94,7 +94,7 @@ def test_a_third_party_command_installed_as_a_distribution_runs_and_is_listed(tm
     by_name = {p["name"]: p for p in json.loads(as_json[1])}
     assert by_name["hello"]["commands"] == ["hello"]
     assert (by_name["hello"]["distribution"], by_name["hello"]["version"]) == ("hello_plugin", "1.2")
-    assert set(by_name["commands"]["commands"]) == {"compare", "plugins", "demo", "datasets", "flow", "generate"}
+    assert set(by_name["commands"]["commands"]) == {"compare", "plugins", "demo", "datasets", "flow", "generate", "deform"}
     rows = {line.split()[0]: line.split() for line in table[1].splitlines()[2:] if line.strip()}
     assert rows["hello"] == ["hello", "hello_plugin", "1.2", "-", "-", "-", "hello", "ok"]
     assert helped[0] == 0 and "say hello" in helped[1]
@@ -136,7 +136,7 @@ def broken(configure="pass", run="return 0"):
 
 def test_the_built_in_commands_enter_through_the_hook(plugins, capsys, monkeypatch):
     plugins()
-    assert {"compare", "plugins", "demo", "datasets", "flow", "generate"} <= set(geom.commands())
+    assert {"compare", "plugins", "demo", "datasets", "flow", "generate", "deform"} <= set(geom.commands())
     assert registry.get_command("compare").__module__ == "geom_tools.commands"
     plugins(hello=HELLO)
     monkeypatch.setenv("GEOM_DISABLE_PLUGINS", "commands")  # the built-ins' plugin blocked: they are gone
