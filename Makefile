@@ -16,7 +16,7 @@ TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 export MPLBACKEND := Agg
 
-.PHONY: setup warm-keops run test bench bench-schemes bench-flows bench-energy gpu-check lint clean
+.PHONY: setup warm-keops run test bench bench-schemes bench-learned bench-flows bench-energy bench-deform gpu-check lint clean
 
 setup: $(STAMP) warm-keops
 
