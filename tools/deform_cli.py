@@ -397,7 +397,7 @@ def _write_outputs(out: pathlib.Path, s: dict, ck: dict, inputs: dict, args, our
                        self_intersection_fraction=None if red is None else float(red.mean()))
     done = ck["steps_done"]
     metrics.update(loss_start=float(history["loss"][0]), loss_end=float(history["loss"][-1]), steps_done=done,
-                   seconds=round(ck["seconds"], 3), seconds_per_step=ck["seconds"] / max(done, 1))
+                   seconds=ck["seconds"], seconds_per_step=ck["seconds"] / max(done, 1))
     with _output(out / "metrics.json", "w") as fh:
         fh.write(json.dumps(metrics, indent=2) + "\n")
     _remove_stale(out, ours, list(DEFORM_OUTPUTS))
