@@ -97,10 +97,10 @@ class DirectionSpace(abc.ABC):
     def from_gaussian(self, z: torch.Tensor) -> torch.Tensor:
         """``(n, gaussian_dim)`` -> ``(n, *shape)``: uniform directions from standard normal vectors."""
 
+    @abc.abstractmethod
     def coordinates(self, directions: torch.Tensor) -> torch.Tensor:
         """``(n, *shape)`` directions -> ``(n, gaussian_dim)`` vectors ``z`` with ``from_gaussian(z) ==
         directions``: where an ascent on free vectors starts from given directions (warm starts)."""
-        raise NotImplementedError(f"{type(self).__name__}: no Gaussian coordinates of given directions")
 
     @abc.abstractmethod
     def _validate(self, directions: torch.Tensor, name: str) -> None:

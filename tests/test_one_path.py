@@ -135,6 +135,9 @@ class _Stretched(geom.DirectionSpace):
         z = z + torch.tensor([1.0, 0.0, 0.0], dtype=z.dtype)  # depends on the length of z
         return z / z.norm(dim=-1, keepdim=True)
 
+    def coordinates(self, directions):
+        return directions - torch.tensor([1.0, 0.0, 0.0], dtype=directions.dtype)  # from_gaussian gives them back
+
     def _validate(self, directions, name):
         pass
 
@@ -144,6 +147,7 @@ def test_qmc_energy_sets_need_a_scale_invariant_map_from_gaussian_coordinates():
         QuasiMonteCarlo(point_set="max_distance").directions(8, _Stretched(), generator=_gen(0))
     theta = QuasiMonteCarlo().directions(8, _Stretched(), generator=_gen(0))  # the default there: Sobol
     assert theta.shape == (8, 3)
+    torch.testing.assert_close(_Stretched().from_gaussian(_Stretched().coordinates(theta)), theta)
 
 
 def test_a_scheme_of_the_first_contract_still_works_on_unit_rows_and_is_refused_on_frames():
@@ -172,6 +176,18 @@ def test_every_direction_space_samples_checks_and_inverts_its_own_directions(spa
         space.check(2 * theta, "directions")
     with pytest.raises(TypeError, match="directions: expected an \\(L, "):
         space.check("abc", "directions")
+
+
+def test_a_direction_space_must_give_the_gaussian_coordinates_of_its_directions():
+    class NoCoordinates(geom.DirectionSpace):
+        def from_gaussian(self, z):
+            return z / z.norm(dim=-1, keepdim=True)
+
+        def _validate(self, directions, name):
+            pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoCoordinates()
 
 
 def test_an_int_space_means_unit_rows():

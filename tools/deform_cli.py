@@ -47,10 +47,10 @@ import torch
 
 import geom
 from geom._checks import check_positive_int, describe
-from geom._state import flatten, load_npz, save_npz, unflatten
+from geom._state import flatten, load_npz, save_npz
 
 from ._common import _add_normalize, _check_seed, _new_scheme, _parse_options, _scheme_class, _sigint_held
-from .flow_cli import (CHECKPOINT, SUMMARY, _Monitor, _output, _plot_loss, _prepare_out, _pyplot, _read_json,
+from .flow_cli import (CHECKPOINT, SUMMARY, open_checkpoint, _Monitor, _output, _plot_loss, _prepare_out, _pyplot, _read_json,
                        _refuse_foreign, _remove_stale, _save_figure, _sha256)
 
 __all__ = ["DEFORM_OUTPUTS", "configure_deform", "run_deform"]
@@ -239,27 +239,7 @@ def _checkpoint_lists(out: pathlib.Path) -> set[str]:
 
 def _read_checkpoint(out: pathlib.Path, s: dict, inputs: dict) -> dict:
     """The checkpoint in ``out``, checked against the arguments and the inputs; one-line ValueErrors."""
-    path = out / CHECKPOINT
-    advice = "it cannot be resumed: start the run again in a new --out folder"
-
-    def bad(what: str) -> ValueError:
-        return ValueError(f"--resume: checkpoint '{path}': {what}; {advice}")
-
-    try:
-        arrays, meta = load_npz(path)
-    except ValueError as exc:
-        raise ValueError(f"--resume: checkpoint {exc}; {advice}") from None
-    if not isinstance(meta, dict) or meta.get("command") != "deform":
-        raise bad("it is not a checkpoint of geom deform")
-    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != geom.__version__:
-        raise bad(f"it has format {meta.get('format')!r} of geom {meta.get('version')!r}; this is format "
-                  f"{CHECKPOINT_FORMAT} of geom {geom.__version__}")
-    try:
-        ck = unflatten(arrays, meta.get("tree"), "checkpoint")
-    except ValueError as exc:
-        raise bad(f"it is corrupt ({exc})") from None
-    if not isinstance(ck, dict) or set(ck) != set(_CHECKPOINT_KEYS):
-        raise bad(f"it does not hold the entries of a checkpoint ({', '.join(_CHECKPOINT_KEYS)})")
+    ck, bad = open_checkpoint(out / CHECKPOINT, "deform", CHECKPOINT_FORMAT, _CHECKPOINT_KEYS)
     saved = ck["settings"]
     if not isinstance(saved, dict) or set(saved) != set(s):
         raise bad(f"its settings are not those of geom deform ({', '.join(s)})")
@@ -305,7 +285,7 @@ def _read_checkpoint(out: pathlib.Path, s: dict, inputs: dict) -> dict:
             scheme.load_state_dict(ck["scheme"])
         except (ValueError, TypeError) as exc:
             raise bad(f"its state of scheme {s['scheme']!r} does not fit: {exc}") from None
-    return ck | dict(scheme_instance=scheme, sha256=_sha256(path))
+    return ck | dict(scheme_instance=scheme, sha256=_sha256(out / CHECKPOINT))
 
 
 # ---------------------------------------------------------------------------------------------- outputs

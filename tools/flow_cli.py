@@ -56,6 +56,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -574,11 +575,9 @@ def _tensors(tree):
             yield from _tensors(v)
 
 
-def _read_checkpoint(out: pathlib.Path, s: dict) -> dict:
-    """The checkpoint in ``out``, every entry checked (types, shapes against each other, finite numbers,
-    the scheme's state against a fresh instance), plus its ``scheme`` instance, generator ``gen`` and
-    ``sha256``; a one-line ValueError naming the file and what is wrong."""
-    path = out / CHECKPOINT
+def open_checkpoint(path: pathlib.Path, command: str, fmt: int, keys) -> tuple[dict, Callable[[str], ValueError]]:
+    """The tree of the checkpoint of ``geom <command>`` at ``path`` (format ``fmt``, this geom's version,
+    exactly the entries ``keys``), and ``bad(what)``, the one-line ValueError of a wrong entry."""
     advice = "it cannot be resumed: start the run again in a new --out folder"
 
     def bad(what: str) -> ValueError:
@@ -588,10 +587,10 @@ def _read_checkpoint(out: pathlib.Path, s: dict) -> dict:
         arrays, meta = load_npz(path)
     except ValueError as exc:
         raise ValueError(f"--resume: checkpoint {exc}; {advice}") from None
-    if not isinstance(meta, dict) or meta.get("command") != "flow":
-        raise bad("it is not a checkpoint of geom flow")
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise bad(f"it has checkpoint format {meta.get('format')!r}; this geom reads format {CHECKPOINT_FORMAT}")
+    if not isinstance(meta, dict) or meta.get("command") != command:
+        raise bad(f"it is not a checkpoint of geom {command}")
+    if meta.get("format") != fmt:
+        raise bad(f"it has checkpoint format {meta.get('format')!r}; this geom reads format {fmt}")
     if meta.get("version") != geom.__version__:
         raise bad(f"it was written by geom {meta.get('version')!r}; this is geom {geom.__version__}, whose steps "
                   f"need not repeat that version's")
@@ -599,8 +598,16 @@ def _read_checkpoint(out: pathlib.Path, s: dict) -> dict:
         ck = unflatten(arrays, meta.get("tree"), "checkpoint")
     except ValueError as exc:
         raise bad(f"it is corrupt ({exc})") from None
-    if not isinstance(ck, dict) or set(ck) != set(_CHECKPOINT_KEYS):
-        raise bad(f"it does not hold the entries of a checkpoint ({', '.join(_CHECKPOINT_KEYS)})")
+    if not isinstance(ck, dict) or set(ck) != set(keys):
+        raise bad(f"it does not hold the entries of a checkpoint ({', '.join(keys)})")
+    return ck, bad
+
+
+def _read_checkpoint(out: pathlib.Path, s: dict) -> dict:
+    """The checkpoint in ``out``, every entry checked (types, shapes against each other, finite numbers,
+    the scheme's state against a fresh instance), plus its ``scheme`` instance, generator ``gen`` and
+    ``sha256``; a one-line ValueError naming the file and what is wrong."""
+    ck, bad = open_checkpoint(out / CHECKPOINT, "flow", CHECKPOINT_FORMAT, _CHECKPOINT_KEYS)
     saved = ck["settings"]
     if not isinstance(saved, dict) or set(saved) != set(s) or type(saved["steps"]) is not int:
         raise bad(f"its settings are not those of geom flow ({', '.join(s)})")
@@ -670,7 +677,7 @@ def _read_checkpoint(out: pathlib.Path, s: dict) -> dict:
         gen.set_state(ck["generator_state"])
     except RuntimeError as exc:
         raise bad(f"its generator state is unusable ({exc})") from None
-    return ck | dict(labels=labels, scheme=scheme, gen=gen, sha256=_sha256(path))
+    return ck | dict(labels=labels, scheme=scheme, gen=gen, sha256=_sha256(out / CHECKPOINT))
 
 
 def _outputs_current(out: pathlib.Path, digest: str) -> bool:
