@@ -1,0 +1,210 @@
+"""The Dask side of :mod:`geom.collection`: shards embedded and blocks computed on the workers.
+
+Dask (``dask.distributed``) is an existing distributed engine: it places tasks, moves data, retries a
+task whose worker died and recomputes what that worker held. geom only says what a task is. Every
+input a task needs is itself a task (its data in the task graph the scheduler holds), never data
+scattered to one worker, so a worker killed mid-run loses nothing the scheduler cannot rebuild.
+Imported only when a ``client=`` is given: ``import geom`` works without Dask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+import warnings
+
+import torch
+
+__all__ = ["embed_files", "embed_shards", "get_client", "local_client", "pairwise_blocks"]
+
+EXTRA = "pip install 'geom[dask]'"
+
+
+def _distributed():
+    try:
+        import distributed  # noqa: PLC0415
+    except ImportError as exc:
+        raise ImportError(f"client: running on Dask needs dask.distributed: {EXTRA} ({exc})") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def get_client(client):
+    """A ``dask.distributed.Client`` from ``client``: a Client (used as is) or a scheduler address
+    (connected here, closed on exit)."""
+    distributed = _distributed()
+    if isinstance(client, distributed.Client):
+        yield client
+        return
+    if isinstance(client, (str, os.PathLike)):
+        own = distributed.Client(str(client), set_as_default=False)
+        try:
+            yield own
+        finally:
+            own.close()
+        return
+    raise TypeError(f"client: expected a dask.distributed.Client or a scheduler address, got {type(client).__name__}")
+
+
+def local_client(n_workers: int):
+    """A Client of a new ``LocalCluster`` of ``n_workers`` processes with one thread each (close both
+    with ``client.close(); client.cluster.close()``)."""
+    distributed = _distributed()
+    cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    return distributed.Client(cluster, set_as_default=False)
+
+
+def _token() -> str:
+    """A fresh key prefix per call: tasks of one call share it, no two calls do (no stale results)."""
+    return uuid.uuid4().hex
+
+
+# ---------------------------------------------------------------------------------------------- tasks
+
+
+def _hold(array):
+    """A task that returns its input: data the scheduler can hand out again after a worker dies."""
+    return array
+
+
+def _embed_task(support, weights, uniform, kind, directions, K, p):
+    from ..registry import get_representation
+    from ._embed import embed_chunk, one_thread
+
+    with one_thread():
+        v, e = embed_chunk(torch.from_numpy(support), torch.from_numpy(weights), uniform, get_representation(kind),
+                           torch.from_numpy(directions), K, p)
+    return v.numpy(), e.numpy()
+
+
+def _read_task(paths):
+    from ._embed import as_collection
+
+    mu = as_collection(list(paths), "measures")
+    return mu.support.numpy(), mu.weights.numpy(), mu.uniform, mu.kind
+
+
+def _embed_read_task(shard, directions, K, p):
+    support, weights, uniform, kind = shard
+    return _embed_task(support, weights, uniform, kind, directions, K, p)
+
+
+def _n_points(shard):
+    return int(shard[1].shape[1]), bool(shard[2])
+
+
+def _block_task(a, b, shift, p):
+    from ._embed import one_thread
+    from ._pairwise import block_values
+
+    with one_thread():
+        return block_values(torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(shift), p).numpy()
+
+
+# ---------------------------------------------------------------------------------------------- drivers
+
+
+def _quiet():
+    """Dask's warning about large objects in the graph is the design here (see the module docstring)."""
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.filterwarnings("ignore", message=".*[Ll]arge object.*")
+    return ctx
+
+
+def embed_shards(mu, rep, dirs, K, p, chunks, client, progress):
+    """:func:`geom.collection.embed` of a collection in memory, one task per chunk of measures."""
+    from ._embed import Embedding, _bar
+
+    d, token = dirs.numpy(), _token()
+    bar = _bar(len(chunks), "embed", progress)
+    ctx = _quiet()
+    try:
+        with get_client(client) as c:
+            futures = [c.submit(_embed_task, mu.support[sl].numpy(), mu.weights[sl].numpy(), mu.uniform, mu.kind, d,
+                                K, p, key=f"geom-embed-{token}-{k}", retries=3)
+                       for k, sl in enumerate(chunks)]
+            parts = _gather_ordered(c, futures, bar)
+    finally:
+        ctx.__exit__(None, None, None)
+        bar.close()
+    return Embedding(torch.cat([torch.from_numpy(v) for v, _ in parts]), torch.cat([torch.from_numpy(e) for _, e in
+                                                                                   parts]), dirs, K, p, mu.kind)
+
+
+def _gather_ordered(c, futures, bar):
+    distributed = _distributed()
+    index = {f.key: k for k, f in enumerate(futures)}
+    out = [None] * len(futures)
+    for future in distributed.as_completed(futures):
+        out[index[future.key]] = future.result()
+        bar.update(1)
+    return out
+
+
+def embed_files(paths, client, *, n_projections, n_quantiles, p, scheme, directions, seed, generator, progress,
+                files_per_shard: int = 16):
+    """:func:`geom.collection.embed` of files, each shard of files read and embedded on a worker."""
+    from ..measures import measure
+    from ._embed import _n_quantiles, _shared_directions
+
+    paths = [str(q) for q in paths]
+    first = measure(paths[0])  # the kind and dimension the directions live in
+    rep, dirs = _shared_directions(first, n_projections=n_projections, scheme=scheme, directions=directions,
+                                   seed=seed, generator=generator, p=p)
+    d = dirs.to(first.dtype).numpy()
+    groups = [paths[s:s + files_per_shard] for s in range(0, len(paths), files_per_shard)]
+    from ._embed import Embedding, _bar
+
+    ctx = _quiet()
+    try:
+        with get_client(client) as c:
+            token = _token()
+            shards = [c.submit(_read_task, g, key=f"geom-read-{token}-{k}", retries=3) for k, g in enumerate(groups)]
+            sizes = c.gather([c.submit(_n_points, s, key=f"geom-npoints-{s.key}") for s in shards])
+            K = _n_quantiles(n_quantiles, max(n for n, _ in sizes))
+            bar = _bar(len(groups), "embed", progress)
+            try:
+                futures = [c.submit(_embed_read_task, s, d, K, p, key=f"geom-embed-{s.key}-{K}-{p}", retries=3)
+                           for s in shards]
+                parts = _gather_ordered(c, futures, bar)
+            finally:
+                bar.close()
+    finally:
+        ctx.__exit__(None, None, None)
+    kind = first.kind
+    return Embedding(torch.cat([torch.from_numpy(v) for v, _ in parts]), torch.cat([torch.from_numpy(e) for _, e in
+                                                                                   parts]), dirs.to(first.dtype), K, p,
+                     kind)
+
+
+def pairwise_blocks(ex, ey, symmetric, shift, todo, bi, bj, client):
+    """``(key, values)`` of every block in ``todo`` as the workers finish them (a generator)."""
+    distributed = _distributed()
+    token = _token()
+    ctx = _quiet()
+    try:
+        with get_client(client) as c:
+            s = c.submit(_hold, shift.numpy(), key=f"geom-shift-{token}")
+            rows = {}
+
+            def shard(which, I):
+                emb, bounds = (ex, bi) if which == "x" else (ey, bj)
+                if (which, I) not in rows:
+                    r0, r1 = bounds[I]
+                    rows[which, I] = c.submit(_hold, emb.vectors[r0:r1].numpy(), key=f"geom-rows-{token}-{which}{I}")
+                return rows[which, I]
+
+            futures = {}
+            for key in todo:
+                a = shard("x", key[0])
+                b = a if symmetric and key[0] == key[1] else shard("x" if symmetric else "y", key[1])
+                f = c.submit(_block_task, a, b, s, ex.p, key=f"geom-block-{token}-{key[0]}-{key[1]}", retries=3)
+                futures[f.key] = (key, f)
+            for future in distributed.as_completed([f for _, f in futures.values()]):
+                key, _ = futures[future.key]
+                yield key, torch.from_numpy(future.result())
+    finally:
+        ctx.__exit__(None, None, None)
