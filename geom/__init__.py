@@ -36,11 +36,12 @@ from .sliced import SlicedResult, sliced_wasserstein
 
 
 def __getattr__(name):
-    """``geom.deform`` on first use (mesh deformation; torchdiffeq is imported only when it integrates)."""
-    if name == "deform":
+    """``geom.deform`` and ``geom.collection`` on first use (mesh deformation: torchdiffeq is imported only
+    when it integrates; collections: dask, scikit-learn and faiss only when asked for)."""
+    if name in ("collection", "deform"):
         import importlib
 
-        return importlib.import_module(".deform", __name__)  # not `from . import`: that asks this hook again
+        return importlib.import_module(f".{name}", __name__)  # not `from . import`: that asks this hook again
     raise AttributeError(f"module 'geom' has no attribute {name!r}")
 
 

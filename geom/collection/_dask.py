@@ -52,7 +52,7 @@ def local_client(n_workers: int):
     with ``client.close(); client.cluster.close()``)."""
     distributed = _distributed()
     cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=":0")
     return distributed.Client(cluster, set_as_default=False)
 
 
@@ -138,7 +138,7 @@ def _gather_ordered(c, futures, bar):
     distributed = _distributed()
     index = {f.key: k for k, f in enumerate(futures)}
     out = [None] * len(futures)
-    for future in distributed.as_completed(futures):
+    for future in distributed.as_completed(futures, loop=c.loop):
         out[index[future.key]] = future.result()
         bar.update(1)
     return out
@@ -203,7 +203,7 @@ def pairwise_blocks(ex, ey, symmetric, shift, todo, bi, bj, client):
                 b = a if symmetric and key[0] == key[1] else shard("x" if symmetric else "y", key[1])
                 f = c.submit(_block_task, a, b, s, ex.p, key=f"geom-block-{token}-{key[0]}-{key[1]}", retries=3)
                 futures[f.key] = (key, f)
-            for future in distributed.as_completed([f for _, f in futures.values()]):
+            for future in distributed.as_completed([f for _, f in futures.values()], loop=c.loop):
                 key, _ = futures[future.key]
                 yield key, torch.from_numpy(future.result())
     finally:
