@@ -384,3 +384,86 @@ def test_import_geom_does_not_import_dask_or_sklearn():
     code = ("import sys, geom, geom.collection; bad = [m for m in ('dask', 'distributed', 'sklearn', 'faiss') "
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------------------------- the command
+
+
+def collection_folder(tmp_path):
+    x = clouds(20, C=8, N=30)
+    folder = tmp_path / "shapes"
+    for k, item in enumerate(x):
+        sub = folder / ("a" if k < 4 else "b")
+        sub.mkdir(parents=True, exist_ok=True)
+        np.save(sub / f"s{k}.npy", item.numpy())
+    return folder, x
+
+
+def test_command_matrix_writes_its_files_and_resumes(tmp_path, capsys):
+    import json
+
+    from cli_helpers import assert_user_error, run
+
+    folder, x = collection_folder(tmp_path)
+    out = tmp_path / "out"
+    rc, stdout, err = run(capsys, "collection", "matrix", folder, "--out", out, "--n-projections", 6,
+                          "--block-size", 3)
+    assert rc == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["classes"] == ["a", "b"] and summary["n_measures"] == 8
+    assert sorted(summary["files"]) == ["blocks", "heatmap.png", "matrix.npy", "mds.png", "summary.json"]
+    D = np.load(out / "matrix.npy", allow_pickle=False)
+    want = gc.pairwise(gc.embed(list(x.float()), n_projections=6, seed=0), block_size=3).numpy()
+    np.testing.assert_array_equal(D, want)
+    assert sorted(summary["clustered_order"]) == list(range(8))
+    assert (out / "heatmap.png").read_bytes()[:4] == b"\x89PNG" and (out / "mds.png").stat().st_size > 1000
+    assert_user_error(*run(capsys, "collection", "matrix", folder, "--out", out), "not empty", "--force")
+    for block in sorted((out / "blocks").glob("block-*.npy"))[1::2]:
+        block.unlink()
+    rc, _, err = run(capsys, "collection", "matrix", folder, "--out", out, "--n-projections", 6, "--block-size", 3,
+                     "--resume")
+    assert rc == 0, err
+    np.testing.assert_array_equal(np.load(out / "matrix.npy", allow_pickle=False), want)
+    assert_user_error(*run(capsys, "collection", "matrix", folder, "--out", out, "--n-projections", 7, "--block-size",
+                           3, "--resume"), "another computation")
+    rc, _, err = run(capsys, "collection", "knn", folder, "--out", out, "--force", "--n-projections", 6, "--k", 2)
+    assert rc == 0, err
+    assert not (out / "matrix.npy").exists() and (out / "neighbours.npz").exists()  # its own earlier outputs only
+    (out / "heatmap.png").write_text("someone else's")
+    assert_user_error(*run(capsys, "collection", "matrix", folder, "--out", out, "--force"), "heatmap.png",
+                      "no earlier `geom collection` wrote")
+
+
+def test_command_knn_and_test(tmp_path, capsys):
+    import json
+
+    from cli_helpers import run
+
+    folder, x = collection_folder(tmp_path)
+    rc, _, err = run(capsys, "collection", "knn", folder, "--out", tmp_path / "k", "--n-projections", 6, "--k", 3)
+    assert rc == 0, err
+    with np.load(tmp_path / "k" / "neighbours.npz", allow_pickle=False) as f:
+        d, i = gc.knn(list(x.float()), k=3, n_projections=6, seed=0)
+        np.testing.assert_array_equal(f["indices"], i.numpy())
+    rc, _, err = run(capsys, "collection", "test", folder, "--out", tmp_path / "t", "--n-projections", 6,
+                     "--classes", "a,b", "--n-permutations", 99)
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert summary["sizes"] == [4, 4] and 0.01 <= summary["pvalue"] <= 1
+
+
+def test_command_errors_are_one_line(tmp_path, capsys):
+    from cli_helpers import assert_user_error, run
+
+    folder, _ = collection_folder(tmp_path)
+    assert_user_error(*run(capsys, "collection", "cluster", folder, "--out", tmp_path / "o"), "ACTION", "embed")
+    assert_user_error(*run(capsys, "collection", "matrix", tmp_path / "none", "--out", tmp_path / "o"),
+                      "SOURCE", "not a folder")
+    assert_user_error(*run(capsys, "collection", "test", folder, "--out", tmp_path / "o", "--classes", "a,z"),
+                      "--classes", "a, b")
+    assert_user_error(*run(capsys, "collection", "test", folder, "--out", tmp_path / "o"), "--classes, --against")
+    assert_user_error(*run(capsys, "collection", "knn", folder, "--out", tmp_path / "o", "--k", 8), "k: expected at most 7")
+    assert_user_error(*run(capsys, "collection", "embed", folder, "--out", tmp_path / "o", "--resume"), "--resume")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_user_error(*run(capsys, "collection", "embed", empty, "--out", tmp_path / "o"), "no shape files")

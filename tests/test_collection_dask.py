@@ -101,3 +101,19 @@ def test_worker_processes_give_the_same_bits_and_survive_a_killed_worker(tmp_pat
     finally:
         client.close()
         cluster.close()
+
+
+def test_command_on_two_worker_processes_gives_the_single_process_matrix(tmp_path, capsys):
+    from cli_helpers import run
+
+    x = clouds(6, C=12, N=32)
+    folder = tmp_path / "shapes"
+    folder.mkdir()
+    for k, item in enumerate(x):
+        np.save(folder / f"s{k:02d}.npy", item.numpy())
+    rc, _, err = run(capsys, "collection", "matrix", folder, "--out", tmp_path / "here", "--n-projections", 8)
+    assert rc == 0, err
+    rc, _, err = run(capsys, "collection", "matrix", folder, "--out", tmp_path / "there", "--n-projections", 8,
+                     "--workers", 2)
+    assert rc == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "here" / "matrix.npy"), np.load(tmp_path / "there" / "matrix.npy"))

@@ -1,8 +1,8 @@
 """The built-in ``geom`` commands, a plugin like any other: the entry point ``commands`` of group
 ``"geom"`` names this module, whose ``geom_register_commands`` hook registers one
 :class:`geom.Command` subclass per command. ``geom flow`` and ``geom generate`` live in
-:mod:`geom_tools.flow_cli` and ``geom deform`` in :mod:`geom_tools.deform_cli`, imported when they are
-configured or run.
+:mod:`geom_tools.flow_cli`, ``geom deform`` in :mod:`geom_tools.deform_cli` and ``geom collection`` in
+:mod:`geom_tools.collection_cli`, imported when they are configured or run.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import geom
 from ._common import (SAMPLING_KINDS, _add_normalize, _check_seed, _finite_or_none, _fmt,
                       _measure, _named, _new_scheme, _parse_options, _print_json, _table)
 
-__all__ = ["METRICS", "Compare", "Datasets", "Deform", "Demo", "Flow", "Generate", "Plugins", "geom_register_commands"]
+__all__ = ["METRICS", "Collection", "Compare", "Datasets", "Deform", "Demo", "Flow", "Generate", "Plugins", "geom_register_commands"]
 
 METRICS: dict[str, str] = {
     "chamfer": "chamfer_distance",
@@ -352,8 +352,22 @@ class Deform(geom.Command):
         return deform_cli.run_deform(args)
 
 
+class Collection(geom.Command):
+    help = "embed a collection of shapes, its SW matrix (heatmap, MDS), kNN or a two-sample test, optionally on Dask"
+
+    def configure(self, parser):
+        from . import collection_cli
+
+        collection_cli.configure(parser)
+
+    def run(self, args):
+        from . import collection_cli
+
+        return collection_cli.run(args)
+
+
 @geom.hookimpl
 def geom_register_commands(register):
     for name, cls in (("compare", Compare), ("plugins", Plugins), ("demo", Demo), ("datasets", Datasets),
-                      ("flow", Flow), ("generate", Generate), ("deform", Deform)):
+                      ("flow", Flow), ("generate", Generate), ("deform", Deform), ("collection", Collection)):
         register(name, cls)

@@ -312,7 +312,7 @@ def _bar(total: int, what: str, progress: bool | None):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=f"geom collection {what}", unit="block" if what != "embed" else "chunk",
-                file=sys.stderr, leave=False)
+                file=sys.stderr)
 
 
 def as_embedding(X, name: str, like: Embedding | None = None, **embed_options) -> Embedding:
