@@ -467,3 +467,11 @@ def test_command_errors_are_one_line(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert_user_error(*run(capsys, "collection", "embed", empty, "--out", tmp_path / "o"), "no shape files")
+
+
+def test_pairwise_leaves_the_embedding_as_it_was():
+    emb = gc.embed(clouds(21, C=6), n_projections=4, seed=0)
+    before = emb.vectors.clone()
+    gc.pairwise(emb)
+    gc.knn(emb, k=2)
+    assert torch.equal(emb.vectors, before)

@@ -97,10 +97,11 @@ def _n_points(shard):
 
 def _block_task(a, b, shift, p):
     from ._embed import one_thread
-    from ._pairwise import block_values
+    from ._pairwise import block_values, rows_of
 
+    shift = torch.from_numpy(shift)
     with one_thread():
-        return block_values(torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(shift), p).numpy()
+        return block_values(rows_of(torch.from_numpy(a), shift), rows_of(torch.from_numpy(b), shift), p).numpy()
 
 
 # ---------------------------------------------------------------------------------------------- drivers

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 from .._checks import check_memory, check_p, check_positive_int, describe
+from .._ot1d import sort_rows
 from ..measures import Measure, collate, measure
 from ..sliced import prepare_slices
 
-__all__ = ["Embedding", "as_collection", "as_embedding", "embed", "embed_chunk", "one_thread", "parallel_map", "stream"]
+__all__ = ["Embedding", "as_collection", "as_embedding", "embed", "embed_chunk", "one_thread", "stream"]
 
 CHUNK_BYTES = 1 << 26  # working memory of one chunk of measures being embedded (~64 MiB)
 
@@ -28,7 +29,7 @@ def one_thread():
 
     A product of two blocks gives the same bits on one thread whatever the machine's load, in
     whichever process or thread it runs: the single-process path and the Dask workers then agree
-    bit for bit. Parallelism comes from running several blocks at once (:func:`parallel_map`).
+    bit for bit. Parallelism comes from running several blocks at once (:func:`stream`).
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -61,13 +62,6 @@ def stream(fn, jobs, threads: int | None = None):
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(before)
-
-
-def parallel_map(fn, jobs, threads: int | None = None) -> list:
-    """``[fn(job) for job in jobs]`` through :func:`stream`, in the order of ``jobs``."""
-    jobs = list(jobs)
-    done = dict(stream(fn, jobs, threads))
-    return [done[k] for k in range(len(jobs))]
 
 
 # ---------------------------------------------------------------------------------------------- collections
@@ -176,15 +170,16 @@ def embed_chunk(support: torch.Tensor, weights: torch.Tensor, uniform: bool, rep
     float64 errors (see :class:`Embedding`)."""
     b, N = weights.shape
     L = directions.shape[0]
-    if rep.linear:
-        x = torch.einsum("bnd,ld->bln", support, directions)  # (b, L, N)
-    else:
-        x = rep.project(support, directions)  # (b, L, N)
+    with one_thread():  # the same bits here and on a Dask worker
+        if rep.linear:
+            x = torch.einsum("bnd,ld->bln", support, directions)  # (b, L, N)
+        else:
+            x = rep.project(support, directions)  # (b, L, N)
     unit = (L * K) ** (-1.0 / p)
     if uniform and N == K:  # the k-th smallest atom is the quantile at (k - 1/2) / N: exact
-        q = x.sort(-1).values  # (b, L, K)
+        q = sort_rows(x, False)[0]  # (b, L, K), numpy's sort on geom's sort pool
         return (q * unit).reshape(b, L * K), torch.zeros(b, dtype=torch.float64)
-    x, order = x.sort(-1)  # (b, L, N)
+    x, order = sort_rows(x, True)  # (b, L, N)
     w = weights[:, None, :].expand(b, L, N).gather(-1, order).double()  # (b, L, N)
     cdf = w.cumsum(-1)
     cdf = cdf / cdf[..., -1:]  # (b, L, N) right ends of the atoms' level intervals, the last exactly 1
@@ -273,12 +268,11 @@ def embed(measures, *, n_projections: int = 64, n_quantiles: int | None = None, 
 
         return embed_shards(mu, rep, dirs, K, p, chunks, client, progress)
     bar = _bar(len(chunks), "embed", progress)
+    parts = []
     try:
-        def job(sl):
-            out = embed_chunk(mu.support[sl], mu.weights[sl], mu.uniform, rep, dirs, K, p)
+        for sl in chunks:  # each chunk's sorts run on geom's sort pool
+            parts.append(embed_chunk(mu.support[sl], mu.weights[sl], mu.uniform, rep, dirs, K, p))
             bar.update(1)
-            return out
-        parts = parallel_map(job, chunks)
     finally:
         bar.close()
     return Embedding(torch.cat([v for v, _ in parts]), torch.cat([e for _, e in parts]), dirs, K, p, mu.kind)

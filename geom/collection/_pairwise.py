@@ -11,14 +11,14 @@ import warnings
 import numpy as np
 import torch
 
-from .._checks import GeomWarning, check_bool, check_int, check_memory, check_positive_int
+from .._checks import GeomWarning, available_memory, check_bool, check_int, check_memory, check_positive_int
 from .._files import TEMP_PREFIX, atomic_path, write_text
 from ..sliced import prepare_slices, sliced_wasserstein
 from ._embed import Embedding, _bar, as_collection, as_embedding, stream
 
-__all__ = ["block_values", "knn", "pairwise"]
+__all__ = ["BlockStore", "Rows", "block_values", "knn", "pairwise", "rows_of"]
 
-BLOCK_BYTES = 1 << 24  # float64 bytes of one block of rows while its products run (~16 MiB per side)
+BLOCK_BYTES = 1 << 26  # float64 bytes of one block of rows while its products run (~64 MiB per side)
 MAX_BLOCK = 512  # rows of a block at most
 REFINE = 1e-6  # d^2 <= REFINE * (|a|^2 + |b|^2): the Gram identity lost digits, the entry is recomputed
 MANIFEST = "manifest.json"
@@ -29,20 +29,21 @@ MAX_JSON = 1 << 20
 # ---------------------------------------------------------------------------------------------- one block
 
 
-def block_values(A: torch.Tensor, B: torch.Tensor, shift: torch.Tensor, p: float) -> torch.Tensor:
-    """``(r, D)``, ``(c, D)`` embedding rows -> ``(r, c)`` float64 ``||a - b||_p`` (``SW_p``).
+def block_values(a: torch.Tensor, b: torch.Tensor, p: float, na: torch.Tensor | None = None,
+                 nb: torch.Tensor | None = None) -> torch.Tensor:
+    """``(r, D)``, ``(c, D)`` float64 embedding rows (moved by the collection's mean row, see
+    :class:`Rows`) -> ``(r, c)`` float64 ``||a - b||_p`` (``SW_p``).
 
-    For ``p = 2`` by the Gram identity ``|a|^2 + |b|^2 - 2 a.b`` in float64 on rows moved by ``shift``
-    (the collection's mean row), then every entry where that identity cancels (``d^2 <= 1e-6
+    For ``p = 2`` by the Gram identity ``|a|^2 + |b|^2 - 2 a.b`` (``na``, ``nb``: the squared norms,
+    computed here when not given), then every entry where that identity cancels (``d^2 <= 1e-6
     (|a|^2 + |b|^2)``: near-duplicates, the diagonal) recomputed as a sum of squared differences,
     so each entry keeps about 10 significant digits (identical rows give exactly 0). Other ``p``:
     direct differences (``torch.cdist``). Deterministic for given inputs on one thread.
     """
-    a = A.double() - shift  # (r, D)
-    b = B.double() - shift  # (c, D)
     if p != 2:
         return torch.cdist(a[None], b[None], p=p)[0]
-    na, nb = a.square().sum(1), b.square().sum(1)  # (r,), (c,)
+    na = a.square().sum(1) if na is None else na  # (r,)
+    nb = b.square().sum(1) if nb is None else nb  # (c,)
     scale = na[:, None] + nb[None]  # (r, c)
     d2 = scale - 2 * (a @ b.T)
     redo = (d2 <= REFINE * scale).nonzero()  # (n, 2)
@@ -50,6 +51,39 @@ def block_values(A: torch.Tensor, B: torch.Tensor, shift: torch.Tensor, p: float
         i, j = redo[s:s + 256].unbind(1)
         d2[i, j] = (a[i] - b[j]).square().sum(1)
     return d2.clamp_min_(0).sqrt_()
+
+
+class Rows:
+    """The float64 rows of an embedding moved by ``shift`` (the collections' mean row), block by block,
+    with their squared norms.
+
+    One float64 copy of the whole embedding is made where it takes at most a quarter of the
+    available memory (then a block is a view, and each row is converted once); otherwise each block
+    is converted when asked. Both give the same bits, as a Dask worker converting its block does.
+    """
+
+    def __init__(self, emb: Embedding, shift: torch.Tensor, bounds: list[tuple[int, int]]):
+        self.emb, self.shift, self.bounds = emb, shift, bounds
+        self.full = None
+        if 8 * emb.vectors.numel() <= available_memory() // 4:
+            self.full = emb.vectors.to(torch.float64, copy=True).sub_(shift)
+        self._norms: dict[int, torch.Tensor] = {}
+
+    def __call__(self, I: int) -> torch.Tensor:
+        r0, r1 = self.bounds[I]
+        if self.full is not None:
+            return self.full[r0:r1]
+        return self.emb.vectors[r0:r1].to(torch.float64, copy=True).sub_(self.shift)
+
+    def norms(self, I: int, rows: torch.Tensor) -> torch.Tensor:
+        if I not in self._norms:  # two threads may both compute it: the same values
+            self._norms[I] = rows.square().sum(1)
+        return self._norms[I]
+
+
+def rows_of(vectors: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """What :class:`Rows` gives for a block of ``vectors`` (a Dask worker's conversion)."""
+    return vectors.to(torch.float64, copy=True).sub_(shift)
 
 
 def _check_finite(values: torch.Tensor, emb: Embedding) -> None:
@@ -157,7 +191,7 @@ def pairwise(X, Y=None, *, mode: str = "embedding", condensed: bool = False, blo
             (batched), for checking, and for kinds without an embedding (the sphere).
         condensed: return the upper triangle without the diagonal as a vector, in the order of
             ``scipy.spatial.distance.pdist`` (symmetric case only).
-        block_size: rows of a block (default: about 16 MiB of float64 per block, at most 512). In the
+        block_size: rows of a block (default: about 64 MiB of float64 per block, at most 512). In the
             symmetric case only blocks ``(I, J)`` with ``J >= I`` are computed (the diagonal blocks
             whole) and mirrored.
         client: a ``dask.distributed.Client`` or a scheduler address: blocks run on the workers
@@ -199,6 +233,8 @@ def pairwise(X, Y=None, *, mode: str = "embedding", condensed: bool = False, blo
                                  "symmetric": symmetric, "fingerprint": _fingerprint(*([ex] if symmetric else
                                                                                       [ex, ey]))})
     shift = _shift(*([ex] if symmetric else [ex, ey]))
+    rx = Rows(ex, shift, bi)
+    ry = rx if symmetric else Rows(ey, shift, bj)
     todo = []
     for key in keys:
         shape = (bi[key[0]][1] - bi[key[0]][0], bj[key[1]][1] - bj[key[1]][0])
@@ -215,8 +251,10 @@ def pairwise(X, Y=None, *, mode: str = "embedding", condensed: bool = False, blo
             done = pairwise_blocks(ex, ey, symmetric, shift, todo, bi, bj, client)
         else:
             def job(key):
-                (r0, r1), (c0, c1) = bi[key[0]], bj[key[1]]
-                return block_values(ex.vectors[r0:r1], ey.vectors[c0:c1], shift, ex.p)
+                a, b = rx(key[0]), ry(key[1])
+                if ex.p != 2:
+                    return block_values(a, b, ex.p)
+                return block_values(a, b, ex.p, rx.norms(key[0], a), ry.norms(key[1], b))
             done = ((todo[k], v) for k, v in stream(job, todo))
         for key, values in done:
             _check_finite(values, ex)
@@ -344,14 +382,18 @@ def knn(query, database=None, k: int = 1, *, backend: str = "blas", block_size: 
 def _knn_blas(eq, ed, k, within, shift, block_size, progress):
     rows = _block_rows(eq.vectors.shape[1], block_size)
     bq, bd = _bounds(len(eq), rows), _bounds(len(ed), rows)
+    rq = Rows(eq, shift, bq)
+    rd = rq if within else Rows(ed, shift, bd)
     bar = _bar(len(bq) * len(bd), "knn", progress)
 
     def job(I):
         r0, r1 = bq[I]
         best_d = torch.empty(r1 - r0, 0, dtype=torch.float64)
         best_i = torch.empty(r1 - r0, 0, dtype=torch.long)
-        for c0, c1 in bd:
-            d = block_values(eq.vectors[r0:r1], ed.vectors[c0:c1], shift, eq.p)  # (r, c)
+        a = rq(I)
+        for J, (c0, c1) in enumerate(bd):
+            b = rd(J)
+            d = block_values(a, b, eq.p) if eq.p != 2 else block_values(a, b, 2.0, rq.norms(I, a), rd.norms(J, b))
             _check_finite(d, eq)
             if within:
                 i = torch.arange(r0, r1)[:, None]
