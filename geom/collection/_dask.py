@@ -91,8 +91,9 @@ def _embed_read_task(shard, directions, K, p):
     return _embed_task(support, weights, uniform, kind, directions, K, p)
 
 
-def _n_points(shard):
-    return int(shard[1].shape[1]), bool(shard[2])
+def _shape(shard):
+    """``(N, kind, event shape)`` of a shard read by :func:`_read_task`."""
+    return int(shard[1].shape[1]), shard[3], tuple(shard[0].shape[2:])
 
 
 def _block_task(a, b, shift, p):
@@ -111,7 +112,7 @@ def _quiet():
     """Dask's warning about large objects in the graph is the design here (see the module docstring)."""
     ctx = warnings.catch_warnings()
     ctx.__enter__()
-    warnings.filterwarnings("ignore", message=".*[Ll]arge object.*")
+    warnings.filterwarnings("ignore", message=".*[Ll]arge (object|graph)")
     return ctx
 
 
@@ -127,22 +128,27 @@ def embed_shards(mu, rep, dirs, K, p, chunks, client, progress):
             futures = [c.submit(_embed_task, mu.support[sl].numpy(), mu.weights[sl].numpy(), mu.uniform, mu.kind, d,
                                 K, p, key=f"geom-embed-{token}-{k}", retries=3)
                        for k, sl in enumerate(chunks)]
-            parts = _gather_ordered(c, futures, bar)
+            vectors, error = _gather_into(c, futures, [sl.start for sl in chunks], bar, len(mu), dirs.shape[0] * K,
+                                          mu.dtype)
     finally:
         ctx.__exit__(None, None, None)
         bar.close()
-    return Embedding(torch.cat([torch.from_numpy(v) for v, _ in parts]), torch.cat([torch.from_numpy(e) for _, e in
-                                                                                   parts]), dirs, K, p, mu.kind)
+    return Embedding(vectors, error, dirs, K, p, mu.kind)
 
 
-def _gather_ordered(c, futures, bar):
+def _gather_into(c, futures, starts, bar, n: int, dim: int, dtype):
+    """The ``(vectors, error)`` of the chunk tasks ``futures``, chunk ``k`` holding rows from
+    ``starts[k]`` on, written into one ``(n, dim)`` array as each arrives (no second copy)."""
     distributed = _distributed()
     index = {f.key: k for k, f in enumerate(futures)}
-    out = [None] * len(futures)
+    vectors, error = torch.empty(n, dim, dtype=dtype), torch.empty(n, dtype=torch.float64)
     for future in distributed.as_completed(futures, loop=c.loop):
-        out[index[future.key]] = future.result()
+        v, e = future.result()
+        start = starts[index[future.key]]
+        vectors[start:start + len(e)] = torch.from_numpy(v)
+        error[start:start + len(e)] = torch.from_numpy(e)
         bar.update(1)
-    return out
+    return vectors, error
 
 
 def embed_files(paths, client, *, n_projections, n_quantiles, p, scheme, directions, seed, generator, progress,
@@ -164,21 +170,24 @@ def embed_files(paths, client, *, n_projections, n_quantiles, p, scheme, directi
         with get_client(client) as c:
             token = _token()
             shards = [c.submit(_read_task, g, key=f"geom-read-{token}-{k}", retries=3) for k, g in enumerate(groups)]
-            sizes = c.gather([c.submit(_n_points, s, key=f"geom-npoints-{s.key}") for s in shards])
-            K = _n_quantiles(n_quantiles, max(n for n, _ in sizes))
+            shapes = c.gather([c.submit(_shape, s, key=f"geom-shape-{s.key}") for s in shards])
+            for k, (n, kind, event) in enumerate(shapes):  # each shard checked itself; across shards here
+                if kind != first.kind or event != tuple(first.support.shape[2:]):
+                    raise ValueError(f"measures: expected measures of one kind and dimension, got kind "
+                                     f"{first.kind!r}, rows {tuple(first.support.shape[2:])} in '{paths[0]}' and "
+                                     f"{kind!r}, rows {event} among {groups[k][0]} ...")
+            K = _n_quantiles(n_quantiles, max(n for n, _, _ in shapes))
             bar = _bar(len(groups), "embed", progress)
             try:
                 futures = [c.submit(_embed_read_task, s, d, K, p, key=f"geom-embed-{s.key}-{K}-{p}", retries=3)
                            for s in shards]
-                parts = _gather_ordered(c, futures, bar)
+                starts = [s * files_per_shard for s in range(len(groups))]
+                vectors, error = _gather_into(c, futures, starts, bar, len(paths), dirs.shape[0] * K, first.dtype)
             finally:
                 bar.close()
     finally:
         ctx.__exit__(None, None, None)
-    kind = first.kind
-    return Embedding(torch.cat([torch.from_numpy(v) for v, _ in parts]), torch.cat([torch.from_numpy(e) for _, e in
-                                                                                   parts]), dirs.to(first.dtype), K, p,
-                     kind)
+    return Embedding(vectors, error, dirs.to(first.dtype), K, p, first.kind)
 
 
 def pairwise_blocks(ex, ey, symmetric, shift, todo, bi, bj, client):

@@ -268,14 +268,15 @@ def embed(measures, *, n_projections: int = 64, n_quantiles: int | None = None, 
 
         return embed_shards(mu, rep, dirs, K, p, chunks, client, progress)
     bar = _bar(len(chunks), "embed", progress)
-    parts = []
+    vectors = torch.empty(C, L * K, dtype=mu.dtype)  # filled chunk by chunk: no second copy
+    error = torch.empty(C, dtype=torch.float64)
     try:
         for sl in chunks:  # each chunk's sorts run on geom's sort pool
-            parts.append(embed_chunk(mu.support[sl], mu.weights[sl], mu.uniform, rep, dirs, K, p))
+            vectors[sl], error[sl] = embed_chunk(mu.support[sl], mu.weights[sl], mu.uniform, rep, dirs, K, p)
             bar.update(1)
     finally:
         bar.close()
-    return Embedding(torch.cat([v for v, _ in parts]), torch.cat([e for _, e in parts]), dirs, K, p, mu.kind)
+    return Embedding(vectors, error, dirs, K, p, mu.kind)
 
 
 def _n_quantiles(n_quantiles, n_points: int) -> int:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import math
 import pathlib
+import threading
 import warnings
 
 import numpy as np
 import torch
 
-from .._checks import GeomWarning, available_memory, check_bool, check_int, check_memory, check_positive_int
+from .._checks import GeomWarning, check_bool, check_int, check_memory, check_positive_int
 from .._files import TEMP_PREFIX, atomic_path, write_text
 from ..sliced import prepare_slices, sliced_wasserstein
 from ._embed import Embedding, _bar, as_collection, as_embedding, stream
@@ -20,6 +22,7 @@ __all__ = ["BlockStore", "Rows", "block_values", "knn", "pairwise", "rows_of"]
 
 BLOCK_BYTES = 1 << 26  # float64 bytes of one block of rows while its products run (~64 MiB per side)
 MAX_BLOCK = 512  # rows of a block at most
+CACHE_BYTES = 1 << 28  # converted float64 blocks kept for reuse (~256 MiB)
 REFINE = 1e-6  # d^2 <= REFINE * (|a|^2 + |b|^2): the Gram identity lost digits, the entry is recomputed
 MANIFEST = "manifest.json"
 FORMAT = "geom-collection-blocks"
@@ -57,23 +60,30 @@ class Rows:
     """The float64 rows of an embedding moved by ``shift`` (the collections' mean row), block by block,
     with their squared norms.
 
-    One float64 copy of the whole embedding is made where it takes at most a quarter of the
-    available memory (then a block is a view, and each row is converted once); otherwise each block
-    is converted when asked. Both give the same bits, as a Dask worker converting its block does.
+    Converted blocks are kept in a small cache shared by the threads (:data:`CACHE_BYTES`, least
+    recently used out): a block row ``I`` is met by consecutive jobs ``(I, J)``, so it is mostly
+    converted once, while memory stays bounded whatever the collection's size. The conversion is
+    elementwise: the same bits as a Dask worker converting its block (:func:`rows_of`).
     """
 
     def __init__(self, emb: Embedding, shift: torch.Tensor, bounds: list[tuple[int, int]]):
         self.emb, self.shift, self.bounds = emb, shift, bounds
-        self.full = None
-        if 8 * emb.vectors.numel() <= available_memory() // 4:
-            self.full = emb.vectors.to(torch.float64, copy=True).sub_(shift)
+        self._cache: collections.OrderedDict[int, torch.Tensor] = collections.OrderedDict()
         self._norms: dict[int, torch.Tensor] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, I: int) -> torch.Tensor:
+        with self._lock:
+            if I in self._cache:
+                self._cache.move_to_end(I)
+                return self._cache[I]
         r0, r1 = self.bounds[I]
-        if self.full is not None:
-            return self.full[r0:r1]
-        return self.emb.vectors[r0:r1].to(torch.float64, copy=True).sub_(self.shift)
+        rows = rows_of(self.emb.vectors[r0:r1], self.shift)
+        with self._lock:
+            self._cache[I] = rows
+            while len(self._cache) > 1 and sum(t.numel() * 8 for t in self._cache.values()) > CACHE_BYTES:
+                self._cache.popitem(last=False)
+        return rows
 
     def norms(self, I: int, rows: torch.Tensor) -> torch.Tensor:
         if I not in self._norms:  # two threads may both compute it: the same values
@@ -103,9 +113,15 @@ def _bounds(n: int, rows: int) -> list[tuple[int, int]]:
 
 
 def _shift(*embs: Embedding) -> torch.Tensor:
-    """The mean row of the collections (float64), computed in a fixed order (deterministic)."""
-    total = sum(e.vectors.double().sum(0) for e in embs)
-    return total / sum(len(e) for e in embs)
+    """The mean row of the collections (float64), summed in chunks of rows of fixed size: bounded
+    memory, and the same bits every time."""
+    total, count = 0, 0
+    for e in embs:
+        step = max(1, BLOCK_BYTES // (8 * e.vectors.shape[1]))
+        for r0 in range(0, len(e), step):
+            total = total + e.vectors[r0:r0 + step].double().sum(0)
+        count += len(e)
+    return total / count
 
 
 # ---------------------------------------------------------------------------------------------- block store
@@ -421,11 +437,10 @@ def _merge(best_d, best_i, d, i, k):
 def _exact_order(eq, ed, idx, k, within, shift):
     """Candidates ``(Q, k')`` -> float64 distances recomputed directly, sorted, self left out, ``k`` kept."""
     Q, kk = idx.shape
-    a = eq.vectors.double() - shift if len(eq) * eq.vectors.shape[1] < 1 << 27 else None
     d = torch.empty(Q, kk, dtype=torch.float64)
     for q in range(Q):
-        row = (eq.vectors[q].double() - shift) if a is None else a[q]
-        d[q] = torch.linalg.vector_norm(ed.vectors[idx[q]].double() - shift - row, ord=eq.p, dim=1)
+        d[q] = torch.linalg.vector_norm(rows_of(ed.vectors[idx[q]], shift) - rows_of(eq.vectors[q], shift), ord=eq.p,
+                                        dim=1)
     if within:
         d = torch.where(idx == torch.arange(Q)[:, None], math.inf, d)
     best_d, best_i = _merge(d[:, :0], idx[:, :0], d, idx, k)
@@ -440,8 +455,8 @@ def _knn_keops(eq, ed, k, shift):
     except ImportError as exc:  # pragma: no cover
         raise ImportError("backend='keops' needs pykeops (a dependency of geom): pip install pykeops") from exc
     D = eq.vectors.shape[1]
-    x = (eq.vectors.double() - shift).float().contiguous()
-    y = (ed.vectors.double() - shift).float().contiguous()
+    x = torch.cat([rows_of(eq.vectors[r0:r0 + 4096], shift).float() for r0 in range(0, len(eq), 4096)])
+    y = torch.cat([rows_of(ed.vectors[r0:r0 + 4096], shift).float() for r0 in range(0, len(ed), 4096)])
     routine = Genred("SqDist(x,y)", [f"x=Vi({D})", f"y=Vj({D})"], reduction_op="ArgKMin", axis=1, opt_arg=k)
     with _keops._first_call(("collection-argkmin", D, k, torch.float32, "cpu")):
         return routine(x, y).long()
@@ -454,8 +469,14 @@ def _knn_faiss(eq, ed, k, shift):
         raise ImportError("backend='faiss' needs faiss: pip install faiss-cpu") from exc
     D = eq.vectors.shape[1]
     index = faiss.IndexFlatL2(D)
-    index.add(np.ascontiguousarray((ed.vectors.double() - shift).float().numpy()))
-    _, idx = index.search(np.ascontiguousarray((eq.vectors.double() - shift).float().numpy()), k)
+    step = max(1, BLOCK_BYTES // (8 * D))  # rows converted at a time
+
+    def shifted(emb, r0):
+        return np.ascontiguousarray(rows_of(emb.vectors[r0:r0 + step], shift).float().numpy())
+
+    for r0 in range(0, len(ed), step):
+        index.add(shifted(ed, r0))
+    idx = np.concatenate([index.search(shifted(eq, r0), k)[1] for r0 in range(0, len(eq), step)])
     if (idx < 0).any():  # pragma: no cover
         raise RuntimeError("backend='faiss': the index returned fewer neighbours than asked")
     return torch.from_numpy(idx).long()
