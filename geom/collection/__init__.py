@@ -35,7 +35,8 @@ shards and the matrix's blocks on Dask workers (``pip install 'geom[dask]'``); e
 products run on one thread wherever they run, so the result is the same bit for bit.
 """
 
-from ._embed import Embedding, as_collection, embed
+from ._base import Embedding, as_collection
+from ._embed import embed
 from ._kernels import KernelModel, MMDTestResult, gaussian_kernel, mmd_test
 from ._pairwise import knn, pairwise
 

@@ -71,7 +71,7 @@ def _hold(array):
 
 def _embed_task(support, weights, uniform, kind, directions, K, p):
     from ..registry import get_representation
-    from ._embed import embed_chunk, one_thread
+    from ._base import embed_chunk, one_thread
 
     with one_thread():
         v, e = embed_chunk(torch.from_numpy(support), torch.from_numpy(weights), uniform, get_representation(kind),
@@ -80,7 +80,7 @@ def _embed_task(support, weights, uniform, kind, directions, K, p):
 
 
 def _read_task(paths):
-    from ._embed import as_collection
+    from ._base import as_collection
 
     mu = as_collection(list(paths), "measures")
     return mu.support.numpy(), mu.weights.numpy(), mu.uniform, mu.kind
@@ -97,8 +97,7 @@ def _shape(shard):
 
 
 def _block_task(a, b, shift, p):
-    from ._embed import one_thread
-    from ._pairwise import block_values, rows_of
+    from ._base import block_values, one_thread, rows_of
 
     shift = torch.from_numpy(shift)
     with one_thread():
@@ -118,10 +117,10 @@ def _quiet():
 
 def embed_shards(mu, rep, dirs, K, p, chunks, client, progress):
     """:func:`geom.collection.embed` of a collection in memory, one task per chunk of measures."""
-    from ._embed import Embedding, _bar
+    from ._base import Embedding, progress_bar
 
     d, token = dirs.numpy(), _token()
-    bar = _bar(len(chunks), "embed", progress)
+    bar = progress_bar(len(chunks), "embed", progress)
     ctx = _quiet()
     try:
         with get_client(client) as c:
@@ -155,15 +154,15 @@ def embed_files(paths, client, *, n_projections, n_quantiles, p, scheme, directi
                 files_per_shard: int = 16):
     """:func:`geom.collection.embed` of files, each shard of files read and embedded on a worker."""
     from ..measures import measure
-    from ._embed import _n_quantiles, _shared_directions
+    from ._base import n_quantiles_of, shared_directions
 
     paths = [str(q) for q in paths]
     first = measure(paths[0])  # the kind and dimension the directions live in
-    rep, dirs = _shared_directions(first, n_projections=n_projections, scheme=scheme, directions=directions,
+    rep, dirs = shared_directions(first, n_projections=n_projections, scheme=scheme, directions=directions,
                                    seed=seed, generator=generator, p=p)
     d = dirs.to(first.dtype).numpy()
     groups = [paths[s:s + files_per_shard] for s in range(0, len(paths), files_per_shard)]
-    from ._embed import Embedding, _bar
+    from ._base import Embedding, progress_bar
 
     ctx = _quiet()
     try:
@@ -176,8 +175,8 @@ def embed_files(paths, client, *, n_projections, n_quantiles, p, scheme, directi
                     raise ValueError(f"measures: expected measures of one kind and dimension, got kind "
                                      f"{first.kind!r}, rows {tuple(first.support.shape[2:])} in '{paths[0]}' and "
                                      f"{kind!r}, rows {event} among {groups[k][0]} ...")
-            K = _n_quantiles(n_quantiles, max(n for n, _, _ in shapes))
-            bar = _bar(len(groups), "embed", progress)
+            K = n_quantiles_of(n_quantiles, max(n for n, _, _ in shapes))
+            bar = progress_bar(len(groups), "embed", progress)
             try:
                 futures = [c.submit(_embed_read_task, s, d, K, p, key=f"geom-embed-{s.key}-{K}-{p}", retries=3)
                            for s in shards]

@@ -9,7 +9,8 @@ import torch
 
 from .._checks import check_int, check_real
 from ..sliced import make_generator
-from ._embed import Embedding, _bar, as_embedding
+from ._base import Embedding, progress_bar
+from ._embed import as_embedding
 from ._pairwise import pairwise
 
 __all__ = ["KernelModel", "MMDTestResult", "gaussian_kernel", "median_gamma", "mmd_test"]
@@ -188,7 +189,7 @@ def mmd_test(X, Y, *, gamma="median", n_permutations: int = 1000, seed: int | No
     observed = float(_mmd2(K, z, n1, n2)[0])
     per = max(1, (1 << 22) // C)
     chunks = [min(per, P - s) for s in range(0, P, per)]
-    bar = _bar(len(chunks), "test", progress)
+    bar = progress_bar(len(chunks), "test", progress)
     hits = 0
     try:
         for m in chunks:

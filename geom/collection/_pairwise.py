@@ -16,44 +16,20 @@ import torch
 from .._checks import GeomWarning, check_bool, check_int, check_memory, check_positive_int
 from .._files import TEMP_PREFIX, atomic_path, write_text
 from ..sliced import prepare_slices, sliced_wasserstein
-from ._embed import Embedding, _bar, as_collection, as_embedding, stream
+from ._base import Embedding, as_collection, block_values, progress_bar, rows_of, stream
+from ._embed import as_embedding
 
-__all__ = ["BlockStore", "Rows", "block_values", "knn", "pairwise", "rows_of"]
+__all__ = ["BlockStore", "Rows", "knn", "pairwise"]
 
 BLOCK_BYTES = 1 << 26  # float64 bytes of one block of rows while its products run (~64 MiB per side)
 MAX_BLOCK = 512  # rows of a block at most
 CACHE_BYTES = 1 << 28  # converted float64 blocks kept for reuse (~256 MiB)
-REFINE = 1e-6  # d^2 <= REFINE * (|a|^2 + |b|^2): the Gram identity lost digits, the entry is recomputed
 MANIFEST = "manifest.json"
 FORMAT = "geom-collection-blocks"
 MAX_JSON = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------------- one block
-
-
-def block_values(a: torch.Tensor, b: torch.Tensor, p: float, na: torch.Tensor | None = None,
-                 nb: torch.Tensor | None = None) -> torch.Tensor:
-    """``(r, D)``, ``(c, D)`` float64 embedding rows (moved by the collection's mean row, see
-    :class:`Rows`) -> ``(r, c)`` float64 ``||a - b||_p`` (``SW_p``).
-
-    For ``p = 2`` by the Gram identity ``|a|^2 + |b|^2 - 2 a.b`` (``na``, ``nb``: the squared norms,
-    computed here when not given), then every entry where that identity cancels (``d^2 <= 1e-6
-    (|a|^2 + |b|^2)``: near-duplicates, the diagonal) recomputed as a sum of squared differences,
-    so each entry keeps about 10 significant digits (identical rows give exactly 0). Other ``p``:
-    direct differences (``torch.cdist``). Deterministic for given inputs on one thread.
-    """
-    if p != 2:
-        return torch.cdist(a[None], b[None], p=p)[0]
-    na = a.square().sum(1) if na is None else na  # (r,)
-    nb = b.square().sum(1) if nb is None else nb  # (c,)
-    scale = na[:, None] + nb[None]  # (r, c)
-    d2 = scale - 2 * (a @ b.T)
-    redo = (d2 <= REFINE * scale).nonzero()  # (n, 2)
-    for s in range(0, redo.shape[0], 256):
-        i, j = redo[s:s + 256].unbind(1)
-        d2[i, j] = (a[i] - b[j]).square().sum(1)
-    return d2.clamp_min_(0).sqrt_()
 
 
 class Rows:
@@ -89,11 +65,6 @@ class Rows:
         if I not in self._norms:  # two threads may both compute it: the same values
             self._norms[I] = rows.square().sum(1)
         return self._norms[I]
-
-
-def rows_of(vectors: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """What :class:`Rows` gives for a block of ``vectors`` (a Dask worker's conversion)."""
-    return vectors.to(torch.float64, copy=True).sub_(shift)
 
 
 def _check_finite(values: torch.Tensor, emb: Embedding) -> None:
@@ -259,7 +230,7 @@ def pairwise(X, Y=None, *, mode: str = "embedding", condensed: bool = False, blo
             todo.append(key)
         else:
             _place(result, key, torch.from_numpy(values), bi, bj, symmetric, condensed, C1)
-    bar = _bar(len(todo), "matrix", progress)
+    bar = progress_bar(len(todo), "matrix", progress)
     try:
         if client is not None:
             from ._dask import pairwise_blocks
@@ -324,7 +295,7 @@ def _exact(X, Y, symmetric, condensed, progress, options) -> torch.Tensor:
     per = max(1, (1 << 22) // ((mu.n_points + nu.n_points) * max(1, mu.dim)))
     chunks = [slice(k, k + per) for k in range(0, i.numel(), per)]
     values = torch.empty(i.numel(), dtype=torch.float64)
-    bar = _bar(len(chunks), "matrix", progress)
+    bar = progress_bar(len(chunks), "matrix", progress)
     try:
         for sl in chunks:
             a, b = mu[i[sl]], nu[j[sl]]
@@ -400,7 +371,7 @@ def _knn_blas(eq, ed, k, within, shift, block_size, progress):
     bq, bd = _bounds(len(eq), rows), _bounds(len(ed), rows)
     rq = Rows(eq, shift, bq)
     rd = rq if within else Rows(ed, shift, bd)
-    bar = _bar(len(bq) * len(bd), "knn", progress)
+    bar = progress_bar(len(bq) * len(bd), "knn", progress)
 
     def job(I):
         r0, r1 = bq[I]
