@@ -16,7 +16,7 @@ TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 export MPLBACKEND := Agg
 
-.PHONY: setup warm-keops run test bench bench-schemes bench-learned bench-flows bench-energy bench-deform gpu-check lint clean
+.PHONY: setup warm-keops run test bench bench-schemes bench-learned bench-flows bench-energy bench-deform bench-collection gpu-check lint clean
 
 setup: $(STAMP) warm-keops
 
@@ -59,6 +59,9 @@ bench-energy: $(STAMP)
 
 bench-deform: $(STAMP)
 	$(BIN)/python tools/deform_bench.py
+
+bench-collection: $(STAMP)
+	$(BIN)/python tools/collection_bench.py
 
 gpu-check: $(STAMP)
 	$(BIN)/python tools/gpu_check.py

@@ -306,8 +306,10 @@ def test_mmd_test_keeps_its_level_and_has_power():
     shifted = gc.mmd_test(collection(15, 0.0), collection(15, 0.6), n_permutations=199, seed=0, n_projections=8)
     assert shifted.pvalue <= 0.01 and shifted.statistic > 0
     assert 1 / 200 <= shifted.pvalue <= 1
-    again = gc.mmd_test(collection(6, 0.0), collection(6, 0.0), n_permutations=50, seed=3, n_projections=4)
+    a, b = collection(6, 0.0), collection(6, 0.0)
+    again = gc.mmd_test(a, b, n_permutations=50, seed=3, n_projections=4)
     assert again.n_permutations == 50 and 0 < again.pvalue <= 1
+    assert gc.mmd_test(a, b, n_permutations=50, seed=3, n_projections=4) == again  # directions seeded too
 
 
 def test_mmd_statistic_is_the_unbiased_estimate():
@@ -359,6 +361,9 @@ def test_bad_input_gives_clear_errors():
         gc.pairwise(emb, mode="exact")
     with pytest.raises(ValueError, match="backend"):
         gc.knn(emb, k=1, backend="annoy")
+    with pytest.raises(ValueError, match="Y: expected measures of kind 'points' like the first collection, got 'mesh'"):
+        gc.pairwise(emb, geom.Measure(x, torch.full(x.shape[:2], 1 / x.shape[1], dtype=x.dtype), kind="mesh",
+                                      batched=True, uniform=True))
     with pytest.raises(ValueError, match="X: expected a collection of at least 2"):
         gc.mmd_test(x[:1], x[1:], n_projections=2, seed=0)
 

@@ -12,7 +12,6 @@ from ._base import Embedding, as_collection, chunks_of, embed_chunk, n_quantiles
 __all__ = ["as_embedding", "embed"]
 
 
-
 # ---------------------------------------------------------------------------------------------- embedding
 
 
@@ -113,10 +112,13 @@ def as_embedding(X, name: str, like: Embedding | None = None, **embed_options) -
                             f"cannot be given again")
         embed_options = dict(embed_options, directions=like.directions, n_quantiles=like.n_quantiles, p=like.p)
     try:
-        return embed(X, **embed_options)
+        out = embed(X, **embed_options)
     except (TypeError, ValueError) as exc:
         text = str(exc)
         raise type(exc)(text.replace("measures:", f"{name}:", 1) if text.startswith("measures:") else text) from None
+    if like is not None and out.kind != like.kind:
+        raise ValueError(f"{name}: expected measures of kind {like.kind!r} like the first collection, got {out.kind!r}")
+    return out
 
 
 def _check_compatible(a: Embedding, b: Embedding, name: str) -> None:

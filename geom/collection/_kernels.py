@@ -167,17 +167,20 @@ def mmd_test(X, Y, *, gamma="median", n_permutations: int = 1000, seed: int | No
         X, Y: Embeddings (``p = 2``, same directions) or collections, at least 2 members each.
         gamma: of :func:`gaussian_kernel`.
         n_permutations: relabellings drawn.
-        seed, generator: the randomness of the relabellings (one of them).
+        seed, generator: the randomness of the directions (when ``X`` is a collection and no
+            ``directions`` are given) and then of the relabellings (one of them; neither: torch's global RNG).
         progress: a tqdm bar over the chunks of relabellings.
         **embed_options: options of :func:`embed` for collections.
     """
+    P = check_int(n_permutations, "n_permutations", minimum=1)
+    gen = make_generator(seed, generator)
+    if not isinstance(X, Embedding) and "directions" not in embed_options:
+        embed_options = dict(embed_options, generator=gen)  # the directions first, then the relabellings
     ex = _sw2_embedding(X, "X", **embed_options)
     ey = _sw2_embedding(Y, "Y", like=ex)
     for name, e in (("X", ex), ("Y", ey)):
         if len(e) < 2:
             raise ValueError(f"{name}: expected a collection of at least 2 measures, got {len(e)}")
-    P = check_int(n_permutations, "n_permutations", minimum=1)
-    gen = make_generator(seed, generator)
     pooled = Embedding(torch.cat([ex.vectors, ey.vectors]), torch.cat([ex.error, ey.error]), ex.directions,
                        ex.n_quantiles, ex.p, ex.kind)
     g = _gamma(gamma, pooled)

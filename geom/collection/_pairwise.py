@@ -367,33 +367,36 @@ def knn(query, database=None, k: int = 1, *, backend: str = "blas", block_size: 
 
 
 def _knn_blas(eq, ed, k, within, shift, block_size, progress):
+    """Blocks of distances, each merged into the running top-k of its rows as it arrives; within one
+    collection only the blocks ``J >= I`` are computed, each serving the rows of ``I`` and of ``J``."""
     rows = _block_rows(eq.vectors.shape[1], block_size)
     bq, bd = _bounds(len(eq), rows), _bounds(len(ed), rows)
     rq = Rows(eq, shift, bq)
     rd = rq if within else Rows(ed, shift, bd)
-    bar = progress_bar(len(bq) * len(bd), "knn", progress)
+    keys = [(I, J) for I in range(len(bq)) for J in range(I if within else 0, len(bd))]
+    best = [(torch.empty(r1 - r0, 0, dtype=torch.float64), torch.empty(r1 - r0, 0, dtype=torch.long)) for r0, r1 in bq]
 
-    def job(I):
-        r0, r1 = bq[I]
-        best_d = torch.empty(r1 - r0, 0, dtype=torch.float64)
-        best_i = torch.empty(r1 - r0, 0, dtype=torch.long)
-        a = rq(I)
-        for J, (c0, c1) in enumerate(bd):
-            b = rd(J)
-            d = block_values(a, b, eq.p) if eq.p != 2 else block_values(a, b, 2.0, rq.norms(I, a), rd.norms(J, b))
-            _check_finite(d, eq)
-            if within:
-                i = torch.arange(r0, r1)[:, None]
-                d = torch.where(i == torch.arange(c0, c1)[None], math.inf, d)
-            best_d, best_i = _merge(best_d, best_i, d, torch.arange(c0, c1).expand(r1 - r0, -1), k)
-            bar.update(1)
-        return best_d, best_i
+    def job(key):
+        a, b = rq(key[0]), rd(key[1])
+        if eq.p != 2:
+            return block_values(a, b, eq.p)
+        return block_values(a, b, 2.0, rq.norms(key[0], a), rd.norms(key[1], b))
 
+    bar = progress_bar(len(keys), "knn", progress)
     try:
-        parts = dict(stream(job, range(len(bq))))
+        for n, d in stream(job, keys):  # merged here, in this thread, in any order: the result is the same
+            I, J = keys[n]
+            _check_finite(d, eq)
+            (r0, r1), (c0, c1) = bq[I], bd[J]
+            if within and I == J:
+                d = d.clone().fill_diagonal_(math.inf)
+            best[I] = _merge(*best[I], d, torch.arange(c0, c1).expand(r1 - r0, -1), k)
+            if within and I != J:
+                best[J] = _merge(*best[J], d.T, torch.arange(r0, r1).expand(c1 - c0, -1), k)
+            bar.update(1)
     finally:
         bar.close()
-    return torch.cat([parts[I][0] for I in range(len(bq))]), torch.cat([parts[I][1] for I in range(len(bq))])
+    return torch.cat([d for d, _ in best]), torch.cat([i for _, i in best])
 
 
 def _merge(best_d, best_i, d, i, k):
