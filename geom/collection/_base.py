@@ -18,7 +18,7 @@ from ..measures import Measure, collate, measure
 from ..sliced import prepare_slices
 
 __all__ = ["REFINE", "Embedding", "as_collection", "block_values", "chunks_of", "embed_chunk", "n_quantiles_of",
-           "one_thread", "progress_bar", "rows_of", "shared_directions", "stream"]
+           "one_thread", "progress_bar", "rows_of", "shared_directions", "sq_norms", "stream"]
 
 CHUNK_BYTES = 1 << 26  # working memory of one chunk of measures being embedded (~64 MiB)
 REFINE = 1e-6  # d^2 <= REFINE * (|a|^2 + |b|^2): the Gram identity lost digits, the entry is recomputed
@@ -243,8 +243,8 @@ def block_values(a: torch.Tensor, b: torch.Tensor, p: float, na: torch.Tensor | 
     """
     if p != 2:
         return torch.cdist(a[None], b[None], p=p)[0]
-    na = a.square().sum(1) if na is None else na  # (r,)
-    nb = b.square().sum(1) if nb is None else nb  # (c,)
+    na = sq_norms(a) if na is None else na  # (r,)
+    nb = sq_norms(b) if nb is None else nb  # (c,)
     scale = na[:, None] + nb[None]  # (r, c)
     d2 = scale - 2 * (a @ b.T)
     redo = (d2 <= REFINE * scale).nonzero()  # (n, 2)
@@ -252,6 +252,11 @@ def block_values(a: torch.Tensor, b: torch.Tensor, p: float, na: torch.Tensor | 
         i, j = redo[s:s + 256].unbind(1)
         d2[i, j] = (a[i] - b[j]).square().sum(1)
     return d2.clamp_min_(0).sqrt_()
+
+
+def sq_norms(rows: torch.Tensor) -> torch.Tensor:
+    """``(r,)`` squared norms of ``(r, D)`` rows (one fused reduction: no ``(r, D)`` temporary)."""
+    return torch.linalg.vector_norm(rows, dim=1).square_()
 
 
 def rows_of(vectors: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 from .._checks import GeomWarning, check_bool, check_int, check_memory, check_positive_int
 from .._files import TEMP_PREFIX, atomic_path, write_text
 from ..sliced import prepare_slices, sliced_wasserstein
-from ._base import Embedding, as_collection, block_values, progress_bar, rows_of, stream
+from ._base import Embedding, as_collection, block_values, progress_bar, rows_of, sq_norms, stream
 from ._embed import as_embedding
 
 __all__ = ["BlockStore", "Rows", "knn", "pairwise"]
@@ -63,8 +63,16 @@ class Rows:
 
     def norms(self, I: int, rows: torch.Tensor) -> torch.Tensor:
         if I not in self._norms:  # two threads may both compute it: the same values
-            self._norms[I] = rows.square().sum(1)
+            self._norms[I] = sq_norms(rows)
         return self._norms[I]
+
+
+def _block(rx: Rows, ry: Rows, key: tuple[int, int], p: float) -> torch.Tensor:
+    """Block ``key = (I, J)``: rows ``I`` of ``rx`` against rows ``J`` of ``ry`` (norms cached)."""
+    a, b = rx(key[0]), ry(key[1])
+    if p != 2:
+        return block_values(a, b, p)
+    return block_values(a, b, p, rx.norms(key[0], a), ry.norms(key[1], b))
 
 
 def _check_finite(values: torch.Tensor, emb: Embedding) -> None:
@@ -212,8 +220,7 @@ def pairwise(X, Y=None, *, mode: str = "embedding", condensed: bool = False, blo
     keys = [(I, J) for I in range(len(bi)) for J in range(I if symmetric else 0, len(bj))]
     C1, C2 = len(ex), len(ey)
     check_memory(8 * (C1 * (C1 - 1) // 2 if condensed else C1 * C2), "X", f"the {C1} x {C2} matrix")
-    result = torch.zeros(C1 * (C1 - 1) // 2) if condensed else torch.zeros(C1, C2, dtype=torch.float64)
-    result = result.double()
+    result = torch.zeros(C1 * (C1 - 1) // 2 if condensed else (C1, C2), dtype=torch.float64)
     store = None
     if out is not None:
         store = BlockStore(out, {"format": FORMAT, "version": 1, "shape": [C1, C2], "block_size": rows, "p": ex.p,
@@ -237,12 +244,7 @@ def pairwise(X, Y=None, *, mode: str = "embedding", condensed: bool = False, blo
 
             done = pairwise_blocks(ex, ey, symmetric, shift, todo, bi, bj, client)
         else:
-            def job(key):
-                a, b = rx(key[0]), ry(key[1])
-                if ex.p != 2:
-                    return block_values(a, b, ex.p)
-                return block_values(a, b, ex.p, rx.norms(key[0], a), ry.norms(key[1], b))
-            done = ((todo[k], v) for k, v in stream(job, todo))
+            done = ((todo[k], v) for k, v in stream(lambda key: _block(rx, ry, key, ex.p), todo))
         for key, values in done:
             _check_finite(values, ex)
             if symmetric and key[0] == key[1]:  # exactly symmetric, exactly 0 on the diagonal
@@ -376,15 +378,9 @@ def _knn_blas(eq, ed, k, within, shift, block_size, progress):
     keys = [(I, J) for I in range(len(bq)) for J in range(I if within else 0, len(bd))]
     best = [(torch.empty(r1 - r0, 0, dtype=torch.float64), torch.empty(r1 - r0, 0, dtype=torch.long)) for r0, r1 in bq]
 
-    def job(key):
-        a, b = rq(key[0]), rd(key[1])
-        if eq.p != 2:
-            return block_values(a, b, eq.p)
-        return block_values(a, b, 2.0, rq.norms(key[0], a), rd.norms(key[1], b))
-
     bar = progress_bar(len(keys), "knn", progress)
     try:
-        for n, d in stream(job, keys):  # merged here, in this thread, in any order: the result is the same
+        for n, d in stream(lambda key: _block(rq, rd, key, eq.p), keys):  # merged here, in this thread, in any order: the result is the same
             I, J = keys[n]
             _check_finite(d, eq)
             (r0, r1), (c0, c1) = bq[I], bd[J]
