@@ -480,3 +480,41 @@ def test_pairwise_leaves_the_embedding_as_it_was():
     gc.pairwise(emb)
     gc.knn(emb, k=2)
     assert torch.equal(emb.vectors, before)
+
+
+def test_command_interrupted_matrix_resumes(tmp_path, capsys, monkeypatch):
+    from cli_helpers import run
+
+    folder, x = collection_folder(tmp_path)
+    out = tmp_path / "out"
+    real, calls = _pairwise.block_values, []
+
+    def dying(*args):
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(_pairwise, "block_values", dying)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    rc, _, err = run(capsys, "collection", "matrix", folder, "--out", out, "--n-projections", 6, "--block-size", 2)
+    assert rc == 130 and "geom: interrupted" in err
+    assert len(list((out / "blocks").glob("block-*.npy"))) == 4 and not (out / "matrix.npy").exists()
+    monkeypatch.setattr(_pairwise, "block_values", real)
+    rc, _, err = run(capsys, "collection", "matrix", folder, "--out", out, "--n-projections", 6, "--block-size", 2,
+                     "--resume")
+    assert rc == 0, err
+    want = gc.pairwise(gc.embed(list(x.float()), n_projections=6, seed=0), block_size=2).numpy()
+    np.testing.assert_array_equal(np.load(out / "matrix.npy", allow_pickle=False), want)
+
+
+def test_command_embed_writes_arrays_only(tmp_path, capsys):
+    from cli_helpers import run
+
+    folder, x = collection_folder(tmp_path)
+    rc, _, err = run(capsys, "collection", "embed", folder, "--out", tmp_path / "e", "--n-projections", 5, "--seed", 2)
+    assert rc == 0, err
+    with np.load(tmp_path / "e" / "embedding.npz", allow_pickle=False) as f:
+        emb = gc.embed(list(x.float()), n_projections=5, seed=2)
+        np.testing.assert_array_equal(f["vectors"], emb.vectors.numpy())
+        np.testing.assert_array_equal(f["labels"], [0, 0, 0, 0, 1, 1, 1, 1])

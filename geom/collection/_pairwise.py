@@ -418,18 +418,25 @@ def _exact_order(eq, ed, idx, k, within, shift):
 
 
 def _knn_keops(eq, ed, k, shift):
+    """KeOps' ArgKMin of ``|x_i - y_j|^2`` over the database (compiled once per dimension and ``k``, into
+    geom's KeOps cache; its messages swallowed as :mod:`geom._keops` does, a compilation announced)."""
+    import contextlib
+
     from .. import _keops  # sets geom's KeOps cache folder before pykeops is imported
 
-    try:
-        from pykeops.torch import Genred  # noqa: PLC0415
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("backend='keops' needs pykeops (a dependency of geom): pip install pykeops") from exc
     D = eq.vectors.shape[1]
     x = torch.cat([rows_of(eq.vectors[r0:r0 + 4096], shift).float() for r0 in range(0, len(eq), 4096)])
     y = torch.cat([rows_of(ed.vectors[r0:r0 + 4096], shift).float() for r0 in range(0, len(ed), 4096)])
-    routine = Genred("SqDist(x,y)", [f"x=Vi({D})", f"y=Vj({D})"], reduction_op="ArgKMin", axis=1, opt_arg=k)
-    with _keops._first_call(("collection-argkmin", D, k, torch.float32, "cpu")):
-        return routine(x, y).long()
+    try:
+        with contextlib.redirect_stdout(_keops._Watch("collection ArgKMin", x)):
+            from pykeops.torch import Genred  # noqa: PLC0415
+
+            routine = Genred("SqDist(x,y)", [f"x=Vi({D})", f"y=Vj({D})"], reduction_op="ArgKMin", axis=1, opt_arg=k)
+            with _keops._first_call(("collection-argkmin", D, k, torch.float32, "cpu")):
+                return routine(x, y).long()
+    except Exception as exc:  # an ImportError, a compiler failure: both say why
+        raise RuntimeError(f"backend='keops': pykeops could not run ArgKMin of SqDist on {D}-dimensional float32 "
+                           f"embeddings ({type(exc).__name__}: {exc}); use backend='blas'") from exc
 
 
 def _knn_faiss(eq, ed, k, shift):
