@@ -68,7 +68,7 @@ def test_error_is_the_lp_distance_to_the_step_quantiles():
     emb = gc.embed([mu], directions=[[1.0]], n_quantiles=2, p=1)
     # Q = 0 on (0, 1/3], 1 after; the steps are 0 on (0, 1/2], 1 after: they differ on (1/3, 1/2]
     assert emb.error.item() == pytest.approx(1 / 6, rel=1e-12)
-    assert emb.vectors.tolist() == [[0.0, 0.5]]  # Q(1/4), Q(3/4) scaled by (L K)^(-1/p)
+    assert emb.vectors.tolist() == [[0.0, 1.0]] and emb.scale == 0.5  # Q(1/4), Q(3/4); (L K)^(-1/p)
 
 
 def test_spd_kind_embeds_exactly():

@@ -15,7 +15,7 @@ seeded surface samples; files in subfolders take the subfolder's name as their c
 What each action writes into DIR (every file to a temporary name, then renamed):
 
 * ``embed``: ``embedding.npz`` (``vectors``, ``error``, ``directions``, ``labels``; arrays only, no
-  pickle) and ``summary.json``;
+  pickle) and ``summary.json`` (its ``scale``: ``SW_p = scale * ||vectors[a] - vectors[b]||_p``);
 * ``matrix``: ``matrix.npy`` (the SW matrix), ``blocks/`` (its blocks, as they finish: ``--resume``
   after an interruption skips those present), ``heatmap.png`` (the matrix in clustered order:
   average-linkage leaves), ``mds.png`` (classical MDS in 2-D, coloured by class) and ``summary.json``;
@@ -266,7 +266,7 @@ def run(args) -> int:
     try:
         emb = gc.embed(items, n_projections=args.n_projections, n_quantiles=args.n_quantiles, p=args.p,
                        seed=args.seed, client=client, progress=True)
-        summary.update(n_quantiles=emb.n_quantiles, max_error=float(emb.error.max()))
+        summary.update(n_quantiles=emb.n_quantiles, scale=emb.scale, max_error=float(emb.error.max()))
         if args.action == "embed":
             with _output(out / "embedding.npz") as fh:
                 np.savez(fh, vectors=emb.vectors.numpy(), error=emb.error.numpy(),

@@ -112,10 +112,12 @@ class Embedding:
     """Quantile embeddings of a collection: ``SW_p`` between two members is an l^p distance of rows.
 
     Attributes:
-        vectors: ``(C, L * K)`` rows; row ``c`` holds ``(L K)^(-1/p) F^-1_{theta_l # mu_c}((k - 1/2) / K)``
-            for ``l = 1..L`` (major) and ``k = 1..K``, so that
-            ``SW_p(mu_a, mu_b) ~= ||vectors[a] - vectors[b]||_p`` (the midpoint rule of
-            ``mean_l int_0^1 |F^-1_a - F^-1_b|^p``).
+        vectors: ``(C, L * K)`` rows in the measures' dtype; row ``c`` holds the quantiles
+            ``F^-1_{theta_l # mu_c}((k - 1/2) / K)`` for ``l = 1..L`` (major) and ``k = 1..K``, which
+            are projected atoms themselves (no rounding of their own), so that
+            ``SW_p(mu_a, mu_b) ~= scale * ||vectors[a] - vectors[b]||_p`` (the midpoint rule of
+            ``mean_l int_0^1 |F^-1_a - F^-1_b|^p``); the scale is applied in float64 where
+            distances are computed.
         error: ``(C,)`` float64: ``||Q_c - Q^_c||_p``, the L^p distance (over the directions and the
             levels) between member ``c``'s quantile functions and their step versions on the grid.
             By Minkowski's inequality ``|SW_p(a, b) - ||vectors[a] - vectors[b]||_p| <= error[a] +
@@ -138,6 +140,12 @@ class Embedding:
     @property
     def n_projections(self) -> int:
         return self.directions.shape[0]
+
+    @property
+    def scale(self) -> float:
+        """``(L K)^(-1/p)``: ``SW_p = scale * ||vectors[a] - vectors[b]||_p`` (the means over the
+        directions and the levels)."""
+        return (self.n_projections * self.n_quantiles) ** (-1.0 / self.p)
 
     def __getitem__(self, index) -> "Embedding":
         """The embeddings of some members (a slice or indices), same directions."""
@@ -167,8 +175,8 @@ def shared_directions(mu: Measure, *, n_projections, scheme, directions, seed, g
 
 def embed_chunk(support: torch.Tensor, weights: torch.Tensor, uniform: bool, rep, directions: torch.Tensor,
                 K: int, p: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(b, N, *event)`` support and ``(b, N)`` weights -> ``(b, L K)`` scaled quantiles and ``(b,)``
-    float64 errors (see :class:`Embedding`)."""
+    """``(b, N, *event)`` support and ``(b, N)`` weights -> ``(b, L K)`` quantiles (the projections
+    themselves, in the data's dtype) and ``(b,)`` float64 errors (see :class:`Embedding`)."""
     b, N = weights.shape
     L = directions.shape[0]
     with one_thread():  # the same bits here and on a Dask worker
@@ -176,10 +184,9 @@ def embed_chunk(support: torch.Tensor, weights: torch.Tensor, uniform: bool, rep
             x = torch.einsum("bnd,ld->bln", support, directions)  # (b, L, N)
         else:
             x = rep.project(support, directions)  # (b, L, N)
-    unit = (L * K) ** (-1.0 / p)
     if uniform and N == K:  # the k-th smallest atom is the quantile at (k - 1/2) / N: exact
         q = sort_rows(x, False)[0]  # (b, L, K), numpy's sort on geom's sort pool
-        return (q * unit).reshape(b, L * K), torch.zeros(b, dtype=torch.float64)
+        return q.reshape(b, L * K), torch.zeros(b, dtype=torch.float64)
     x, order = sort_rows(x, True)  # (b, L, N)
     w = weights[:, None, :].expand(b, L, N).gather(-1, order).double()  # (b, L, N)
     cdf = w.cumsum(-1)
@@ -198,7 +205,7 @@ def embed_chunk(support: torch.Tensor, weights: torch.Tensor, uniform: bool, rep
     if not bool(torch.isfinite(err_p).all()):
         raise ValueError("measures: the quadrature error of the embedding is not finite in float64 (coordinates or p "
                          "too large); rescale the measures or use a smaller p")
-    return (q * unit).reshape(b, L * K), err_p.pow(1.0 / p)
+    return q.reshape(b, L * K), err_p.pow(1.0 / p)
 
 
 def chunks_of(n_items: int, per_item: int) -> list[slice]:
@@ -232,7 +239,7 @@ def progress_bar(total: int, what: str, progress: bool | None):
 
 def block_values(a: torch.Tensor, b: torch.Tensor, p: float, na: torch.Tensor | None = None,
                  nb: torch.Tensor | None = None) -> torch.Tensor:
-    """``(r, D)``, ``(c, D)`` float64 embedding rows (moved by the collection's mean row, see
+    """``(r, D)``, ``(c, D)`` float64 rows of :func:`rows_of` (moved by the collection's mean row and scaled, see
     :class:`Rows`) -> ``(r, c)`` float64 ``||a - b||_p`` (``SW_p``).
 
     For ``p = 2`` by the Gram identity ``|a|^2 + |b|^2 - 2 a.b`` (``na``, ``nb``: the squared norms,
@@ -259,6 +266,8 @@ def sq_norms(rows: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(rows, dim=1).square_()
 
 
-def rows_of(vectors: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """What :class:`Rows` gives for a block of ``vectors`` (a Dask worker's conversion)."""
-    return vectors.to(torch.float64, copy=True).sub_(shift)
+def rows_of(vectors: torch.Tensor, shift: torch.Tensor, scale: float) -> torch.Tensor:
+    """``(vectors - shift) * scale`` in float64: the rows whose l^p distances are ``SW_p`` (what
+    :class:`Rows` gives for a block, and a Dask worker's conversion of its block). Elementwise, so
+    the same bits wherever it runs."""
+    return vectors.to(torch.float64, copy=True).sub_(shift).mul_(scale)

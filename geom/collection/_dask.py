@@ -96,12 +96,13 @@ def _shape(shard):
     return int(shard[1].shape[1]), shard[3], tuple(shard[0].shape[2:])
 
 
-def _block_task(a, b, shift, p):
+def _block_task(a, b, shift, scale, p):
     from ._base import block_values, one_thread, rows_of
 
     shift = torch.from_numpy(shift)
     with one_thread():
-        return block_values(rows_of(torch.from_numpy(a), shift), rows_of(torch.from_numpy(b), shift), p).numpy()
+        return block_values(rows_of(torch.from_numpy(a), shift, scale), rows_of(torch.from_numpy(b), shift, scale),
+                            p).numpy()
 
 
 # ---------------------------------------------------------------------------------------------- drivers
@@ -210,7 +211,7 @@ def pairwise_blocks(ex, ey, symmetric, shift, todo, bi, bj, client):
             for key in todo:
                 a = shard("x", key[0])
                 b = a if symmetric and key[0] == key[1] else shard("x" if symmetric else "y", key[1])
-                f = c.submit(_block_task, a, b, s, ex.p, key=f"geom-block-{token}-{key[0]}-{key[1]}", retries=3)
+                f = c.submit(_block_task, a, b, s, ex.scale, ex.p, key=f"geom-block-{token}-{key[0]}-{key[1]}", retries=3)
                 futures[f.key] = (key, f)
             for future in distributed.as_completed([f for _, f in futures.values()], loop=c.loop):
                 key, _ = futures[future.key]

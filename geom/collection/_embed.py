@@ -54,7 +54,7 @@ def embed(measures, *, n_projections: int = 64, n_quantiles: int | None = None, 
     >>> import geom.collection as gc, torch
     >>> x = torch.tensor([[[0.0], [1.0]], [[3.0], [4.0]]])
     >>> emb = gc.embed(x, directions=[[1.0]])
-    >>> gc.pairwise(emb)[0, 1].item()
+    >>> round(gc.pairwise(emb)[0, 1].item(), 12)
     3.0
     """
     p = check_p(p)

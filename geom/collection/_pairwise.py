@@ -54,7 +54,7 @@ class Rows:
                 self._cache.move_to_end(I)
                 return self._cache[I]
         r0, r1 = self.bounds[I]
-        rows = rows_of(self.emb.vectors[r0:r1], self.shift)
+        rows = rows_of(self.emb.vectors[r0:r1], self.shift, self.emb.scale)
         with self._lock:
             self._cache[I] = rows
             while len(self._cache) > 1 and sum(t.numel() * 8 for t in self._cache.values()) > CACHE_BYTES:
@@ -409,7 +409,8 @@ def _exact_order(eq, ed, idx, k, within, shift):
     Q, kk = idx.shape
     d = torch.empty(Q, kk, dtype=torch.float64)
     for q in range(Q):
-        d[q] = torch.linalg.vector_norm(rows_of(ed.vectors[idx[q]], shift) - rows_of(eq.vectors[q], shift), ord=eq.p,
+        d[q] = torch.linalg.vector_norm(rows_of(ed.vectors[idx[q]], shift, eq.scale) - rows_of(eq.vectors[q], shift,
+                                                                                             eq.scale), ord=eq.p,
                                         dim=1)
     if within:
         d = torch.where(idx == torch.arange(Q)[:, None], math.inf, d)
@@ -425,8 +426,8 @@ def _knn_keops(eq, ed, k, shift):
     from .. import _keops  # sets geom's KeOps cache folder before pykeops is imported
 
     D = eq.vectors.shape[1]
-    x = torch.cat([rows_of(eq.vectors[r0:r0 + 4096], shift).float() for r0 in range(0, len(eq), 4096)])
-    y = torch.cat([rows_of(ed.vectors[r0:r0 + 4096], shift).float() for r0 in range(0, len(ed), 4096)])
+    x = torch.cat([rows_of(eq.vectors[r0:r0 + 4096], shift, eq.scale).float() for r0 in range(0, len(eq), 4096)])
+    y = torch.cat([rows_of(ed.vectors[r0:r0 + 4096], shift, eq.scale).float() for r0 in range(0, len(ed), 4096)])
     try:
         with contextlib.redirect_stdout(_keops._Watch("collection ArgKMin", x)):
             from pykeops.torch import Genred  # noqa: PLC0415
@@ -449,7 +450,7 @@ def _knn_faiss(eq, ed, k, shift):
     step = max(1, BLOCK_BYTES // (8 * D))  # rows converted at a time
 
     def shifted(emb, r0):
-        return np.ascontiguousarray(rows_of(emb.vectors[r0:r0 + step], shift).float().numpy())
+        return np.ascontiguousarray(rows_of(emb.vectors[r0:r0 + step], shift, eq.scale).float().numpy())
 
     for r0 in range(0, len(ed), step):
         index.add(shifted(ed, r0))
