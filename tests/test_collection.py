@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import geom
 import geom.collection as gc
@@ -60,6 +62,24 @@ def test_weighted_and_unequal_sizes_are_within_the_stated_quadrature_error():
     small, large = (gc.embed(items, n_projections=8, seed=2, n_quantiles=K).error for K in (16, 4096))
     # quantile functions of discrete measures are steps: the error goes as K^(-1/p), 16 times less here
     assert bool((large < small / 8).all())
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), sizes=st.lists(st.integers(1, 25), min_size=2, max_size=4),
+       K=st.integers(1, 64), p=st.sampled_from([1.0, 1.5, 2.0, 3.0]), zeros=st.booleans())
+def test_quadrature_bound_holds_for_any_weights_sizes_levels_and_order(seed, sizes, K, p, zeros):
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for n in sizes:
+        w = torch.rand(n, generator=g, dtype=torch.float64)
+        if zeros and n > 1:
+            w[0] = 0.0  # atoms of weight zero are nobody's quantile
+        items.append(geom.measure(torch.randn(n, 2, generator=g, dtype=torch.float64) * 3, weights=w))
+    emb = gc.embed(items, n_projections=3, seed=seed, n_quantiles=K, p=p)
+    D = gc.pairwise(emb)
+    E = gc.pairwise(items, mode="exact", directions=emb.directions, p=p)
+    bound = emb.error[:, None] + emb.error[None]
+    assert bool(((D - E).abs() <= bound + 1e-9 * (1 + E)).all())
 
 
 def test_error_is_the_lp_distance_to_the_step_quantiles():
