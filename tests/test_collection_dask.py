@@ -41,6 +41,16 @@ def test_in_process_cluster_gives_the_same_bits(threads_client):
     assert torch.equal(gc.pairwise(here, y, block_size=4), gc.pairwise(here, y, block_size=4, client=threads_client))
 
 
+def test_knn_on_dask_gives_the_same_bits(threads_client):
+    emb = gc.embed(clouds(7, C=25), n_projections=8, seed=0)
+    here = gc.knn(emb, k=4, block_size=6)
+    there = gc.knn(emb, k=4, block_size=6, client=threads_client)
+    assert torch.equal(here[0], there[0]) and torch.equal(here[1], there[1])
+    q = gc.embed(clouds(8, C=7), directions=emb.directions)
+    a, b = gc.knn(q, emb, k=3, block_size=6), gc.knn(q, emb, k=3, block_size=6, client=threads_client)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
 def test_files_are_read_and_embedded_on_the_workers(threads_client, tmp_path):
     x = clouds(2, C=20)
     paths = []

@@ -318,7 +318,7 @@ def _exact(X, Y, symmetric, condensed, progress, options) -> torch.Tensor:
 
 
 def knn(query, database=None, k: int = 1, *, backend: str = "blas", block_size: int | None = None,
-        progress: bool | None = None, **embed_options) -> tuple[torch.Tensor, torch.Tensor]:
+        client=None, progress: bool | None = None, **embed_options) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact ``k`` nearest neighbours in ``SW_p`` through the embeddings.
 
     Args:
@@ -333,6 +333,8 @@ def knn(query, database=None, k: int = 1, *, backend: str = "blas", block_size: 
             large databases. KeOps' and faiss' candidates are float32; their distances are recomputed
             in float64 and re-sorted, so all three agree except between near-ties.
         block_size, progress: as in :func:`pairwise`.
+        client: as in :func:`pairwise` (``backend="blas"``): the blocks run on the Dask workers and are
+            merged here; the same neighbours and distances, bit for bit.
         **embed_options: options of :func:`embed` for collections.
 
     Returns:
@@ -360,7 +362,9 @@ def knn(query, database=None, k: int = 1, *, backend: str = "blas", block_size: 
                          f"p = {eq.p:g}: use backend='blas'")
     shift = _shift(*([ed] if within else [eq, ed]))
     if backend == "blas":
-        return _knn_blas(eq, ed, k, within, shift, block_size, progress)
+        return _knn_blas(eq, ed, k, within, shift, block_size, progress, client)
+    if client is not None:
+        raise ValueError(f"client: the Dask path computes blocks (backend='blas'), got backend={backend!r}")
     if backend == "keops":
         idx = _knn_keops(eq, ed, k + within, shift)
     else:
@@ -368,7 +372,7 @@ def knn(query, database=None, k: int = 1, *, backend: str = "blas", block_size: 
     return _exact_order(eq, ed, idx, k, within, shift)
 
 
-def _knn_blas(eq, ed, k, within, shift, block_size, progress):
+def _knn_blas(eq, ed, k, within, shift, block_size, progress, client=None):
     """Blocks of distances, each merged into the running top-k of its rows as it arrives; within one
     collection only the blocks ``J >= I`` are computed, each serving the rows of ``I`` and of ``J``."""
     rows = _block_rows(eq.vectors.shape[1], block_size)
@@ -380,8 +384,13 @@ def _knn_blas(eq, ed, k, within, shift, block_size, progress):
 
     bar = progress_bar(len(keys), "knn", progress)
     try:
-        for n, d in stream(lambda key: _block(rq, rd, key, eq.p), keys):  # merged here, in this thread, in any order: the result is the same
-            I, J = keys[n]
+        if client is not None:
+            from ._dask import pairwise_blocks
+
+            done = pairwise_blocks(eq, ed, within, shift, keys, bq, bd, client)
+        else:
+            done = ((keys[n], d) for n, d in stream(lambda key: _block(rq, rd, key, eq.p), keys))
+        for (I, J), d in done:  # merged here, in this thread, in any order: the result is the same
             _check_finite(d, eq)
             (r0, r1), (c0, c1) = bq[I], bd[J]
             if within and I == J:
