@@ -285,7 +285,7 @@ def run(args) -> int:
             off = D[np.triu_indices(len(D), 1)]
             summary.update(mean_sw=float(off.mean()) if off.size else None)
         elif args.action == "knn":
-            d, i = gc.knn(emb, k=args.k, block_size=args.block_size, progress=True)
+            d, i = gc.knn(emb, k=args.k, block_size=args.block_size, client=client, progress=True)
             with _output(out / "neighbours.npz") as fh:
                 np.savez(fh, indices=i.numpy(), distances=d.numpy())
             written.append("neighbours.npz")
