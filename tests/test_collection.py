@@ -436,6 +436,7 @@ def test_command_matrix_writes_its_files_and_resumes(tmp_path, capsys):
     assert rc == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["classes"] == ["a", "b"] and summary["n_measures"] == 8
+    assert summary["members"][5] == {"name": "b/s5.npy", "class": "b"}
     assert sorted(summary["files"]) == ["blocks", "heatmap.png", "matrix.npy", "mds.png", "summary.json"]
     D = np.load(out / "matrix.npy", allow_pickle=False)
     want = gc.pairwise(gc.embed(list(x.float()), n_projections=6, seed=0), block_size=3).numpy()

@@ -22,7 +22,9 @@ What each action writes into DIR (every file to a temporary name, then renamed):
 * ``knn``: ``neighbours.npz`` (``indices``, ``distances`` of the ``--k`` nearest other members) and
   ``summary.json`` (with the share of neighbours of the same class);
 * ``test``: ``summary.json`` (the MMD statistic and its permutation p-value) between two classes of
-  SOURCE (``--classes A,B``) or between SOURCE and ``--against SOURCE2``.
+  SOURCE (``--classes A,B``; only their members are embedded) or between SOURCE and ``--against SOURCE2``.
+
+Every ``summary.json`` lists the members in row order (file or dataset item, and class).
 
 ``--workers N`` starts a Dask LocalCluster of N worker processes; ``--scheduler ADDRESS`` uses a
 running one (``pip install 'geom[dask]'``). ``--force`` replaces the outputs of an earlier
@@ -258,6 +260,9 @@ def run(args) -> int:
     _check(args)
     out, ours = _prepare_out(args)
     items, labels, classes, names = _read(args.source, args, "SOURCE")
+    wanted = None
+    if args.action == "test" and args.classes is not None:
+        items, labels, names, wanted = _pick_classes(args, items, labels, classes, names)
     written: list[str] = []
     summary = {"command": _command_line(args), "action": args.action, "source": args.source,
                "n_measures": len(items), "classes": classes, "n_projections": args.n_projections, "p": args.p,
@@ -291,7 +296,7 @@ def run(args) -> int:
             written.append("neighbours.npz")
             summary.update(k=args.k, same_class=float((labels[i.numpy()] == labels[:, None]).mean()))
         else:
-            summary.update(_test(args, gc, emb, items, labels, classes))
+            summary.update(_test(args, gc, emb, labels, classes, wanted))
     finally:
         if own is not None:
             cluster = own.cluster
@@ -300,10 +305,11 @@ def run(args) -> int:
     for name in sorted(ours - set(written) - {SUMMARY}):
         if name != BLOCKS:
             (out / name).unlink(missing_ok=True)
+    summary["members"] = [{"name": n, "class": classes[y]} for n, y in zip(names, labels.tolist())]
     summary["files"] = written + [SUMMARY]
     with _output(out / SUMMARY, "w") as fh:
         json.dump(summary, fh, indent=2, allow_nan=False)
-    _print_json({k: v for k, v in summary.items() if k not in ("clustered_order", "command")})
+    _print_json({k: v for k, v in summary.items() if k not in ("clustered_order", "command", "members")})
     return 0
 
 
@@ -321,11 +327,17 @@ def _command_line(args) -> list[str]:
     return argv
 
 
-def _test(args, gc, emb, items, labels, classes) -> dict:
-    if args.classes is not None:
-        wanted = [c.strip() for c in args.classes.split(",")]
-        if len(wanted) != 2 or any(c not in classes for c in wanted):
-            raise ValueError(f"--classes: expected two of the classes {', '.join(classes)}, got {args.classes!r}")
+def _pick_classes(args, items, labels, classes, names):
+    """``test --classes A,B``: only the members of the two classes (embedded, the others not)."""
+    wanted = [c.strip() for c in args.classes.split(",")]
+    if len(wanted) != 2 or len(set(wanted)) != 2 or any(c not in classes for c in wanted):
+        raise ValueError(f"--classes: expected two of the classes {', '.join(classes)}, got {args.classes!r}")
+    keep = [k for k, y in enumerate(labels) if classes[y] in wanted]
+    return [items[k] for k in keep], labels[keep], [names[k] for k in keep], wanted
+
+
+def _test(args, gc, emb, labels, classes, wanted) -> dict:
+    if wanted is not None:
         a, b = (torch.from_numpy(np.flatnonzero(labels == classes.index(c))) for c in wanted)
         ex, ey = emb[a], emb[b]
         what = wanted

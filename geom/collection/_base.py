@@ -74,8 +74,9 @@ def stream(fn, jobs, threads: int | None = None):
 def as_collection(measures, name: str = "measures") -> Measure:
     """A collection -> one batched, detached :class:`geom.Measure` (items padded with zero weight).
 
-    ``measures``: a batched Measure, a ``(B, N, D)`` array or tensor, or a non-empty list or tuple of Measures, ``(N, D)`` arrays or
-    tensors, or file paths (read by :func:`geom.measure`), all of one kind and one dimension.
+    ``measures``: a batched Measure, a ``(B, N, D)`` array or tensor, or a non-empty list or tuple of
+    Measures, ``(N, D)`` arrays or tensors, or file paths (read by :func:`geom.measure` with its
+    defaults), all of one kind and one dimension.
     """
     if isinstance(measures, (torch.Tensor, np.ndarray)):  # (B, N, D): a batch of clouds
         try:
