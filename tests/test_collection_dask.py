@@ -41,6 +41,19 @@ def test_in_process_cluster_gives_the_same_bits(threads_client):
     assert torch.equal(gc.pairwise(here, y, block_size=4), gc.pairwise(here, y, block_size=4, client=threads_client))
 
 
+def test_weighted_and_other_orders_give_the_same_bits(threads_client):
+    import geom
+
+    g = torch.Generator().manual_seed(3)
+    x = clouds(9, C=14)
+    mu = geom.measure(x, weights=torch.rand(x.shape[:2], generator=g) + 0.1)
+    for p in (1.0, 2.0, 3.0):
+        here = gc.embed(mu, n_projections=6, seed=1, n_quantiles=40, p=p)
+        there = gc.embed(mu, n_projections=6, seed=1, n_quantiles=40, p=p, client=threads_client)
+        assert torch.equal(here.vectors, there.vectors) and torch.equal(here.error, there.error)
+        assert torch.equal(gc.pairwise(here, block_size=4), gc.pairwise(here, block_size=4, client=threads_client))
+
+
 def test_knn_on_dask_gives_the_same_bits(threads_client):
     emb = gc.embed(clouds(7, C=25), n_projections=8, seed=0)
     here = gc.knn(emb, k=4, block_size=6)
