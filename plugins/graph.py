@@ -47,6 +47,9 @@ import torch
 import geom
 from geom._checks import as_host_array, check_bool, check_int, check_memory, check_p, check_real, describe
 from geom.measures import Measure, normalize_weights
+from geom.spectral import SOLVERS, cotangent_laplacian, eigenpairs, n_components
+from geom.spectral import laplacian as mesh_laplacian
+from geom.spectral import mesh_arrays as _mesh_arrays
 from geom.sliced import absolute_costs, finish_slices, make_generator, prepare_slices, relative_costs, scaled_costs
 
 __all__ = [
@@ -62,8 +65,6 @@ __all__ = [
 ]
 
 WEIGHTINGS = ("biharmonic", "heat", "power")
-SOLVERS = ("auto", "dense", "eigsh")
-DENSE_MAX_NODES = 1000  # "auto" solves densely up to this many nodes, with eigsh (shift-invert) above
 
 
 class SpectralDomain:
@@ -97,9 +98,7 @@ class SpectralDomain:
         self.s = check_real(s, "s", "> 0", lambda v: v > 0)
         self.seed = check_int(seed, "seed")
         n = self.stiffness.shape[0]
-        import scipy.sparse.csgraph
-
-        self.n_components = int(scipy.sparse.csgraph.connected_components(self.stiffness != 0, directed=False)[0])
+        self.n_components = n_components(self.stiffness)
         available = n - self.n_components
         if n_eigenpairs is None:
             n_eigenpairs = available
@@ -114,32 +113,9 @@ class SpectralDomain:
         return self.stiffness.shape[0]
 
     def _solve(self):
-        n, c, K = self.n_nodes, self.n_components, self.n_eigenpairs
-        k = c + K  # the null space (one constant per component) and the K asked for
-        dense = self.solver == "dense" or (self.solver == "auto" and (n <= DENSE_MAX_NODES or k >= n - 1))
-        if dense:
-            inv_sqrt = 1.0 / np.sqrt(self.mass)  # (n,)  M^-1/2 L M^-1/2 u = lambda u, phi = M^-1/2 u
-            sym = inv_sqrt[:, None] * self.stiffness.toarray() * inv_sqrt[None, :]
-            import scipy.linalg  # imported on first use: geom's plugin load stays light
-
-            lam, u = scipy.linalg.eigh(sym, subset_by_index=[0, k - 1])
-            phi = inv_sqrt[:, None] * u  # (n, k)
-        else:
-            if k >= n - 1:
-                raise ValueError(f"solver: 'eigsh' computes at most n - 2 = {n - 2} eigenpairs, asked for {k}; "
-                                 "use solver='dense'")
-            v0 = np.random.default_rng(self.seed).standard_normal(n)  # (n,) seeded start vector
-            shift = 1e-8 * float(np.max(self.stiffness.diagonal() / self.mass))  # L + shift M is definite
-            import scipy.sparse.linalg
-
-            lam, phi = scipy.sparse.linalg.eigsh(self.stiffness, k=k, M=sp.diags(self.mass), sigma=-shift,
-                                       which="LM", v0=v0)
-            order = np.argsort(lam)
-            lam, phi = lam[order], phi[:, order]
+        c = self.n_components  # the null space (one constant per component) and the K asked for
+        lam, phi = eigenpairs(self.stiffness, self.mass, c + self.n_eigenpairs, solver=self.solver, seed=self.seed)
         lam, phi = lam[c:], phi[:, c:]  # drop the null space
-        mag = np.abs(phi)  # sign convention: the first entry of (near-)largest magnitude is positive
-        peak = (mag >= (1 - 1e-6) * mag.max(0, keepdims=True)).argmax(0)  # (K,)
-        phi = phi * np.sign(phi[peak, np.arange(K)])[None, :]
         if not bool((lam > 0).all()):
             raise ValueError(f"stiffness: expected {c} null eigenvalues (one per component), found more")
         return lam, phi
@@ -245,52 +221,6 @@ class GraphDomain(SpectralDomain):
         super().__init__(laplacian, np.ones(n), **options)
 
 
-def cotangent_laplacian(vertices, faces) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Cotangent Laplacian and lumped mass of a triangle mesh.
-
-    ``L_ij = -(cot a_ij + cot b_ij) / 2`` for an edge ``ij`` with opposite angles ``a_ij, b_ij``,
-    ``L_ii = -sum_j L_ij`` (positive semi-definite); ``M_ii`` is a third of the area of the faces
-    around vertex ``i``. Degenerate (zero-area) faces contribute nothing.
-
-    Args:
-        vertices: ``(V, 3)`` positions; faces: ``(F, 3)`` vertex indices.
-
-    Returns:
-        ``L`` as a ``(V, V)`` scipy CSR matrix and the ``(V,)`` lumped masses, float64.
-    """
-    v, f = _mesh_arrays(vertices, faces)  # (V, 3) float64, (F, 3) int64
-    V = len(v)
-    rows, cols, vals = [], [], []
-    area = np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1) / 2  # (F,)
-    for c in range(3):  # corner c, opposite edge (a, b)
-        i, a, b = f[:, c], f[:, (c + 1) % 3], f[:, (c + 2) % 3]
-        e1, e2 = v[a] - v[i], v[b] - v[i]  # (F, 3)
-        cross = np.linalg.norm(np.cross(e1, e2), axis=1)  # (F,) twice the area
-        ok = cross > 1e-12 * np.linalg.norm(e1, axis=1) * np.linalg.norm(e2, axis=1)
-        cot = np.divide((e1 * e2).sum(1), cross, out=np.zeros(len(f)), where=ok)  # (F,)
-        rows += [a, b]
-        cols += [b, a]
-        vals += [cot / 2, cot / 2]
-    w = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(V, V)).tocsr()
-    laplacian = (sp.diags(np.asarray(w.sum(1)).ravel()) - w).tocsr()
-    mass = np.bincount(f.ravel(), weights=np.repeat(area / 3, 3), minlength=V)  # (V,)
-    return laplacian, mass
-
-
-def _mesh_arrays(vertices, faces, name: str = "vertices") -> tuple[np.ndarray, np.ndarray]:
-    """``(V, 3)`` finite float64 vertices and ``(F, 3)`` int64 faces indexing them; errors name ``name`` and ``faces``."""
-    v, f = (as_host_array(arg, what, "an (n, 3) array") for arg, what in ((vertices, name), (faces, "faces")))
-    if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] == 0 or v.dtype.kind not in "iuf":
-        raise ValueError(f"{name}: expected (V, 3) real vertices, got {describe(v)}")
-    if not np.isfinite(v).all():
-        raise ValueError(f"{name}: expected finite vertex positions")
-    if f.ndim != 2 or f.shape[1] != 3 or f.shape[0] == 0 or f.dtype.kind not in "iu":
-        raise ValueError(f"faces: expected a non-empty (F, 3) integer array, got {describe(f)}")
-    if f.min() < 0 or f.max() >= len(v):
-        raise ValueError(f"faces: expected vertex indices in [0, {len(v)}), got [{f.min()}, {f.max()}]")
-    return v.astype(np.float64), f.astype(np.int64)
-
-
 class MeshDomain(SpectralDomain):
     """A triangle mesh as a discretised manifold: cotangent Laplacian, lumped mass, ``L phi = lambda M phi``.
 
@@ -300,16 +230,15 @@ class MeshDomain(SpectralDomain):
         faces: ``(F, 3)`` vertex indices when ``mesh`` is an array.
         **options: ``n_eigenpairs``, ``weighting``, ``t``, ``s``, ``solver``, ``seed`` of
             :class:`SpectralDomain`. The nodes are the vertices.
+        method: ``"cotangent"`` or ``"robust"`` (the intrinsic Delaunay Laplacian of
+            :func:`geom.spectral.robust_laplacian`, for non-manifold or badly shaped meshes).
     """
 
-    def __init__(self, mesh, faces=None, **options):
+    def __init__(self, mesh, faces=None, *, method="cotangent", **options):
         if faces is None:
             mesh, faces = geom.io.read_mesh(mesh)
         vertices, faces = _mesh_arrays(mesh, faces, "mesh")
-        laplacian, mass = cotangent_laplacian(vertices, faces)
-        if not bool((mass > 0).all()):
-            raise ValueError(f"faces: vertex {int(np.argmin(mass > 0))} belongs to no face of positive area; "
-                             "expected every vertex on a non-degenerate face")
+        laplacian, mass = mesh_laplacian(vertices, faces, method=method)  # geom.spectral: one implementation
         self.vertices, self.faces = vertices, faces
         super().__init__(laplacian, mass, **options)
 
