@@ -57,19 +57,23 @@ class ProjectedAscent:
                 mine.copy_(saved)
 
     @torch.no_grad()
-    def step(self, lr: float, grads: Iterable[torch.Tensor] | None = None) -> None:
-        """One step of size ``lr`` up the gradients (``grads``, or each tensor's ``.grad``, cleared)."""
+    def step(self, lr, grads: Iterable[torch.Tensor] | None = None) -> None:
+        """One step of size ``lr`` up the gradients (``grads``, or each tensor's ``.grad``, cleared);
+        ``lr`` a number, or a tensor that broadcasts against every parameter (a size per entry)."""
         self.t += 1
         b1, b2 = self.betas
         grads = [q.grad for q in self.params] if grads is None else list(grads)
         for q, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
             if self.method == "sgd":
-                q.add_(g, alpha=lr)
+                q.add_(g * lr if isinstance(lr, torch.Tensor) else g, alpha=1 if isinstance(lr, torch.Tensor) else lr)
             else:
                 m.lerp_(g, 1 - b1)
                 v.mul_(b2).addcmul_(g, g, value=1 - b2)
                 denom = (v / (1 - b2**self.t)).sqrt_().add_(self.eps)
-                q.addcdiv_(m, denom, value=lr / (1 - b1**self.t))
+                if isinstance(lr, torch.Tensor):
+                    q.add_(m / denom * (lr / (1 - b1**self.t)))
+                else:
+                    q.addcdiv_(m, denom, value=lr / (1 - b1**self.t))
             q.grad = None
         if self.project is not None:
             self.project()

@@ -45,6 +45,7 @@ import torch
 
 import geom
 from geom._files import save_figure, write_text
+from geom.deform.fit import LR, REGULARIZATION
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MESHES = ROOT.parent / "shared" / "data" / "meshes"
@@ -52,14 +53,12 @@ SHARED = {"arm": "arm.obj", "bunny": "bunny_small.off", "knight": "decimated-kni
 BUNDLED = ("ellipsoid", "cube", "capsule")
 TARGETS = BUNDLED + ("folded",) + tuple(SHARED)
 METHODS = ("ode", "vertices", "anchor")
-LR = {"ode": 0.05, "vertices": 0.01}  # Adam; the field's larger: 150 steps are few (0.1 diverges)
-ODE = dict(stationary=False)  # v(x, t): half the bunny's Chamfer of a stationary field at 150 steps
 METRICS = ("chamfer", "hausdorff", "normal_agreement", "normal_smoothness", "self_intersection_fraction",
            "self_intersecting_faces", "seconds", "seconds_per_step")
 ANCHOR_WEIGHTS = dict(chamfer=1.0, edge=1.0, normal=0.01, laplacian=0.1)  # the tutorial's
 ANCHOR_SAMPLES = 5000
 
-FULL = dict(level=3, steps=150, n_projections=128, target_level=4, timing_sizes=(10_000, 100_000), metric_samples=4096)
+FULL = dict(level=3, steps=300, n_projections=128, target_level=4, timing_sizes=(10_000, 100_000), metric_samples=4096)
 QUICK = dict(level=1, steps=3, n_projections=16, target_level=2, timing_sizes=(1000,), metric_samples=256)
 
 
@@ -236,8 +235,7 @@ def run_method(method: str, template, target, *, steps: int, n_projections: int,
                 tick()
 
         r = deform(template, target, method=method, loss="sw", kind="varifold", scheme="qmc",
-                   n_projections=n_projections, steps=steps, lr=LR[method], seed=seed, callback=callback,
-                   ode=ODE if method == "ode" else None)
+                   n_projections=n_projections, steps=steps, seed=seed, callback=callback)  # deform's defaults
         v, f = r.vertices, r.faces
         history = {name: [float(x) for x in values] for name, values in r.history.items()}
     return v, f, history, time.perf_counter() - start
@@ -331,8 +329,9 @@ def verdicts(rows, timing) -> dict:
 
 def markdown(rows, timing, verdict, settings) -> str:
     out = [f"Template: icosphere level {settings['level']} ({settings['n_faces']} faces), {settings['steps']} steps "
-           f"per method; SW: varifold, qmc, {settings['n_projections']} directions, Adam lr {LR['ode']} (ODE, a time-dependent field) and "
-           f"{LR['vertices']} (free vertices); anchor: PyTorch3D's "
+           f"per method; SW: varifold, qmc, {settings['n_projections']} directions, the rest deform's defaults (Adam lr "
+           f"{LR['ode']} on a time-dependent field with Fourier features, {LR['vertices']} target radii on free vertices; "
+           f"regularisers {REGULARIZATION}); anchor: PyTorch3D's "
            "recipe (Chamfer of 5000 samples + 1 edge + 0.01 normal + 0.1 Laplacian, SGD lr 1 momentum 0.9). Metrics "
            f"after scaling the target to a unit bounding-box diagonal, {settings['metric_samples']} samples "
            "(Chamfer: squared distances; normal agreement: higher is better; normal smoothness, PyTorch3D's "
@@ -418,7 +417,7 @@ def run(out: pathlib.Path, *, targets=TARGETS, steps: int, level: int, n_project
     template = icosphere(level)
     settings = dict(level=level, n_faces=len(template[1]), steps=steps, n_projections=n_projections,
                     target_level=target_level, metric_samples=metric_samples, anchor_weights=ANCHOR_WEIGHTS,
-                    anchor_samples=ANCHOR_SAMPLES, lr=LR, ode=ODE, anchor_lr=1.0, anchor_momentum=0.9, threads=threads,
+                    anchor_samples=ANCHOR_SAMPLES, lr=LR, regularizers=REGULARIZATION, anchor_lr=1.0, anchor_momentum=0.9, threads=threads,
                     targets=list(chosen), torch=torch.__version__)
     print(f"deform bench: {len(chosen)} targets, {len(METHODS)} methods, {steps} steps, template level {level}",
           file=sys.stderr)

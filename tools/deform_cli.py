@@ -71,7 +71,7 @@ _RENAMES = (("template, target", "TEMPLATE, TARGET"), ("template", "TEMPLATE"), 
 
 def configure_deform(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``geom deform``."""
-    from geom.deform.fit import KINDS, LOSSES, METHODS
+    from geom.deform.fit import KINDS, LOSSES, LR, METHODS
 
     parser.add_argument("template", metavar="TEMPLATE", help="sphere:LEVEL (an icosphere, LEVEL 0-9) or a mesh file")
     parser.add_argument("target", metavar="TARGET", help="mesh file (a point file with --kind mesh or --loss chamfer)")
@@ -85,8 +85,9 @@ def configure_deform(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", dest="options",
                         help="an option of the scheme, repeatable (values read as JSON where they parse)")
     parser.add_argument("--n-projections", type=int, default=128, metavar="L", help="directions per step (default: 128)")
-    parser.add_argument("--steps", type=int, default=100, metavar="N", help="Adam steps (default: 100)")
-    parser.add_argument("--lr", type=float, default=None, metavar="X", help="Adam's step size (default: 0.01)")
+    parser.add_argument("--steps", type=int, default=300, metavar="N", help="Adam steps (default: 300)")
+    parser.add_argument("--lr", type=float, default=None, metavar="X",
+                        help=f"Adam's step size (default: {LR['ode']} on the field, {LR['vertices']} target radii on free vertices)")
     parser.add_argument("--seed", type=int, default=0, metavar="K",
                         help="seed of the field's initialisation, the directions and the samples (default: 0)")
     _add_normalize(parser)

@@ -31,7 +31,7 @@ def unit_scale(vertices: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1).max()
 
 
-def flow(source, target, *, kind="varifold", scheme="qmc", steps=300, lr=0.01, n_projections=128, seed=0,
+def flow(source, target, *, kind="varifold", scheme="qmc", steps=300, lr=None, n_projections=128, seed=0,
          every=10, method="vertices"):
     """Adam on the source vertices (``method="vertices"``) or on a neural-ODE deformation (``"ode"``), by
     :func:`geom.deform.deform`; returns the final vertices, the loss curve ``[(step, SW_2 after step
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--method", default="vertices", choices=["vertices", "ode"],
                     help="move free vertices, or the template by a neural-ODE diffeomorphism (geom.deform)")
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--lr", type=float, default=None, help="Adam step size (default: deform's)")
     ap.add_argument("--n-projections", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "tools" / "results"), help="folder for the PNG and JSON")

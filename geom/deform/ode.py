@@ -41,15 +41,27 @@ def odeint(adjoint: bool = False):
 class VelocityField(torch.nn.Module):
     """An MLP velocity field ``v(x, t)`` (or ``v(x)`` when ``stationary``); ``K`` independent fields at once.
 
-    ``v = W_L s(... s(W_1 [x, t] + b_1) ...) + b_L`` with ``s`` tanh or softplus (smooth, so the flow is
-    C^1). Weights are ``(K, in, out)``: field ``k`` moves item ``k`` of a ``(K, N, dim)`` batch, and one
-    field (``K = 1``) moves every item.
+    ``v(x, t) = length * f((x - centre) / length, t)`` with the MLP
+    ``f(u, t) = W_L s(... s(W_1 [e(u), t] + b_1) ...) + b_L``, ``s`` tanh or softplus (smooth, so the flow
+    is C^1) and ``e(u) = [u, sin(2 pi u B), cos(2 pi u B)]`` (random Fourier features, or ``e(u) = u``).
+    ``centre`` and ``length`` make the field free of the data's position and size: the same weights
+    move a shape 1000 times larger by a 1000 times larger velocity, and one learning rate fits both.
+    Weights are ``(K, in, out)``: field ``k`` moves item ``k`` of a ``(K, N, dim)`` batch, and one field
+    (``K = 1``) moves every item.
 
     Args:
         dim: dimension of the points.
         hidden: width of the hidden layers; layers: their number (``>= 1``).
         stationary: no time input.
         activation: ``"tanh"`` (default; trains far faster than softplus here) or ``"softplus"``.
+        fourier: number ``F`` of random Fourier features (Tancik et al. 2020), fixed ``B (dim, F) ~
+            N(0, bandwidth^2)``: they let the field bend at the scale ``length / bandwidth``; without them
+            a tanh MLP learns fine detail slowly (supervised onto geom's folded sphere, 600 Adam steps:
+            mean squared error 3e-3 with 32 hidden units and none, 1.5e-5 with 64 features). 0: none.
+        bandwidth: their standard deviation, in cycles per ``length``.
+        centre, length: ``(dim,)`` (or ``(K, dim)``) and a positive number (or ``(K,)``): the frame of
+            ``u`` (default the origin and 1; :func:`geom.deform.deform` gives a new field its
+            template's centre and radius).
         n_fields: ``K``.
         final_scale: the last layer's initial weights and bias are multiplied by it (default 0: the
             flow starts at the identity, ``phi_1(x) = x``).
@@ -58,9 +70,10 @@ class VelocityField(torch.nn.Module):
         dtype: of the parameters.
     """
 
-    def __init__(self, dim: int = 3, hidden: int = 32, layers: int = 2, *, stationary: bool = False,
-                 activation: str = "tanh", n_fields: int = 1, final_scale: float = 0.0,
-                 generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64):
+    def __init__(self, dim: int = 3, hidden: int = 64, layers: int = 2, *, stationary: bool = False,
+                 activation: str = "tanh", fourier: int = 64, bandwidth: float = 1.0, centre=None, length=1.0,
+                 n_fields: int = 1, final_scale: float = 0.0, generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float64):
         super().__init__()
         dim, hidden = check_int(dim, "dim", minimum=1), check_int(hidden, "hidden", minimum=1)
         layers, n_fields = check_int(layers, "layers", minimum=1), check_int(n_fields, "n_fields", minimum=1)
@@ -69,7 +82,22 @@ class VelocityField(torch.nn.Module):
             raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.activation, self.dim = activation, dim
         final_scale = check_real(final_scale, "final_scale", ">= 0", lambda s: s >= 0)
-        sizes = [dim + (0 if stationary else 1), *[hidden] * layers, dim]
+        fourier = check_int(fourier, "fourier", minimum=0)
+        bandwidth = check_real(bandwidth, "bandwidth", "> 0", lambda v: v > 0)
+        frequencies = torch.randn(dim, fourier, generator=generator, dtype=dtype) * bandwidth
+        self.register_buffer("frequencies", frequencies)  # (dim, F), fixed: part of the state, not trained
+        centre = torch.zeros(dim, dtype=dtype) if centre is None else as_real_tensor(centre, "centre", "a (dim,) or (K, dim) tensor").to(dtype)
+        if isinstance(length, (int, float)) and not isinstance(length, bool):
+            length = torch.tensor(float(length))
+        length = as_real_tensor(length, "length", "a positive number or (K,) tensor").to(dtype)
+        if centre.shape not in ((dim,), (n_fields, dim)) or not bool(torch.isfinite(centre).all()):
+            raise ValueError(f"centre: expected finite values of shape ({dim},) or ({n_fields}, {dim}), got "
+                             f"{describe(centre)}")
+        if length.shape not in ((), (n_fields,)) or not bool((length > 0).all() and torch.isfinite(length).all()):
+            raise ValueError(f"length: expected a finite positive number or ({n_fields},) of them, got {describe(length)}")
+        self.register_buffer("centre", centre.expand(n_fields, dim).clone())  # (K, dim)
+        self.register_buffer("length", length.expand(n_fields).clone())  # (K,)
+        sizes = [dim + 2 * fourier + (0 if stationary else 1), *[hidden] * layers, dim]
         weights, biases = [], []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
             bound = 1 / math.sqrt(fan_in)
@@ -91,6 +119,11 @@ class VelocityField(torch.nn.Module):
         if K > 1 and (x.ndim != 3 or x.shape[0] != K):
             raise ValueError(f"x: expected shape ({K}, N, {self.dim}) for {K} fields, got {tuple(x.shape)}")
         h = x.reshape(K, -1, x.shape[-1])  # (K, N', dim): bmm, much faster than broadcast matmul on the CPU
+        length = self.length.to(h.dtype)[:, None, None]
+        h = (h - self.centre.to(h.dtype)[:, None]) / length
+        if self.frequencies.shape[1]:
+            angle = (2 * math.pi) * (h @ self.frequencies.to(h.dtype))
+            h = torch.cat([h, torch.sin(angle), torch.cos(angle)], -1)
         if not self.stationary:
             h = torch.cat([h, torch.as_tensor(t, dtype=h.dtype, device=h.device).expand(*h.shape[:-1], 1)], -1)
         act = ACTIVATIONS[self.activation]
@@ -98,12 +131,12 @@ class VelocityField(torch.nn.Module):
             h = torch.bmm(h, w) + b[:, None]
             if i < len(self.weights) - 1:
                 h = act(h)
-        return h.reshape(*lead, self.dim)
+        return (h * length).reshape(*lead, self.dim)
 
     def repeat(self, n: int) -> "VelocityField":
         """``n * K`` independent fields, each of the ``n`` copies starting where this one is."""
         new = copy.deepcopy(self)
-        for p in new.parameters():
+        for p in [*new.parameters(), new.centre, new.length]:
             p.data = p.data.repeat(n, *[1] * (p.ndim - 1))
         return new
 
@@ -113,7 +146,7 @@ class VelocityField(torch.nn.Module):
         if k >= self.n_fields:
             raise ValueError(f"k: expected a field index in [0, {self.n_fields}), got {k}")
         new = copy.deepcopy(self)
-        for p in new.parameters():
+        for p in [*new.parameters(), new.centre, new.length]:
             p.data = p.data[k:k + 1].clone()
         return new
 
@@ -197,6 +230,24 @@ class NeuralODEDeformation(torch.nn.Module):
     def inverse(self, points) -> torch.Tensor:
         """``phi_1^{-1}(points)``: the flow integrated from ``t = 1`` back to ``t = 0``."""
         return self.flow(points, 1.0, 0.0)
+
+    def solver_error(self, points) -> torch.Tensor:
+        """An estimate of the solver's error at ``points``: the largest distance between ``phi_1`` as
+        solved and with twice the steps (fixed grids; adaptive solvers: a tenth of the tolerances).
+
+        The exact flow map is a diffeomorphism; the solved one is one only while this error is small
+        next to the scale at which the field bends: a strong field (large weights, Fourier features) on
+        too coarse a grid can give a map whose Jacobian determinant is negative somewhere, which folds a
+        surface. :func:`geom.deform.deform` warns when it exceeds a tenth of the template's mean edge.
+        """
+        with torch.no_grad():
+            y = self(points)
+            finer = copy.copy(self)
+            if self.method in FIXED:
+                finer.steps = 2 * self.steps
+            else:
+                finer.rtol, finer.atol = self.rtol / 10, self.atol / 10
+            return (finer(points) - y).norm(dim=-1).max()
 
     def select(self, k: int) -> "NeuralODEDeformation":
         """The deformation of field ``k`` alone (of a :class:`VelocityField` with several)."""
