@@ -32,6 +32,7 @@ from .registry import (
     representations,
     schemes,
 )
+from .plans import SlicedPlan, sliced_plan
 from .sliced import SlicedResult, sliced_wasserstein
 
 
@@ -55,6 +56,7 @@ __all__ = [
     "Measure",
     "PluginError",
     "Representation",
+    "SlicedPlan",
     "SlicedResult",
     "SlicingScheme",
     "SymmetricDirections",
@@ -80,6 +82,7 @@ __all__ = [
     "register_scheme",
     "representations",
     "schemes",
+    "sliced_plan",
     "sliced_energy_distance",
     "sliced_wasserstein",
 ]

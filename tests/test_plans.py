@@ -1,0 +1,129 @@
+"""geom.sliced_plan: marginals, exact recovery of permutations, batches, weights, N != M, errors."""
+
+import pytest
+import torch
+
+import geom
+
+
+def rand(gen, *shape):
+    return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("N, M, weighted", [(30, 30, False), (30, 17, False), (25, 40, True)])
+def test_every_slice_plan_and_the_expected_and_min_plans_have_the_measures_as_marginals(N, M, weighted):
+    gen = torch.Generator().manual_seed(N + M)
+    x, y = rand(gen, N, 3), rand(gen, M, 3) + 0.5
+    a = torch.rand(N, generator=gen, dtype=torch.float64) if weighted else None
+    b = torch.rand(M, generator=gen, dtype=torch.float64) if weighted else None
+    mu, nu = geom.measure(x, weights=a), geom.measure(y, weights=b)
+    P = geom.sliced_plan(mu, nu, n_projections=9, seed=3)
+    wa, wb = mu.weights[0], nu.weights[0]
+    for l in range(9):
+        dense = torch.zeros(N, M, dtype=torch.float64).index_put_(
+            (P.rows[0, l], P.cols[0, l]), P.mass[0, l], accumulate=True)
+        torch.testing.assert_close(dense.sum(1), wa, atol=1e-12, rtol=0)
+        torch.testing.assert_close(dense.sum(0), wb, atol=1e-12, rtol=0)
+        assert int((dense > 0).sum()) <= N + M - 1  # a monotone plan: at most N + M - 1 entries
+        # its full cost is the cost of that plan in R^3
+        cost = (dense * torch.cdist(x, y).square()).sum()
+        torch.testing.assert_close(P.costs[0, l], cost, rtol=1e-12, atol=1e-12)
+    for plan in (P.expected(), P.expected(beta=2.0), P.min_plan()):
+        d = plan.to_dense()
+        torch.testing.assert_close(d.sum(1), wa, atol=1e-12, rtol=0)
+        torch.testing.assert_close(d.sum(0), wb, atol=1e-12, rtol=0)
+    assert P.min_cost == P.costs[0].min()
+    torch.testing.assert_close(P.expected_cost(), (P.expected().to_dense() * torch.cdist(x, y).square()).sum())
+
+
+def test_each_slice_plan_is_monotone_along_its_direction():
+    gen = torch.Generator().manual_seed(5)
+    x, y = rand(gen, 20, 2), rand(gen, 13, 2)
+    P = geom.sliced_plan(geom.measure(x, weights=torch.rand(20, generator=gen)), y, n_projections=4, seed=0)
+    for l in range(4):
+        th = P.directions[l]
+        keep = P.mass[0, l] > 0
+        u, v = (x @ th)[P.rows[0, l][keep]], (y @ th)[P.cols[0, l][keep]]
+        order = torch.argsort(u, stable=True)
+        assert bool((torch.diff(v[order]) >= -1e-12).all())  # sorted sources meet sorted targets
+
+
+def test_a_permuted_copy_is_recovered_exactly():
+    gen = torch.Generator().manual_seed(1)
+    x = rand(gen, 200, 3)
+    perm = torch.randperm(200, generator=gen)
+    y = x[perm]  # y_j = x_perm[j]: x_i goes to j = perm^-1[i]
+    P = geom.sliced_plan(x, y, n_projections=8, seed=2)
+    inv = torch.argsort(perm)
+    assert torch.equal(P.assignment("min"), inv)
+    assert torch.equal(P.assignment("expected"), inv)
+    assert P.min_cost == 0
+    torch.testing.assert_close(P.barycentric_map(), x)
+
+
+def test_the_min_plan_is_no_worse_than_any_slice_and_wins_on_a_line_shaped_pair():
+    """Two clouds stretched along one axis: the slice near that axis sorts them as the optimal plan does."""
+    gen = torch.Generator().manual_seed(0)
+    t = torch.linspace(0, 10, 50, dtype=torch.float64)
+    x = torch.stack([t, 0.01 * rand(gen, 50)], -1)
+    y = torch.stack([t[torch.randperm(50, generator=gen)], 1 + 0.01 * rand(gen, 50)], -1)  # fresh noise
+    P = geom.sliced_plan(x, y, directions=torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]))
+    assert int(P.min_index) == 0
+    perm = torch.argsort(y[:, 0])  # the slice along t pairs equal t: only the second coordinates differ
+    torch.testing.assert_close(P.min_cost, (x[:, 1] - y[perm, 1]).square().mean())
+    assert float(P.costs[0, 1]) > 10
+
+
+def test_batches_equal_the_items_one_by_one_with_padding():
+    gen = torch.Generator().manual_seed(4)
+    x, y = rand(gen, 2, 12, 3), rand(gen, 2, 9, 3)
+    a = torch.rand(2, 12, generator=gen, dtype=torch.float64)
+    a[1, 10:] = 0  # padding
+    th = torch.nn.functional.normalize(rand(gen, 5, 3), dim=-1)
+    P = geom.sliced_plan(geom.measure(x, weights=a), y, directions=th)
+    for i in range(2):
+        Q = geom.sliced_plan(geom.measure(x[i], weights=a[i]), y[i], directions=th)
+        torch.testing.assert_close(P.expected().to_dense()[i], Q.expected().to_dense())
+        torch.testing.assert_close(P.min_plan().to_dense()[i], Q.min_plan().to_dense())
+        torch.testing.assert_close(P.costs[i], Q.costs[0])
+    T = P.barycentric_map()
+    assert T.shape == (2, 12, 3)
+    assert torch.isnan(T[1, 10:]).all() and torch.isfinite(T[1, :10]).all()  # padding is not moved, not zeroed
+    assert (P.assignment()[1, 10:] == -1).all()
+
+
+def test_barycentric_map_is_the_plan_average_of_the_targets():
+    gen = torch.Generator().manual_seed(8)
+    x, y = rand(gen, 15, 2), rand(gen, 11, 2)
+    a = torch.rand(15, generator=gen, dtype=torch.float64)
+    mu = geom.measure(x, weights=a)
+    P = geom.sliced_plan(mu, y, n_projections=6, seed=1)
+    E = P.expected().to_dense()
+    torch.testing.assert_close(P.barycentric_map(), (E @ y) / mu.weights[0][:, None])
+    Pm = P.min_plan().to_dense()
+    torch.testing.assert_close(P.barycentric_map("min"), (Pm @ y) / mu.weights[0][:, None])
+
+
+def test_same_seed_same_plan_and_the_scheme_draws_the_directions():
+    x, y = torch.randn(40, 3, generator=torch.Generator().manual_seed(0)), torch.randn(30, 3)
+    P1 = geom.sliced_plan(x, y, n_projections=5, seed=7)
+    P2 = geom.sliced_plan(x, y, n_projections=5, seed=7)
+    assert torch.equal(P1.rows, P2.rows) and torch.equal(P1.directions, P2.directions)
+    d = geom.sliced_wasserstein(x, y, n_projections=5, seed=7, return_result=True).directions
+    assert torch.equal(P1.directions, d)  # the same draws as the SW estimator
+    Q = geom.sliced_plan(x, y, n_projections=8, scheme="qmc", seed=7)
+    assert Q.directions.shape == (8, 3)
+
+
+def test_errors_name_the_argument():
+    x = torch.randn(10, 3)
+    with pytest.raises(ValueError, match="expected the same dimension"):
+        geom.sliced_plan(x, torch.randn(10, 2))
+    with pytest.raises(ValueError, match="n_projections"):
+        geom.sliced_plan(x, x, n_projections=0)
+    with pytest.raises(ValueError, match="beta"):
+        geom.sliced_plan(x, x, n_projections=2, seed=0).expected(beta=-1)
+    with pytest.raises(ValueError, match="which: expected 'expected' or 'min'"):
+        geom.sliced_plan(x, x, n_projections=2, seed=0).barycentric_map("best")
+    with pytest.raises(ValueError, match="directions"):
+        geom.sliced_plan(x, x, directions=torch.randn(4, 2))
