@@ -88,7 +88,8 @@ def test_error_is_the_lp_distance_to_the_step_quantiles():
     emb = gc.embed([mu], directions=[[1.0]], n_quantiles=2, p=1)
     # Q = 0 on (0, 1/3], 1 after; the steps are 0 on (0, 1/2], 1 after: they differ on (1/3, 1/2]
     assert emb.error.item() == pytest.approx(1 / 6, rel=1e-12)
-    assert emb.vectors.tolist() == [[0.0, 1.0]] and emb.scale == 0.5  # Q(1/4), Q(3/4); (L K)^(-1/p)
+    assert emb.rows().tolist() == [[0.0, 1.0]] and emb.scale == 0.5  # Q(1/4), Q(3/4); (L K)^(-1/p)
+    assert emb.vectors[0].tolist() == pytest.approx([-2 / 3, 1 / 3])  # moved by the centre, 2/3
 
 
 def test_spd_kind_embeds_exactly():
@@ -131,7 +132,7 @@ def test_directions_come_from_the_scheme_and_seed():
 def test_symmetric_path_equals_the_full_matrix_and_condensed_form():
     x = clouds(3, C=23)
     emb = gc.embed(x, n_projections=8, seed=0)
-    other = gc.Embedding(emb.vectors.clone(), emb.error, emb.directions, emb.n_quantiles, emb.p, emb.kind)
+    other = gc.Embedding(emb.vectors.clone(), emb.error, emb.directions, emb.n_quantiles, emb.p, emb.kind, emb.origin)
     sym = gc.pairwise(emb, block_size=5)
     full = gc.pairwise(emb, other, block_size=5)  # a second object: every block computed
     torch.testing.assert_close(sym, full, rtol=1e-12, atol=1e-13)
@@ -151,6 +152,21 @@ def test_between_two_collections_uses_the_first_ones_directions():
     assert D[2, 1].item() == pytest.approx(per_pair(x[2], y[1], emb.directions), rel=1e-12)
     E = gc.pairwise(x, y, mode="exact", directions=emb.directions)
     torch.testing.assert_close(D, E, rtol=1e-12, atol=1e-13)
+
+
+def test_float32_far_from_the_origin_keeps_its_digits():
+    # clouds around 1e4 with extents around 1: float32 projections of raw coordinates would carry
+    # errors of 1e-3 (their spacing there); moved by the collection's centre they keep 1e-7
+    x64 = clouds(22, C=6) + 1e4
+    x = x64.float()
+    emb = gc.embed(x, n_projections=8, seed=0)
+    D = gc.pairwise(emb)
+    ref = gc.pairwise(x.double(), mode="exact", directions=emb.directions.double())  # float64 per pair
+    assert (D - ref).abs().max().item() <= 1e-5 * ref.max().item()
+    y = gc.embed(x[:2] + 0.5, directions=emb.directions)  # another centre: compared all the same
+    assert gc.pairwise(emb, y)[3, 1].item() == pytest.approx(
+        geom.sliced_wasserstein(x[3].double(), x[1].double() + 0.5, directions=emb.directions.double()).item(),
+        rel=1e-5)
 
 
 def test_near_duplicates_keep_their_digits():
@@ -356,11 +372,11 @@ def test_mmd_statistic_is_the_unbiased_estimate():
     ex = gc.embed(x, n_projections=6, seed=0)
     ey = gc.embed(y, directions=ex.directions)
     r = gc.mmd_test(ex, ey, gamma=0.7, n_permutations=10, seed=0)
-    K = gc.gaussian_kernel(gc.Embedding(torch.cat([ex.vectors, ey.vectors]), torch.zeros(9), ex.directions,
-                                        ex.n_quantiles, 2.0, "points"), gamma=0.7).numpy()
+    D = gc.pairwise(list(x) + list(y), mode="exact", directions=ex.directions).numpy()  # per pair, pooled
+    K = np.exp(-0.7 * D**2)
     kxx, kyy, kxy = K[:5, :5], K[5:, 5:], K[:5, 5:]
     want = (kxx.sum() - 5) / 20 + (kyy.sum() - 4) / 12 - 2 * kxy.mean()
-    assert r.statistic == pytest.approx(want, rel=1e-12)
+    assert r.statistic == pytest.approx(want, rel=1e-10)
 
 
 # ---------------------------------------------------------------------------------------------- errors

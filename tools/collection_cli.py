@@ -14,8 +14,9 @@ seeded surface samples; files in subfolders take the subfolder's name as their c
 
 What each action writes into DIR (every file to a temporary name, then renamed):
 
-* ``embed``: ``embedding.npz`` (``vectors``, ``error``, ``directions``, ``labels``; arrays only, no
-  pickle) and ``summary.json`` (its ``scale``: ``SW_p = scale * ||vectors[a] - vectors[b]||_p``);
+* ``embed``: ``embedding.npz`` (``vectors``, ``error``, ``origin``, ``directions``, ``labels``; arrays
+  only, no pickle; see :class:`geom.collection.Embedding`) and ``summary.json`` (its ``scale``:
+  ``SW_p = scale * ||vectors[a] - vectors[b]||_p``);
 * ``matrix``: ``matrix.npy`` (the SW matrix), ``blocks/`` (its blocks, as they finish: ``--resume``
   after an interruption skips those present), ``heatmap.png`` (the matrix in clustered order:
   average-linkage leaves), ``mds.png`` (classical MDS in 2-D, coloured by class) and ``summary.json``;
@@ -274,7 +275,8 @@ def run(args) -> int:
         summary.update(n_quantiles=emb.n_quantiles, scale=emb.scale, max_error=float(emb.error.max()))
         if args.action == "embed":
             with _output(out / "embedding.npz") as fh:
-                np.savez(fh, vectors=emb.vectors.numpy(), error=emb.error.numpy(),
+                origin = np.zeros(emb.n_projections) if emb.origin is None else emb.origin.numpy()
+                np.savez(fh, vectors=emb.vectors.numpy(), error=emb.error.numpy(), origin=origin,
                          directions=emb.directions.numpy(), labels=labels)
             written.append("embedding.npz")
         elif args.action == "matrix":

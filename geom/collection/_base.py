@@ -17,8 +17,9 @@ from .._ot1d import sort_rows
 from ..measures import Measure, collate, measure
 from ..sliced import prepare_slices
 
-__all__ = ["REFINE", "Embedding", "as_collection", "block_values", "chunks_of", "embed_chunk", "n_quantiles_of",
-           "one_thread", "progress_bar", "rows_of", "shared_directions", "sq_norms", "stream"]
+__all__ = ["REFINE", "Embedding", "as_collection", "block_values", "chunks_of", "collection_centre", "embed_chunk",
+           "item_means", "n_quantiles_of", "one_thread", "progress_bar", "rows_of", "shared_directions", "sq_norms",
+           "stream"]
 
 CHUNK_BYTES = 1 << 26  # working memory of one chunk of measures being embedded (~64 MiB)
 REFINE = 1e-6  # d^2 <= REFINE * (|a|^2 + |b|^2): the Gram identity lost digits, the entry is recomputed
@@ -114,11 +115,14 @@ class Embedding:
 
     Attributes:
         vectors: ``(C, L * K)`` rows in the measures' dtype; row ``c`` holds the quantiles
-            ``F^-1_{theta_l # mu_c}((k - 1/2) / K)`` for ``l = 1..L`` (major) and ``k = 1..K``, which
-            are projected atoms themselves (no rounding of their own), so that
+            ``F^-1_{theta_l # (mu_c - centre)}((k - 1/2) / K)`` for ``l = 1..L`` (major) and
+            ``k = 1..K``: projections of atoms moved by the collection's centre (its mean point, for
+            linear kinds; float32 far from the origin keeps its digits, as in the per-pair estimator),
+            no rounding of their own. Within one embedding the centre cancels:
             ``SW_p(mu_a, mu_b) ~= scale * ||vectors[a] - vectors[b]||_p`` (the midpoint rule of
-            ``mean_l int_0^1 |F^-1_a - F^-1_b|^p``); the scale is applied in float64 where
-            distances are computed.
+            ``mean_l int_0^1 |F^-1_a - F^-1_b|^p``); between two embeddings on the same directions
+            (each its own centre) compare :meth:`rows`, which add ``origin[l] = theta_l . centre``
+            back per direction, in float64 (as :func:`pairwise` and :func:`knn` do).
         error: ``(C,)`` float64: ``||Q_c - Q^_c||_p``, the L^p distance (over the directions and the
             levels) between member ``c``'s quantile functions and their step versions on the grid.
             By Minkowski's inequality ``|SW_p(a, b) - ||vectors[a] - vectors[b]||_p| <= error[a] +
@@ -126,6 +130,8 @@ class Embedding:
             discrete measures (step quantile functions) it decreases like ``K^(-1/p)``.
         directions: ``(L, *shape)`` the shared directions, in the representation's direction space.
         n_quantiles: ``K``; p: the order; kind: the measures' kind.
+        origin: ``(L,)`` float64 projected centre (None: zeros; kinds whose projections are not
+            linear are not moved).
     """
 
     vectors: torch.Tensor
@@ -134,6 +140,15 @@ class Embedding:
     n_quantiles: int
     p: float
     kind: str
+    origin: torch.Tensor | None = None
+
+    def offsets(self) -> torch.Tensor | None:
+        """``(L K,)`` float64: ``origin`` repeated over the levels (None where there is no origin)."""
+        return None if self.origin is None else self.origin.repeat_interleave(self.n_quantiles)
+
+    def rows(self, index=slice(None)) -> torch.Tensor:
+        """Float64 rows whose l^p distances times :attr:`scale` are ``SW_p``: ``vectors[index] + offsets``."""
+        return rows_of(self.vectors[index], torch.zeros((), dtype=torch.float64), 1.0, self.offsets())
 
     def __len__(self) -> int:
         return self.vectors.shape[0]
@@ -152,7 +167,8 @@ class Embedding:
         """The embeddings of some members (a slice or indices), same directions."""
         if isinstance(index, int):
             index = slice(index % len(self), index % len(self) + 1)
-        return Embedding(self.vectors[index], self.error[index], self.directions, self.n_quantiles, self.p, self.kind)
+        return Embedding(self.vectors[index], self.error[index], self.directions, self.n_quantiles, self.p, self.kind,
+                         self.origin)
 
     def __repr__(self) -> str:
         return (f"Embedding({len(self)} measures of kind {self.kind!r}, L={self.n_projections}, "
@@ -175,14 +191,15 @@ def shared_directions(mu: Measure, *, n_projections, scheme, directions, seed, g
 
 
 def embed_chunk(support: torch.Tensor, weights: torch.Tensor, uniform: bool, rep, directions: torch.Tensor,
-                K: int, p: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(b, N, *event)`` support and ``(b, N)`` weights -> ``(b, L K)`` quantiles (the projections
-    themselves, in the data's dtype) and ``(b,)`` float64 errors (see :class:`Embedding`)."""
+                K: int, p: float, centre: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(b, N, *event)`` support and ``(b, N)`` weights -> ``(b, L K)`` quantiles (projections of the
+    atoms moved by ``centre``, linear kinds only, in the data's dtype) and ``(b,)`` float64 errors
+    (see :class:`Embedding`)."""
     b, N = weights.shape
     L = directions.shape[0]
     with one_thread():  # the same bits here and on a Dask worker
         if rep.linear:
-            x = torch.einsum("bnd,ld->bln", support, directions)  # (b, L, N)
+            x = torch.einsum("bnd,ld->bln", support if centre is None else support - centre, directions)  # (b, L, N)
         else:
             x = rep.project(support, directions)  # (b, L, N)
     if uniform and N == K:  # the k-th smallest atom is the quantile at (k - 1/2) / N: exact
@@ -267,8 +284,24 @@ def sq_norms(rows: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(rows, dim=1).square_()
 
 
-def rows_of(vectors: torch.Tensor, shift: torch.Tensor, scale: float) -> torch.Tensor:
-    """``(vectors - shift) * scale`` in float64: the rows whose l^p distances are ``SW_p`` (what
-    :class:`Rows` gives for a block, and a Dask worker's conversion of its block). Elementwise, so
-    the same bits wherever it runs."""
-    return vectors.to(torch.float64, copy=True).sub_(shift).mul_(scale)
+def rows_of(vectors: torch.Tensor, shift: torch.Tensor, scale: float, offsets: torch.Tensor | None) -> torch.Tensor:
+    """``(vectors + offsets - shift) * scale`` in float64: the rows whose l^p distances are ``SW_p``
+    (what :class:`Rows` gives for a block, and a Dask worker's conversion of its block; ``offsets``:
+    :meth:`Embedding.offsets`). Elementwise, so the same bits wherever it runs."""
+    rows = vectors.to(torch.float64, copy=True)
+    if offsets is not None:
+        rows += offsets
+    return rows.sub_(shift).mul_(scale)
+
+
+def item_means(support: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
+    """``(b, D)`` float64 weighted means of the items (zero-weight padding adds exact zeros: the same
+    values however the items are batched or padded)."""
+    x = support.reshape(*weights.shape, -1).double()
+    return (weights.double()[..., None] * x).sum(1).numpy()
+
+
+def collection_centre(means: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """``(D,)`` the mean of the items' means ``(C, D)`` (float64, one fixed summation), cast to the
+    data's dtype: a convex combination of atoms, near the data, and it cannot overflow."""
+    return torch.from_numpy(np.sum(means, axis=0) / len(means)).to(dtype)

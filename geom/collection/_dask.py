@@ -14,6 +14,7 @@ import os
 import uuid
 import warnings
 
+import numpy as np
 import torch
 
 __all__ = ["embed_files", "embed_shards", "get_client", "local_client", "pairwise_blocks"]
@@ -69,13 +70,13 @@ def _hold(array):
     return array
 
 
-def _embed_task(support, weights, uniform, kind, directions, K, p):
+def _embed_task(support, weights, uniform, kind, directions, K, p, centre):
     from ..registry import get_representation
     from ._base import embed_chunk, one_thread
 
     with one_thread():
         v, e = embed_chunk(torch.from_numpy(support), torch.from_numpy(weights), uniform, get_representation(kind),
-                           torch.from_numpy(directions), K, p)
+                           torch.from_numpy(directions), K, p, None if centre is None else torch.from_numpy(centre))
     return v.numpy(), e.numpy()
 
 
@@ -86,23 +87,31 @@ def _read_task(paths):
     return mu.support.numpy(), mu.weights.numpy(), mu.uniform, mu.kind
 
 
-def _embed_read_task(shard, directions, K, p):
+def _embed_read_task(shard, directions, K, p, centre):
     support, weights, uniform, kind = shard
-    return _embed_task(support, weights, uniform, kind, directions, K, p)
+    if centre is not None:
+        centre = centre.astype(support.dtype)
+    return _embed_task(support, weights, uniform, kind, directions, K, p, centre)
 
 
 def _shape(shard):
-    """``(N, kind, event shape)`` of a shard read by :func:`_read_task`."""
-    return int(shard[1].shape[1]), shard[3], tuple(shard[0].shape[2:])
+    """``(N, kind, event shape, the items' weighted means (b, D) float64)`` of a shard read by
+    :func:`_read_task`."""
+    from ._base import item_means
+
+    means = item_means(torch.from_numpy(shard[0]), torch.from_numpy(shard[1]))
+    return int(shard[1].shape[1]), shard[3], tuple(shard[0].shape[2:]), means
 
 
-def _block_task(a, b, shift, scale, p):
+def _block_task(a, b, shift, scale, p, offsets_a, offsets_b):
     from ._base import block_values, one_thread, rows_of
 
     shift = torch.from_numpy(shift)
+    oa = None if offsets_a is None else torch.from_numpy(offsets_a)
+    ob = None if offsets_b is None else torch.from_numpy(offsets_b)
     with one_thread():
-        return block_values(rows_of(torch.from_numpy(a), shift, scale), rows_of(torch.from_numpy(b), shift, scale),
-                            p).numpy()
+        return block_values(rows_of(torch.from_numpy(a), shift, scale, oa), rows_of(torch.from_numpy(b), shift, scale,
+                                                                                      ob), p).numpy()
 
 
 # ---------------------------------------------------------------------------------------------- drivers
@@ -116,7 +125,7 @@ def _quiet():
     return ctx
 
 
-def embed_shards(mu, rep, dirs, K, p, chunks, client, progress):
+def embed_shards(mu, rep, dirs, K, p, chunks, client, progress, centre, origin):
     """:func:`geom.collection.embed` of a collection in memory, one task per chunk of measures."""
     from ._base import Embedding, progress_bar
 
@@ -125,15 +134,16 @@ def embed_shards(mu, rep, dirs, K, p, chunks, client, progress):
     ctx = _quiet()
     try:
         with get_client(client) as c:
+            cn = None if centre is None else centre.numpy()
             futures = [c.submit(_embed_task, mu.support[sl].numpy(), mu.weights[sl].numpy(), mu.uniform, mu.kind, d,
-                                K, p, key=f"geom-embed-{token}-{k}", retries=3)
+                                K, p, cn, key=f"geom-embed-{token}-{k}", retries=3)
                        for k, sl in enumerate(chunks)]
             vectors, error = _gather_into(c, futures, [sl.start for sl in chunks], bar, len(mu), dirs.shape[0] * K,
                                           mu.dtype)
     finally:
         ctx.__exit__(None, None, None)
         bar.close()
-    return Embedding(vectors, error, dirs, K, p, mu.kind)
+    return Embedding(vectors, error, dirs, K, p, mu.kind, origin)
 
 
 def _gather_into(c, futures, starts, bar, n: int, dim: int, dtype):
@@ -155,7 +165,7 @@ def embed_files(paths, client, *, n_projections, n_quantiles, p, scheme, directi
                 files_per_shard: int = 16):
     """:func:`geom.collection.embed` of files, each shard of files read and embedded on a worker."""
     from ..measures import measure
-    from ._base import n_quantiles_of, shared_directions
+    from ._base import collection_centre, n_quantiles_of, shared_directions
 
     paths = [str(q) for q in paths]
     first = measure(paths[0])  # the kind and dimension the directions live in
@@ -171,15 +181,19 @@ def embed_files(paths, client, *, n_projections, n_quantiles, p, scheme, directi
             token = _token()
             shards = [c.submit(_read_task, g, key=f"geom-read-{token}-{k}", retries=3) for k, g in enumerate(groups)]
             shapes = c.gather([c.submit(_shape, s, key=f"geom-shape-{s.key}") for s in shards])
-            for k, (n, kind, event) in enumerate(shapes):  # each shard checked itself; across shards here
+            for k, (n, kind, event, _) in enumerate(shapes):  # each shard checked itself; across shards here
                 if kind != first.kind or event != tuple(first.support.shape[2:]):
                     raise ValueError(f"measures: expected measures of one kind and dimension, got kind "
                                      f"{first.kind!r}, rows {tuple(first.support.shape[2:])} in '{paths[0]}' and "
                                      f"{kind!r}, rows {event} among {groups[k][0]} ...")
-            K = n_quantiles_of(n_quantiles, max(n for n, _, _ in shapes))
+            K = n_quantiles_of(n_quantiles, max(s[0] for s in shapes))
+            centre = None
+            if rep.linear:  # the mean of the items' means, as in one process
+                centre = collection_centre(np.concatenate([s[3] for s in shapes]), first.dtype)
             bar = progress_bar(len(groups), "embed", progress)
             try:
-                futures = [c.submit(_embed_read_task, s, d, K, p, key=f"geom-embed-{s.key}-{K}-{p}", retries=3)
+                cn = None if centre is None else centre.numpy()
+                futures = [c.submit(_embed_read_task, s, d, K, p, cn, key=f"geom-embed-{s.key}-{K}-{p}", retries=3)
                            for s in shards]
                 starts = [s * files_per_shard for s in range(len(groups))]
                 vectors, error = _gather_into(c, futures, starts, bar, len(paths), dirs.shape[0] * K, first.dtype)
@@ -187,7 +201,8 @@ def embed_files(paths, client, *, n_projections, n_quantiles, p, scheme, directi
                 bar.close()
     finally:
         ctx.__exit__(None, None, None)
-    return Embedding(vectors, error, dirs.to(first.dtype), K, p, first.kind)
+    origin = None if centre is None else dirs.double() @ centre.double()
+    return Embedding(vectors, error, dirs.to(first.dtype), K, p, first.kind, origin)
 
 
 def pairwise_blocks(ex, ey, symmetric, shift, todo, bi, bj, client):
@@ -198,6 +213,10 @@ def pairwise_blocks(ex, ey, symmetric, shift, todo, bi, bj, client):
     try:
         with get_client(client) as c:
             s = c.submit(_hold, shift.numpy(), key=f"geom-shift-{token}")
+            offsets = {}
+            for which, emb in (("x", ex), ("y", ey)):
+                o = emb.offsets()
+                offsets[which] = None if o is None else c.submit(_hold, o.numpy(), key=f"geom-offsets-{token}-{which}")
             rows = {}
 
             def shard(which, I):
@@ -208,10 +227,12 @@ def pairwise_blocks(ex, ey, symmetric, shift, todo, bi, bj, client):
                 return rows[which, I]
 
             futures = {}
+            second = "x" if symmetric else "y"
             for key in todo:
                 a = shard("x", key[0])
-                b = a if symmetric and key[0] == key[1] else shard("x" if symmetric else "y", key[1])
-                f = c.submit(_block_task, a, b, s, ex.scale, ex.p, key=f"geom-block-{token}-{key[0]}-{key[1]}", retries=3)
+                b = a if symmetric and key[0] == key[1] else shard(second, key[1])
+                f = c.submit(_block_task, a, b, s, ex.scale, ex.p, offsets["x"], offsets[second],
+                             key=f"geom-block-{token}-{key[0]}-{key[1]}", retries=3)
                 futures[f.key] = (key, f)
             for future in distributed.as_completed([f for _, f in futures.values()], loop=c.loop):
                 key, _ = futures[future.key]

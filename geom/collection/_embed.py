@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 
 from .._checks import check_memory, check_p
-from ._base import Embedding, as_collection, chunks_of, embed_chunk, n_quantiles_of, progress_bar, shared_directions
+from ._base import (Embedding, as_collection, chunks_of, collection_centre, embed_chunk, item_means, n_quantiles_of,
+                    progress_bar, shared_directions)
 
 __all__ = ["as_embedding", "embed"]
 
@@ -73,20 +75,25 @@ def embed(measures, *, n_projections: int = 64, n_quantiles: int | None = None, 
     item = mu.support.element_size()
     check_memory(C * L * K * item, "n_quantiles", f"the embeddings of {C} measures on {L} directions x {K} levels")
     chunks = chunks_of(C, L * (N + K) * 40)
+    centre = None
+    if rep.linear:  # one common origin: float32 far from 0 keeps its digits
+        means = np.concatenate([item_means(mu.support[sl], mu.weights[sl]) for sl in chunks])
+        centre = collection_centre(means, mu.dtype)
+    origin = None if centre is None else dirs.double() @ centre.double()  # (L,)
     if client is not None:
         from ._dask import embed_shards
 
-        return embed_shards(mu, rep, dirs, K, p, chunks, client, progress)
+        return embed_shards(mu, rep, dirs, K, p, chunks, client, progress, centre, origin)
     bar = progress_bar(len(chunks), "embed", progress)
     vectors = torch.empty(C, L * K, dtype=mu.dtype)  # filled chunk by chunk: no second copy
     error = torch.empty(C, dtype=torch.float64)
     try:
         for sl in chunks:  # each chunk's sorts run on geom's sort pool
-            vectors[sl], error[sl] = embed_chunk(mu.support[sl], mu.weights[sl], mu.uniform, rep, dirs, K, p)
+            vectors[sl], error[sl] = embed_chunk(mu.support[sl], mu.weights[sl], mu.uniform, rep, dirs, K, p, centre)
             bar.update(1)
     finally:
         bar.close()
-    return Embedding(vectors, error, dirs, K, p, mu.kind)
+    return Embedding(vectors, error, dirs, K, p, mu.kind, origin)
 
 
 def _all_paths(measures) -> bool:

@@ -27,7 +27,11 @@ def _sw2_embedding(X, name: str, like: Embedding | None = None, **embed_options)
 def median_gamma(X: Embedding) -> float:
     """The median heuristic: ``1 / (2 median SW_2^2)`` over the pairs of distinct members of ``X``
     (bandwidth the median distance, ``exp(-d^2 / (2 sigma^2))``, as Gretton et al.'s MMD tests)."""
-    d = pairwise(X, condensed=True, progress=False)
+    return _median_gamma(pairwise(X, condensed=True, progress=False))
+
+
+def _median_gamma(d: torch.Tensor) -> float:
+    """:func:`median_gamma` from the distances ``d`` of the distinct pairs."""
     if d.numel() == 0:
         raise ValueError("gamma: 'median' needs at least 2 measures, got 1")
     m = float(d.square().median())
@@ -181,10 +185,15 @@ def mmd_test(X, Y, *, gamma="median", n_permutations: int = 1000, seed: int | No
     for name, e in (("X", ex), ("Y", ey)):
         if len(e) < 2:
             raise ValueError(f"{name}: expected a collection of at least 2 measures, got {len(e)}")
-    pooled = Embedding(torch.cat([ex.vectors, ey.vectors]), torch.cat([ex.error, ey.error]), ex.directions,
-                       ex.n_quantiles, ex.p, ex.kind)
-    g = _gamma(gamma, pooled)
-    K = gaussian_kernel(pooled, gamma=g, progress=False)  # (C, C)
+    # the pooled matrix from its three blocks (each collection keeps its own origin)
+    dxy = pairwise(ex, ey, progress=False)
+    D = torch.cat([torch.cat([pairwise(ex, progress=False), dxy], 1), torch.cat([dxy.T, pairwise(ey, progress=False)],
+                                                                               1)])  # (C, C)
+    if isinstance(gamma, str) and gamma == "median":
+        g = _median_gamma(D[tuple(torch.triu_indices(len(D), len(D), 1))])
+    else:
+        g = _gamma(gamma, ex)
+    K = torch.exp(-g * D.square())  # (C, C)
     n1, n2 = len(ex), len(ey)
     C = n1 + n2
     z = torch.zeros(1, C, dtype=torch.float64)

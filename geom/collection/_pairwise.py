@@ -44,6 +44,7 @@ class Rows:
 
     def __init__(self, emb: Embedding, shift: torch.Tensor, bounds: list[tuple[int, int]]):
         self.emb, self.shift, self.bounds = emb, shift, bounds
+        self._offsets = emb.offsets()
         self._cache: collections.OrderedDict[int, torch.Tensor] = collections.OrderedDict()
         self._norms: dict[int, torch.Tensor] = {}
         self._lock = threading.Lock()
@@ -54,7 +55,7 @@ class Rows:
                 self._cache.move_to_end(I)
                 return self._cache[I]
         r0, r1 = self.bounds[I]
-        rows = rows_of(self.emb.vectors[r0:r1], self.shift, self.emb.scale)
+        rows = rows_of(self.emb.vectors[r0:r1], self.shift, self.emb.scale, self._offsets)
         with self._lock:
             self._cache[I] = rows
             while len(self._cache) > 1 and sum(t.numel() * 8 for t in self._cache.values()) > CACHE_BYTES:
@@ -92,13 +93,15 @@ def _bounds(n: int, rows: int) -> list[tuple[int, int]]:
 
 
 def _shift(*embs: Embedding) -> torch.Tensor:
-    """The mean row of the collections (float64), summed in chunks of rows of fixed size: bounded
-    memory, and the same bits every time."""
+    """The mean row of the collections (float64, their origins added back), summed in chunks of rows
+    of fixed size: bounded memory, and the same bits every time."""
     total, count = 0, 0
     for e in embs:
         step = max(1, BLOCK_BYTES // (8 * e.vectors.shape[1]))
         for r0 in range(0, len(e), step):
             total = total + e.vectors[r0:r0 + step].double().sum(0)
+        if e.origin is not None:
+            total = total + len(e) * e.offsets()
         count += len(e)
     return total / count
 
@@ -168,6 +171,8 @@ def _fingerprint(*embs: Embedding) -> str:
         h.update(repr((tuple(e.vectors.shape), str(e.vectors.dtype), e.p, e.n_quantiles, e.kind)).encode())
         h.update(np.ascontiguousarray(e.vectors.numpy()).tobytes())
         h.update(np.ascontiguousarray(e.directions.double().numpy()).tobytes())
+        if e.origin is not None:
+            h.update(np.ascontiguousarray(e.origin.numpy()).tobytes())
     return h.hexdigest()
 
 
@@ -416,10 +421,11 @@ def _merge(best_d, best_i, d, i, k):
 def _exact_order(eq, ed, idx, k, within, shift):
     """Candidates ``(Q, k')`` -> float64 distances recomputed directly, sorted, self left out, ``k`` kept."""
     Q, kk = idx.shape
+    oq, od = eq.offsets(), ed.offsets()
     d = torch.empty(Q, kk, dtype=torch.float64)
     for q in range(Q):
-        d[q] = torch.linalg.vector_norm(rows_of(ed.vectors[idx[q]], shift, eq.scale) - rows_of(eq.vectors[q], shift,
-                                                                                             eq.scale), ord=eq.p,
+        d[q] = torch.linalg.vector_norm(rows_of(ed.vectors[idx[q]], shift, eq.scale, od) - rows_of(eq.vectors[q], shift,
+                                                                                                 eq.scale, oq), ord=eq.p,
                                         dim=1)
     if within:
         d = torch.where(idx == torch.arange(Q)[:, None], math.inf, d)
@@ -435,8 +441,9 @@ def _knn_keops(eq, ed, k, shift):
     from .. import _keops  # sets geom's KeOps cache folder before pykeops is imported
 
     D = eq.vectors.shape[1]
-    x = torch.cat([rows_of(eq.vectors[r0:r0 + 4096], shift, eq.scale).float() for r0 in range(0, len(eq), 4096)])
-    y = torch.cat([rows_of(ed.vectors[r0:r0 + 4096], shift, eq.scale).float() for r0 in range(0, len(ed), 4096)])
+    oq, od = eq.offsets(), ed.offsets()
+    x = torch.cat([rows_of(eq.vectors[r0:r0 + 4096], shift, eq.scale, oq).float() for r0 in range(0, len(eq), 4096)])
+    y = torch.cat([rows_of(ed.vectors[r0:r0 + 4096], shift, eq.scale, od).float() for r0 in range(0, len(ed), 4096)])
     try:
         with contextlib.redirect_stdout(_keops._Watch("collection ArgKMin", x)):
             from pykeops.torch import Genred  # noqa: PLC0415
@@ -459,7 +466,7 @@ def _knn_faiss(eq, ed, k, shift):
     step = max(1, BLOCK_BYTES // (8 * D))  # rows converted at a time
 
     def shifted(emb, r0):
-        return np.ascontiguousarray(rows_of(emb.vectors[r0:r0 + step], shift, eq.scale).float().numpy())
+        return np.ascontiguousarray(rows_of(emb.vectors[r0:r0 + step], shift, eq.scale, emb.offsets()).float().numpy())
 
     for r0 in range(0, len(ed), step):
         index.add(shifted(ed, r0))
