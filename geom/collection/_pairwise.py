@@ -37,9 +37,10 @@ class Rows:
     with their squared norms.
 
     Converted blocks are kept in a small cache shared by the threads (:data:`CACHE_BYTES`, least
-    recently used out): a block row ``I`` is met by consecutive jobs ``(I, J)``, so it is mostly
-    converted once, while memory stays bounded whatever the collection's size. The conversion is
-    elementwise: the same bits as a Dask worker converting its block (:func:`rows_of`).
+    recently used out), and a block another thread is converting is waited for, not converted
+    twice: with the jobs in :func:`_schedule`'s order each block is mostly converted once per panel,
+    while memory stays bounded whatever the collection's size. The conversion is elementwise: the
+    same bits as a Dask worker converting its block (:func:`rows_of`).
     """
 
     def __init__(self, emb: Embedding, shift: torch.Tensor, bounds: list[tuple[int, int]]):
@@ -48,24 +49,47 @@ class Rows:
         self._cache: collections.OrderedDict[int, torch.Tensor] = collections.OrderedDict()
         self._norms: dict[int, torch.Tensor] = {}
         self._lock = threading.Lock()
+        self._pending: dict[int, threading.Event] = {}
 
     def __call__(self, I: int) -> torch.Tensor:
-        with self._lock:
-            if I in self._cache:
-                self._cache.move_to_end(I)
-                return self._cache[I]
-        r0, r1 = self.bounds[I]
-        rows = rows_of(self.emb.vectors[r0:r1], self.shift, self.emb.scale, self._offsets)
-        with self._lock:
-            self._cache[I] = rows
-            while len(self._cache) > 1 and sum(t.numel() * 8 for t in self._cache.values()) > CACHE_BYTES:
-                self._cache.popitem(last=False)
+        while True:
+            with self._lock:
+                if I in self._cache:
+                    self._cache.move_to_end(I)
+                    return self._cache[I]
+                wait = self._pending.get(I)
+                if wait is None:
+                    self._pending[I] = threading.Event()
+                    break
+            wait.wait()  # another thread converts it; then it is in the cache (or evicted: convert)
+        try:
+            r0, r1 = self.bounds[I]
+            rows = rows_of(self.emb.vectors[r0:r1], self.shift, self.emb.scale, self._offsets)
+            with self._lock:
+                self._cache[I] = rows
+                while len(self._cache) > 1 and sum(t.numel() * 8 for t in self._cache.values()) > CACHE_BYTES:
+                    self._cache.popitem(last=False)
+        finally:
+            with self._lock:
+                self._pending.pop(I).set()
         return rows
 
     def norms(self, I: int, rows: torch.Tensor) -> torch.Tensor:
         if I not in self._norms:  # two threads may both compute it: the same values
             self._norms[I] = sq_norms(rows)
         return self._norms[I]
+
+
+def _schedule(n_rows: int, n_cols: int, symmetric: bool, panel: int) -> list[tuple[int, int]]:
+    """The blocks ``(I, J)`` to compute (``J >= I`` when symmetric), ordered by panels of ``panel``
+    block rows and, within a panel, column by column: the threads (one per row of the panel) work on
+    one column block at a time, converted once for all of them."""
+    keys = []
+    for I0 in range(0, n_rows, panel):
+        rows = range(I0, min(I0 + panel, n_rows))
+        for J in range(I0 if symmetric else 0, n_cols):
+            keys += [(I, J) for I in rows if not symmetric or J >= I]
+    return keys
 
 
 def _block(rx: Rows, ry: Rows, key: tuple[int, int], p: float) -> torch.Tensor:
@@ -222,7 +246,7 @@ def pairwise(X, Y=None, *, mode: str = "embedding", condensed: bool = False, blo
     ey = ex if symmetric else as_embedding(Y, "Y", like=ex)
     rows = _block_rows(ex.vectors.shape[1], block_size)
     bi, bj = _bounds(len(ex), rows), _bounds(len(ey), rows)
-    keys = [(I, J) for I in range(len(bi)) for J in range(I if symmetric else 0, len(bj))]
+    keys = _schedule(len(bi), len(bj), symmetric, torch.get_num_threads())
     C1, C2 = len(ex), len(ey)
     check_memory(8 * (C1 * (C1 - 1) // 2 if condensed else C1 * C2), "X", f"the {C1} x {C2} matrix")
     result = torch.zeros(C1 * (C1 - 1) // 2 if condensed else (C1, C2), dtype=torch.float64)
@@ -384,7 +408,7 @@ def _knn_blas(eq, ed, k, within, shift, block_size, progress, client=None):
     bq, bd = _bounds(len(eq), rows), _bounds(len(ed), rows)
     rq = Rows(eq, shift, bq)
     rd = rq if within else Rows(ed, shift, bd)
-    keys = [(I, J) for I in range(len(bq)) for J in range(I if within else 0, len(bd))]
+    keys = _schedule(len(bq), len(bd), within, torch.get_num_threads())
     best = [(torch.empty(r1 - r0, 0, dtype=torch.float64), torch.empty(r1 - r0, 0, dtype=torch.long)) for r0, r1 in bq]
 
     bar = progress_bar(len(keys), "knn", progress)
