@@ -28,7 +28,8 @@ What each action writes into DIR (every file to a temporary name, then renamed):
 Every ``summary.json`` lists the members in row order (file or dataset item, and class).
 
 ``--workers N`` starts a Dask LocalCluster of N worker processes; ``--scheduler ADDRESS`` uses a
-running one (``pip install 'geom[dask]'``). ``--force`` replaces the outputs of an earlier
+running one (``pip install 'geom[dask]'``; Dask moves tasks and results with pickle: use a scheduler you
+trust). ``--force`` replaces the outputs of an earlier
 ``geom collection`` in DIR and removes nothing else.
 """
 
@@ -67,7 +68,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SOURCE", help="folder of shape files (subfolders: classes) or dataset:NAME")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (absent or empty)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="a running Dask scheduler; one you trust: Dask moves tasks and results with pickle")
     where.add_argument("--workers", type=int, default=None, metavar="N",
                        help="start a Dask LocalCluster of N worker processes")
     parser.add_argument("--n-projections", type=int, default=64, metavar="L", help="shared directions (default 64)")

@@ -4,7 +4,9 @@ Dask (``dask.distributed``) is an existing distributed engine: it places tasks, 
 task whose worker died and recomputes what that worker held. geom only says what a task is. Every
 input a task needs is itself a task (its data in the task graph the scheduler holds), never data
 scattered to one worker, so a worker killed mid-run loses nothing the scheduler cannot rebuild.
-Imported only when a ``client=`` is given: ``import geom`` works without Dask.
+Imported only when a ``client=`` is given: ``import geom`` works without Dask. Dask moves tasks
+and results between processes with pickle, so a client must only be pointed at a scheduler and
+workers one trusts; what geom reads from disk is never unpickled.
 """
 
 from __future__ import annotations
