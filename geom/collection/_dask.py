@@ -119,12 +119,12 @@ def _block_task(a, b, shift, scale, p, offsets_a, offsets_b):
 # ---------------------------------------------------------------------------------------------- drivers
 
 
+@contextlib.contextmanager
 def _quiet():
     """Dask's warning about large objects in the graph is the design here (see the module docstring)."""
-    ctx = warnings.catch_warnings()
-    ctx.__enter__()
-    warnings.filterwarnings("ignore", message=".*[Ll]arge (object|graph)")
-    return ctx
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ll]arge (object|graph)")
+        yield
 
 
 def embed_shards(mu, rep, dirs, K, p, chunks, client, progress, centre, origin):
@@ -133,9 +133,8 @@ def embed_shards(mu, rep, dirs, K, p, chunks, client, progress, centre, origin):
 
     d, token = dirs.numpy(), _token()
     bar = progress_bar(len(chunks), "embed", progress)
-    ctx = _quiet()
     try:
-        with get_client(client) as c:
+        with _quiet(), get_client(client) as c:
             cn = None if centre is None else centre.numpy()
             futures = [c.submit(_embed_task, mu.support[sl].numpy(), mu.weights[sl].numpy(), mu.uniform, mu.kind, d,
                                 K, p, cn, key=f"geom-embed-{token}-{k}", retries=3)
@@ -143,7 +142,6 @@ def embed_shards(mu, rep, dirs, K, p, chunks, client, progress, centre, origin):
             vectors, error = _gather_into(c, futures, [sl.start for sl in chunks], bar, len(mu), dirs.shape[0] * K,
                                           mu.dtype)
     finally:
-        ctx.__exit__(None, None, None)
         bar.close()
     return Embedding(vectors, error, dirs, K, p, mu.kind, origin)
 
@@ -177,32 +175,28 @@ def embed_files(paths, client, *, n_projections, n_quantiles, p, scheme, directi
     groups = [paths[s:s + files_per_shard] for s in range(0, len(paths), files_per_shard)]
     from ._base import Embedding, progress_bar
 
-    ctx = _quiet()
-    try:
-        with get_client(client) as c:
-            token = _token()
-            shards = [c.submit(_read_task, g, key=f"geom-read-{token}-{k}", retries=3) for k, g in enumerate(groups)]
-            shapes = c.gather([c.submit(_shape, s, key=f"geom-shape-{s.key}") for s in shards])
-            for k, (n, kind, event, _) in enumerate(shapes):  # each shard checked itself; across shards here
-                if kind != first.kind or event != tuple(first.support.shape[2:]):
-                    raise ValueError(f"measures: expected measures of one kind and dimension, got kind "
-                                     f"{first.kind!r}, rows {tuple(first.support.shape[2:])} in '{paths[0]}' and "
-                                     f"{kind!r}, rows {event} among {groups[k][0]} ...")
-            K = n_quantiles_of(n_quantiles, max(s[0] for s in shapes))
-            centre = None
-            if rep.linear:  # the mean of the items' means, as in one process
-                centre = collection_centre(np.concatenate([s[3] for s in shapes]), first.dtype)
-            bar = progress_bar(len(groups), "embed", progress)
-            try:
-                cn = None if centre is None else centre.numpy()
-                futures = [c.submit(_embed_read_task, s, d, K, p, cn, key=f"geom-embed-{s.key}-{K}-{p}", retries=3)
-                           for s in shards]
-                starts = [s * files_per_shard for s in range(len(groups))]
-                vectors, error = _gather_into(c, futures, starts, bar, len(paths), dirs.shape[0] * K, first.dtype)
-            finally:
-                bar.close()
-    finally:
-        ctx.__exit__(None, None, None)
+    with _quiet(), get_client(client) as c:
+        token = _token()
+        shards = [c.submit(_read_task, g, key=f"geom-read-{token}-{k}", retries=3) for k, g in enumerate(groups)]
+        shapes = c.gather([c.submit(_shape, s, key=f"geom-shape-{s.key}") for s in shards])
+        for k, (n, kind, event, _) in enumerate(shapes):  # each shard checked itself; across shards here
+            if kind != first.kind or event != tuple(first.support.shape[2:]):
+                raise ValueError(f"measures: expected measures of one kind and dimension, got kind "
+                                 f"{first.kind!r}, rows {tuple(first.support.shape[2:])} in '{paths[0]}' and "
+                                 f"{kind!r}, rows {event} among {groups[k][0]} ...")
+        K = n_quantiles_of(n_quantiles, max(s[0] for s in shapes))
+        centre = None
+        if rep.linear:  # the mean of the items' means, as in one process
+            centre = collection_centre(np.concatenate([s[3] for s in shapes]), first.dtype)
+        bar = progress_bar(len(groups), "embed", progress)
+        try:
+            cn = None if centre is None else centre.numpy()
+            futures = [c.submit(_embed_read_task, s, d, K, p, cn, key=f"geom-embed-{s.key}-{K}-{p}", retries=3)
+                       for s in shards]
+            starts = [s * files_per_shard for s in range(len(groups))]
+            vectors, error = _gather_into(c, futures, starts, bar, len(paths), dirs.shape[0] * K, first.dtype)
+        finally:
+            bar.close()
     origin = None if centre is None else dirs.double() @ centre.double()
     return Embedding(vectors, error, dirs.to(first.dtype), K, p, first.kind, origin)
 
@@ -211,33 +205,29 @@ def pairwise_blocks(ex, ey, symmetric, shift, todo, bi, bj, client):
     """``(key, values)`` of every block in ``todo`` as the workers finish them (a generator)."""
     distributed = _distributed()
     token = _token()
-    ctx = _quiet()
-    try:
-        with get_client(client) as c:
-            s = c.submit(_hold, shift.numpy(), key=f"geom-shift-{token}")
-            offsets = {}
-            for which, emb in (("x", ex), ("y", ey)):
-                o = emb.offsets()
-                offsets[which] = None if o is None else c.submit(_hold, o.numpy(), key=f"geom-offsets-{token}-{which}")
-            rows = {}
+    with _quiet(), get_client(client) as c:
+        s = c.submit(_hold, shift.numpy(), key=f"geom-shift-{token}")
+        offsets = {}
+        for which, emb in (("x", ex), ("y", ey)):
+            o = emb.offsets()
+            offsets[which] = None if o is None else c.submit(_hold, o.numpy(), key=f"geom-offsets-{token}-{which}")
+        rows = {}
 
-            def shard(which, I):
-                emb, bounds = (ex, bi) if which == "x" else (ey, bj)
-                if (which, I) not in rows:
-                    r0, r1 = bounds[I]
-                    rows[which, I] = c.submit(_hold, emb.vectors[r0:r1].numpy(), key=f"geom-rows-{token}-{which}{I}")
-                return rows[which, I]
+        def shard(which, I):
+            emb, bounds = (ex, bi) if which == "x" else (ey, bj)
+            if (which, I) not in rows:
+                r0, r1 = bounds[I]
+                rows[which, I] = c.submit(_hold, emb.vectors[r0:r1].numpy(), key=f"geom-rows-{token}-{which}{I}")
+            return rows[which, I]
 
-            futures = {}
-            second = "x" if symmetric else "y"
-            for key in todo:
-                a = shard("x", key[0])
-                b = a if symmetric and key[0] == key[1] else shard(second, key[1])
-                f = c.submit(_block_task, a, b, s, ex.scale, ex.p, offsets["x"], offsets[second],
-                             key=f"geom-block-{token}-{key[0]}-{key[1]}", retries=3)
-                futures[f.key] = (key, f)
-            for future in distributed.as_completed([f for _, f in futures.values()], loop=c.loop):
-                key, _ = futures[future.key]
-                yield key, torch.from_numpy(future.result())
-    finally:
-        ctx.__exit__(None, None, None)
+        futures = {}
+        second = "x" if symmetric else "y"
+        for key in todo:
+            a = shard("x", key[0])
+            b = a if symmetric and key[0] == key[1] else shard(second, key[1])
+            f = c.submit(_block_task, a, b, s, ex.scale, ex.p, offsets["x"], offsets[second],
+                         key=f"geom-block-{token}-{key[0]}-{key[1]}", retries=3)
+            futures[f.key] = (key, f)
+        for future in distributed.as_completed([f for _, f in futures.values()], loop=c.loop):
+            key, _ = futures[future.key]
+            yield key, torch.from_numpy(future.result())
