@@ -406,3 +406,20 @@ def test_deform_warns_when_the_solver_may_fold_the_surface():
         warnings.simplefilter("error", geom.GeomWarning)
         calm = gd.deform(gd.icosphere(1), ELLIPSOID, steps=2, n_projections=8)
     assert 0 <= calm.settings["solver_error"] < 1e-6
+
+
+def test_warmup_fades_the_fourier_features_in_and_the_returned_map_reproduces_the_result():
+    template = gd.icosphere(1)
+    result = gd.deform(template, ELLIPSOID, steps=6, n_projections=8, warmup=12)
+    field = result.deformation.field
+    assert float(field.fourier_weight) == 0.5  # the last row was measured after 6 of 12 warm-up updates
+    with torch.no_grad():
+        assert torch.allclose(result.deformation(template[0]), result.vertices, rtol=0, atol=1e-12)
+    # continued with its Adam state, the warm-up goes on from 6 updates; given alone, the weight stays
+    more = gd.deform(template, ELLIPSOID, steps=3, n_projections=8, warmup=12, deformation=result.deformation,
+                     optimizer_state=result.optimizer_state)
+    assert float(more.deformation.field.fourier_weight) == 0.75
+    alone = gd.deform(template, ELLIPSOID, steps=2, n_projections=8, warmup=12, deformation=result.deformation)
+    assert float(alone.deformation.field.fourier_weight) == 0.5
+    none = gd.deform(template, ELLIPSOID, steps=2, n_projections=8, warmup=0)
+    assert float(none.deformation.field.fourier_weight) == 1.0

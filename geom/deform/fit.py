@@ -173,7 +173,7 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
            optimizer_state: dict | None = None, regularizers: dict | None = None,
            method: str = "ode", normalize: str | None = None, shared: bool = False,
            deformation: NeuralODEDeformation | None = None, ode: dict | None = None, kind_options: dict | None = None,
-           n_samples: int = 2048, callback=None) -> DeformResult:
+           n_samples: int = 2048, warmup: int = 150, callback=None) -> DeformResult:
     """Deform ``template`` onto ``target``; a batch of pairs in one call.
 
     Args:
@@ -223,6 +223,12 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
             (``hidden=64``, ``layers=2``, ``fourier=64``, ``bandwidth=1``, ``stationary``,
             ``activation="tanh"``, ``final_scale=0``: the flow starts at the identity; ``centre`` and
             ``length``: default the template's vertex mean and radius).
+        warmup: for ``"ode"``: the field's Fourier features are weighted by ``min(1, t / warmup)`` after
+            ``t`` Adam updates (of the whole run: it continues with ``optimizer_state``), so the field
+            first fits the coarse shape, then the detail (with the features at full weight from the
+            start, 300 steps onto the arm folded 1140 of its 1280 faces; with a warm-up of 150: none,
+            and the bunny's Chamfer unchanged). 0: no warm-up. A given ``deformation`` without
+            ``optimizer_state`` keeps its weight.
         kind_options: options of the kind (``normal_scale`` for ``"varifold"``, in target radii: the
             normals are scaled by it times the target's radius; ``n_samples`` for ``"mesh"``);
             n_samples: surface samples of ``loss="chamfer"``.
@@ -237,6 +243,7 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
     lr = LR[method] if lr is None else check_real(lr, "lr", "> 0", lambda v: v > 0)
     n_projections = check_int(n_projections, "n_projections", minimum=1)
     n_samples = check_int(n_samples, "n_samples", minimum=1)
+    warmup = check_int(warmup, "warmup", minimum=0)
     shared = check_bool(shared, "shared")
     if normalize not in (None, "sphere", "box"):
         raise ValueError(f"normalize: expected 'sphere', 'box' or None, got {describe(normalize)}")
@@ -278,6 +285,7 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
         else:
             centre = torch.stack([it.centre for it in items])
             length = torch.tensor([it.radius for it in items], dtype=x0.dtype)
+        given = deformation
         deformation = _deformation(deformation, ode, generator, B if not shared else 1, centre, length)
         params = list(deformation.parameters())
         current = lambda: deformation(x0)  # noqa: E731
@@ -292,6 +300,9 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
     optimizer = ProjectedAscent(params, "adam")
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
+    # a new field, or one whose training continues, follows the warm-up; a given field alone keeps its weight
+    ramp = (method == "ode" and (given is None or optimizer_state is not None)
+            and isinstance(deformation.field, VelocityField) and deformation.field.frequencies.shape[1] > 0)
 
     def evaluate(x):
         moved = [(x[k, :len(it.vertices)], it.faces) for k, it in enumerate(items)]
@@ -319,6 +330,8 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
 
     history = {}
     for step in range(steps + 1):
+        if ramp:  # coarse to fine: after t updates of the whole run, weight t / warmup
+            deformation.field.fourier_weight.fill_(min(1.0, optimizer.t / warmup) if warmup else 1.0)
         with torch.set_grad_enabled(step < steps):
             x = current()
             total, values = evaluate(x)
@@ -345,7 +358,7 @@ def deform(template, target, *, loss: str = "sw", kind: str = "varifold", scheme
     settings = dict(loss=loss, kind=used_kind, scheme=scheme_name, n_projections=n_projections, steps=steps, lr=lr,
                     seed=seed if seed is not None or generator is not None else 0,
                     regularizers=weights, method=method, normalize=normalize, shared=shared, ode=dict(ode or {}),
-                    kind_options=kind_options, n_samples=n_samples, batch_size=B if batched else None,
+                    kind_options=kind_options, n_samples=n_samples, warmup=warmup, batch_size=B if batched else None,
                     solver_error=solver_error, **info)
     faces = [it.faces for it in items]
     return DeformResult(vertices if batched else vertices[0], faces if batched else faces[0], history,

@@ -58,7 +58,9 @@ class VelocityField(torch.nn.Module):
             N(0, bandwidth^2)``: they let the field bend at the scale ``length / bandwidth``; without them
             a tanh MLP learns fine detail slowly (supervised onto geom's folded sphere, 600 Adam steps:
             mean squared error 3e-3 with 32 hidden units and none, 1.5e-5 with 64 features). 0: none.
-        bandwidth: their standard deviation, in cycles per ``length``.
+        bandwidth: their standard deviation, in cycles per ``length``. The features are multiplied by
+            the buffer ``fourier_weight`` (1; :func:`geom.deform.deform` raises it from 0 to 1 over its
+            first ``warmup`` steps: the field first learns the coarse shape).
         centre, length: ``(dim,)`` (or ``(K, dim)``) and a positive number (or ``(K,)``): the frame of
             ``u`` (default the origin and 1; :func:`geom.deform.deform` gives a new field its
             template's centre and radius).
@@ -86,6 +88,7 @@ class VelocityField(torch.nn.Module):
         bandwidth = check_real(bandwidth, "bandwidth", "> 0", lambda v: v > 0)
         frequencies = torch.randn(dim, fourier, generator=generator, dtype=dtype) * bandwidth
         self.register_buffer("frequencies", frequencies)  # (dim, F), fixed: part of the state, not trained
+        self.register_buffer("fourier_weight", torch.ones((), dtype=dtype))  # deform fades the features in
         centre = torch.zeros(dim, dtype=dtype) if centre is None else as_real_tensor(centre, "centre", "a (dim,) or (K, dim) tensor").to(dtype)
         if isinstance(length, (int, float)) and not isinstance(length, bool):
             length = torch.tensor(float(length))
@@ -123,7 +126,8 @@ class VelocityField(torch.nn.Module):
         h = (h - self.centre.to(h.dtype)[:, None]) / length
         if self.frequencies.shape[1]:
             angle = (2 * math.pi) * (h @ self.frequencies.to(h.dtype))
-            h = torch.cat([h, torch.sin(angle), torch.cos(angle)], -1)
+            w = self.fourier_weight.to(h.dtype)
+            h = torch.cat([h, w * torch.sin(angle), w * torch.cos(angle)], -1)
         if not self.stationary:
             h = torch.cat([h, torch.as_tensor(t, dtype=h.dtype, device=h.device).expand(*h.shape[:-1], 1)], -1)
         act = ACTIVATIONS[self.activation]
