@@ -38,8 +38,9 @@ from .sliced import SlicedResult, sliced_wasserstein
 
 def __getattr__(name):
     """``geom.deform`` and ``geom.collection`` on first use (mesh deformation: torchdiffeq is imported only
-    when it integrates; collections: dask, scikit-learn and faiss only when asked for)."""
-    if name in ("collection", "deform"):
+    when it integrates; collections: dask, scikit-learn and faiss only when asked for; shape matching:
+    robust-laplacian and potpourri3d only when a method needs them)."""
+    if name in ("collection", "deform", "match"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)  # not `from . import`: that asks this hook again

@@ -1,0 +1,54 @@
+"""Nearest neighbours in spectral embeddings.
+
+``backend="keops"`` runs the reductions' ``nearest`` kernel (KeOps ``ArgMin(SqNorm2(x-y)+p)``, see
+:mod:`geom.reductions`); ``"gram"`` takes ``argmin_j |y_j|^2 - 2 x_i . y_j + p_j`` from float64 matrix
+products in blocks of rows. Spectral embeddings are 30 to 100 wide and centred near the origin (no
+cancellation to fear in float64), and there the products win on a CPU: 0.47 s against KeOps' 2.3 s
+for 5000 x 5000 points in 60 dimensions (measured on this project's 2-core machine). ``"auto"``: KeOps
+on CUDA tensors when it compiles there, the products otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import _keops, reductions
+
+__all__ = ["nearest"]
+
+BACKENDS = ("auto", "gram", "keops")
+_ROWS_BYTES = 1 << 27  # (rows, M) float64 block of the products: 128 MiB
+
+
+def _gram_nearest(x: torch.Tensor, y: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    rows = max(1, _ROWS_BYTES // (8 * max(1, y.shape[0])))
+    base = (y * y).sum(1) + penalty  # (M,)
+    return torch.cat([(base[None] - 2 * x[r:r + rows] @ y.T).argmin(1) for r in range(0, x.shape[0], rows)])
+
+
+def nearest(x, y, penalty=None, *, backend: str = "auto", pad_to: int | None = None) -> np.ndarray:
+    """``(N,)`` int64 ``argmin_j |x_i - y_j|^2 + penalty_j`` for ``x (N, D)``, ``y (M, D)`` (numpy or torch).
+
+    ``pad_to``: zero columns up to that width (distances unchanged), so that a loop over growing
+    widths (ZoomOut) compiles one KeOps formula, not one per width.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    xt = torch.as_tensor(x).to(torch.float64)
+    yt = torch.as_tensor(y).to(xt.device, torch.float64)
+    if xt.ndim != 2 or yt.ndim != 2 or xt.shape[1] != yt.shape[1]:
+        raise ValueError(f"x, y: expected (N, D) and (M, D) embeddings, got {tuple(xt.shape)} and {tuple(yt.shape)}")
+    if pad_to is not None and pad_to > xt.shape[1]:
+        xt = torch.nn.functional.pad(xt, (0, pad_to - xt.shape[1]))
+        yt = torch.nn.functional.pad(yt, (0, pad_to - yt.shape[1]))
+    pen = torch.zeros(yt.shape[0], dtype=torch.float64, device=xt.device) if penalty is None else \
+        torch.as_tensor(penalty).to(xt.device, torch.float64)
+    if backend == "auto":
+        usable = xt.device.type == "cuda" and _keops.failure("nearest", xt.shape[1], xt.dtype, xt.device) is None
+        backend = "keops" if usable else "gram"
+    if backend == "keops":
+        out = reductions._kernel("nearest", "keops", (xt[None], yt[None]))(xt[None], yt[None], pen[None])[0]
+    else:
+        out = _gram_nearest(xt, yt, pen)
+    return out.cpu().numpy().astype(np.int64)

@@ -1,0 +1,232 @@
+"""geom.match: functional maps, ZoomOut, SW alignment, entropic refinement, rigid registration, metrics."""
+
+import numpy as np
+import pytest
+import torch
+
+from geom import spectral
+from geom.match import (descriptor_fmap, entropic_refine, fmap_to_p2p, geodesic_error, log_sinkhorn, match,
+                        orientation_operators, p2p_to_fmap, pck_curve, permuted_bent_pair, rigid_register,
+                        score_map, sw_align, zoomout)
+from geom_datasets import shapes
+
+
+@pytest.fixture(scope="module")
+def lumpy():
+    """A bent ellipsoid: no symmetry, so a simple spectrum and a unique correspondence (162 vertices)."""
+    v, f = shapes.bend(shapes.ellipsoid(subdivisions=2), 0.4, seed=3)
+    return v.astype(np.float64), f
+
+
+@pytest.fixture(scope="module")
+def permuted(lumpy):
+    return permuted_bent_pair(*lumpy, strength=0.0, seed=5)  # an exact permuted copy
+
+
+def test_the_functional_map_of_a_shape_onto_itself_is_the_identity(lumpy):
+    s = spectral.spectrum(*lumpy, n_eigen=20)
+    C = p2p_to_fmap(np.arange(len(lumpy[0])), s, s)
+    np.testing.assert_allclose(C, np.eye(20), atol=1e-10)
+
+
+def test_on_a_sphere_the_self_map_is_orthogonal_within_each_eigenspace():
+    """Eigenvalues of multiplicity 2l + 1: any basis of a band may come out, so a permuted copy's map is an
+    orthogonal block per band (and zero across bands), not the identity."""
+    v, f = shapes.sphere(subdivisions=3)
+    perm = np.random.default_rng(0).permutation(len(v))
+    inv = np.argsort(perm)
+    a = spectral.spectrum(v, f, n_eigen=16)
+    b = spectral.spectrum(v[perm], inv[f], n_eigen=16)
+    C = p2p_to_fmap(inv, a, b)  # vertex i of A is vertex inv[i] of B
+    np.testing.assert_allclose(C.T @ C, np.eye(16), atol=1e-6)
+    bands = np.repeat(np.arange(4), [1, 3, 5, 7])
+    across = bands[:, None] != bands[None, :]
+    assert np.abs(C[across]).max() < 1e-3  # discretisation splits a band by ~1e-3 relative: mixing stays tiny
+    blocks = [np.abs(C[np.ix_(bands == l, bands == l)]) for l in range(1, 4)]
+    assert any((np.abs(blk - np.eye(len(blk))) > 0.1).any() for blk in blocks)  # not the identity: bases differ
+
+
+def test_a_permuted_copy_is_recovered_exactly(permuted):
+    r = match(permuted["source"], permuted["target"], method="fmap", n_eigen=30, k_init=10)
+    assert np.array_equal(r.p2p, permuted["truth"])
+    r = match(permuted["source"], permuted["target"], method="fmap-sw", n_eigen=30, k_init=10, sw_steps=20)
+    assert np.array_equal(r.p2p, permuted["truth"])
+
+
+def test_fmap_and_p2p_conversions_invert_each_other(permuted):
+    a = spectral.spectrum(*permuted["source"], n_eigen=30)
+    b = spectral.spectrum(*permuted["target"], n_eigen=30)
+    C = p2p_to_fmap(permuted["truth"], a, b)
+    assert np.array_equal(fmap_to_p2p(C, a, b), permuted["truth"])
+    assert np.array_equal(fmap_to_p2p(C, a, b, backend="keops" if _keops_ok() else "gram"), permuted["truth"])
+
+
+def _keops_ok():
+    from geom import _keops
+
+    return _keops.failure("nearest", 30, torch.float64, torch.device("cpu")) is None
+
+
+def test_zoomout_repairs_a_noisy_small_map(permuted):
+    a = spectral.spectrum(*permuted["source"], n_eigen=40)
+    b = spectral.spectrum(*permuted["target"], n_eigen=40)
+    C = p2p_to_fmap(permuted["truth"], a, b, 6, 6) + 0.1 * np.random.default_rng(1).normal(size=(6, 6))
+    assert not np.array_equal(fmap_to_p2p(C, a, b), permuted["truth"])
+    _, T = zoomout(C, a, b, 40, step=2)
+    assert np.array_equal(T, permuted["truth"])
+
+
+def test_descriptor_map_is_near_the_truth_and_the_orientation_term_sees_reflections(lumpy):
+    pair = permuted_bent_pair(*lumpy, strength=0.2, seed=1)
+    a = spectral.spectrum(*pair["source"], n_eigen=30)
+    b = spectral.spectrum(*pair["target"], n_eigen=30)
+    da, db = (spectral.wks(s.evals, s.evecs, n_energies=10) for s in (a, b))
+    truth = p2p_to_fmap(pair["truth"], a, b, 10, 10)
+    for w in (0.0, 0.1):
+        C = descriptor_fmap(a, b, da, db, k=10, w_orient=w)
+        assert np.abs(np.diag(C) * np.diag(truth)).min() > 0  # the signs of the diagonal are right
+    # orientation operators: commute with the map of a permuted copy, anticommute with a reflection's
+    v, f = lumpy
+    s = spectral.spectrum(v, f, n_eigen=12)
+    mirror = spectral.spectrum(v * [-1, 1, 1], f[:, ::-1], n_eigen=12)  # reflected, faces kept outward
+    d = spectral.wks(s.evals, s.evecs, n_energies=4)
+    O, Om = orientation_operators(s, d, 12), orientation_operators(mirror, d, 12)
+    Cm = p2p_to_fmap(np.arange(len(v)), s, mirror)
+    for q in range(4):
+        assert np.linalg.norm(Cm @ Om[q] + O[q] @ Cm) < 1e-8 * np.linalg.norm(O[q])
+        assert np.linalg.norm(Cm @ Om[q] - O[q] @ Cm) > 0.5 * np.linalg.norm(O[q])
+
+
+def test_sw_alignment_lowers_its_loss_and_keeps_the_true_map(permuted):
+    a = spectral.spectrum(*permuted["source"], n_eigen=10)
+    b = spectral.spectrum(*permuted["target"], n_eigen=10)
+    truth = p2p_to_fmap(permuted["truth"], a, b)
+    start = truth + 0.2 * np.random.default_rng(0).normal(size=truth.shape)
+    C, losses = sw_align(start, a, b, n_steps=150, lr=1e-2, n_samples=None, seed=0)
+    assert np.mean(losses[-10:]) < 0.01 * np.mean(losses[:10])  # measured: 11.5 -> 0.005
+    assert np.linalg.norm(C - truth) < 0.8 * np.linalg.norm(start - truth)  # measured 0.70 (0.52 at seed 1)
+    hits = lambda M: (fmap_to_p2p(M, a, b) == permuted["truth"]).mean()  # noqa: E731
+    assert hits(C) > hits(start) + 0.05  # measured 0.50 -> 0.64
+
+
+def test_log_sinkhorn_marginals_and_entropic_refinement_of_a_permuted_copy(permuted):
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(50, 3, generator=gen, dtype=torch.float64), torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    a, b = torch.rand(50, generator=gen, dtype=torch.float64), torch.rand(40, generator=gen, dtype=torch.float64)
+    a, b = a / a.sum(), b / b.sum()
+    eps = 0.05
+    f, g = log_sinkhorn(x, y, a, b, eps, n_iter=2000, tol=1e-12)
+    P = a[:, None] * b[None] * torch.exp((f[:, None] + g[None] - torch.cdist(x, y) ** 2) / eps)
+    torch.testing.assert_close(P.sum(1), a, atol=1e-8, rtol=0)
+    torch.testing.assert_close(P.sum(0), b, atol=1e-8, rtol=0)
+    A = spectral.spectrum(*permuted["source"], n_eigen=30)
+    B = spectral.spectrum(*permuted["target"], n_eigen=30)
+    C = p2p_to_fmap(permuted["truth"], A, B)
+    noisy = C + 0.05 * np.random.default_rng(2).normal(size=C.shape)
+    _, T = entropic_refine(noisy, A, B)
+    assert np.array_equal(T, permuted["truth"])
+
+
+def test_rigid_registration_recovers_a_known_rotation(lumpy):
+    import scipy.spatial.transform as tr
+
+    v, _ = lumpy
+    R = tr.Rotation.from_rotvec([0.4, -1.1, 0.7]).as_matrix()
+    t = np.array([0.3, -2.0, 1.0])
+    perm = np.random.default_rng(0).permutation(len(v))
+    y = (v @ R.T + t)[perm]
+    res = rigid_register(v, y, seed=0, n_starts=24)
+    assert np.abs(res.rotation - R).max() < 0.03
+    assert np.abs(res.translation - t).max() < 0.03
+    assert (res.p2p == np.argsort(perm)).mean() > 0.95
+
+
+def grid(nx, ny, h):
+    xs, ys = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+    v = np.stack([xs.ravel() * h, ys.ravel() * h, np.zeros(nx * ny)], 1)
+    idx = np.arange(nx * ny).reshape(nx, ny)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel(), idx[:-1, 1:].ravel()
+    return v, np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)]), idx
+
+
+def test_geodesic_error_on_a_hand_made_strip():
+    """A 4 x 1 strip of squares of side h: moving each vertex one column right is an error of one
+    edge, h / sqrt(area); Dijkstra is exact along grid lines."""
+    h = 0.5
+    v, f, idx = grid(5, 2, h)
+    area = 4 * 1 * h * h
+    truth = np.arange(10)
+    pred = idx[np.minimum(np.arange(5) + 1, 4)].ravel()  # row i -> row i + 1, the last row stays
+    expected = np.where(np.arange(5).repeat(2) < 4, h, 0.0) / np.sqrt(area)
+    np.testing.assert_allclose(geodesic_error(pred, truth, v, f, method="dijkstra"), expected, atol=1e-12)
+    score = score_map(pred, truth, v, f, method="dijkstra")
+    assert score.mean == pytest.approx(expected.mean())
+    assert score.pck[0] == pytest.approx(0.2)  # the last column maps onto itself
+
+
+def test_heat_method_geodesics_on_a_fine_grid():
+    """On a plane the geodesic distance is the Euclidean one; a shift by 8 columns of a 41 x 21 grid."""
+    pytest.importorskip("potpourri3d")
+    h = 0.05
+    v, f, idx = grid(41, 21, h)
+    pred = idx[np.minimum(np.arange(41) + 8, 40)].ravel()
+    truth = idx.ravel()
+    err = geodesic_error(pred, truth, v, f, method="heat") * np.sqrt(40 * 20 * h * h)
+    exact = np.linalg.norm(v[pred] - v[truth], axis=1)
+    far = exact >= 4 * h - 1e-12  # the heat method is least accurate at a few edges
+    rel = np.abs(err[far] / exact[far] - 1)
+    # measured: mean 3.8%, 95th percentile 12.6% (a swapped pair or a wrong area would be off by 100%)
+    assert rel.mean() < 0.06 and np.quantile(rel, 0.95) < 0.2, (rel.mean(), np.quantile(rel, 0.95))
+
+
+def test_pck_curve_and_auc():
+    t, curve, auc = pck_curve(np.array([0.0, 0.05, 0.2, 0.02]))
+    assert curve[0] == 0.25 and curve[-1] == 0.75
+    assert curve[20] == 0.5  # t = 0.02
+    assert auc == pytest.approx(np.trapezoid(curve, t) / 0.1)
+    assert pck_curve(np.zeros(7))[2] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="errors"):
+        pck_curve(np.array([0.1, np.nan]))
+
+
+def test_symmetric_flips_are_counted():
+    v, f = shapes.ellipsoid(subdivisions=2)
+    from geom.match import reflection_symmetry
+
+    sym = reflection_symmetry(v, 0)
+    assert sym is not None and np.array_equal(sym[sym], np.arange(len(v)))
+    truth = np.arange(len(v))
+    flipped = score_map(sym, truth, v, f, symmetry=sym, method="dijkstra")
+    far = np.abs(v[:, 0]) > 0.3  # vertices far from the mirror plane are flipped by more than 0.05
+    assert flipped.flip_rate == pytest.approx(far.mean(), abs=0.1)
+    assert score_map(truth, truth, v, f, symmetry=sym, method="dijkstra").flip_rate == 0
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_mesh_only_methods_refuse_point_clouds(lumpy):
+    v, f = lumpy
+    for method in ("fmap", "fmap-sw", "sliced-plan"):
+        with pytest.raises(ValueError, match=f"target: method '{method}' needs a triangle mesh"):
+            match((v, f), v, method=method)
+    assert len(match(v, v, method="rigid").p2p) == len(v)  # rigid takes point clouds
+
+
+def test_disconnected_mesh_and_too_many_eigenpairs_are_refused(lumpy):
+    v, f = lumpy
+    two = (np.concatenate([v, v + 5]), np.concatenate([f, f + len(v)]))
+    with pytest.raises(ValueError, match="connected mesh, got 2 connected components"):
+        match(two, (v, f))
+    with pytest.raises(ValueError, match=f"n_eigen: expected at most the number of vertices, {len(v)}"):
+        match((v, f), (v, f), n_eigen=len(v) + 1)
+    with pytest.raises(ValueError, match="method: expected one of"):
+        match((v, f), (v, f), method="icp")
+
+
+def test_ground_truth_of_the_wrong_length_is_refused(lumpy):
+    v, f = lumpy
+    with pytest.raises(ValueError, match=r"ground_truth: expected one target vertex per source vertex \(5\), got 4"):
+        score_map(np.arange(5), np.arange(4), v, f)
+    with pytest.raises(ValueError, match=r"ground_truth: expected target vertices in \[0, 162\)"):
+        score_map(np.arange(5), np.arange(5) + 200, v, f)
