@@ -230,3 +230,58 @@ def test_ground_truth_of_the_wrong_length_is_refused(lumpy):
         score_map(np.arange(5), np.arange(4), v, f)
     with pytest.raises(ValueError, match=r"ground_truth: expected target vertices in \[0, 162\)"):
         score_map(np.arange(5), np.arange(5) + 200, v, f)
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_geom_match_writes_the_map_render_and_json_and_scores_ground_truth(tmp_path, capsys, permuted):
+    import json
+
+    import trimesh
+    from cli_helpers import assert_user_error, run
+
+    a, b = tmp_path / "a.ply", tmp_path / "b.ply"
+    trimesh.Trimesh(*permuted["source"], process=False).export(a)
+    trimesh.Trimesh(*permuted["target"], process=False).export(b)
+    gt = tmp_path / "gt.npy"
+    np.save(gt, permuted["truth"])
+    out = tmp_path / "out"
+    rc, stdout, _ = run(capsys, "match", a, b, "--out", out, "--n-eigen", 30, "--ground-truth", gt)
+    assert rc == 0 and "mean geodesic error 0.0000" in stdout
+    assert np.array_equal(np.load(out / "map.npy", allow_pickle=False), permuted["truth"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ground_truth"]["mean_geodesic_error"] == 0 and summary["ground_truth"]["auc"] == 1
+    assert summary["files"] == ["map.npy", "render.png", "summary.json"] and (out / "render.png").stat().st_size > 0
+    # --force replaces only its own outputs; a foreign file of an output's name is refused
+    assert_user_error(*run(capsys, "match", a, b, "--out", out), "--out", "--force")
+    (out / "notes.txt").write_text("mine")
+    assert run(capsys, "match", a, b, "--out", out, "--n-eigen", 20, "--force")[0] == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "map.npy").write_text("not ours")
+    assert_user_error(*run(capsys, "match", a, b, "--out", other, "--force"), "map.npy", "no earlier")
+
+
+def test_geom_match_bad_input_is_one_line(tmp_path, capsys, permuted):
+    import trimesh
+    from cli_helpers import assert_user_error, run
+
+    a, b = tmp_path / "a.ply", tmp_path / "b.ply"
+    trimesh.Trimesh(*permuted["source"], process=False).export(a)
+    trimesh.Trimesh(*permuted["target"], process=False).export(b)
+    short, pickled = tmp_path / "short.npy", tmp_path / "pickled.npy"
+    np.save(short, permuted["truth"][:-1])
+    np.save(pickled, np.array([1, "x"], dtype=object), allow_pickle=True)
+    n = len(permuted["truth"])
+    assert_user_error(*run(capsys, "match", a, b, "--out", tmp_path / "o1", "--ground-truth", short),
+                      "--ground-truth", f"({n}), got {n - 1}")
+    assert_user_error(*run(capsys, "match", a, b, "--out", tmp_path / "o2", "--ground-truth", pickled),
+                      "--ground-truth", "without pickle")
+    assert_user_error(*run(capsys, "match", a, b, "--out", tmp_path / "o3", "--n-eigen", n + 1), "--n-eigen",
+                      f"at most the number of vertices, {n}")
+    cloud = tmp_path / "cloud.npy"
+    np.save(cloud, permuted["target"][0].astype(np.float32))
+    assert_user_error(*run(capsys, "match", a, cloud, "--out", tmp_path / "o4"), "B:", "needs a triangle mesh")
+    assert not (tmp_path / "o1").exists() or not any((tmp_path / "o1").iterdir())

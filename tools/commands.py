@@ -2,7 +2,8 @@
 ``"geom"`` names this module, whose ``geom_register_commands`` hook registers one
 :class:`geom.Command` subclass per command. ``geom flow`` and ``geom generate`` live in
 :mod:`geom_tools.flow_cli`, ``geom deform`` in :mod:`geom_tools.deform_cli` and ``geom collection`` in
-:mod:`geom_tools.collection_cli`, imported when they are configured or run.
+:mod:`geom_tools.collection_cli`, ``geom match`` in :mod:`geom_tools.match_cli`, imported when they are
+configured or run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import geom
 from ._common import (SAMPLING_KINDS, _add_normalize, _check_seed, _finite_or_none, _fmt,
                       _measure, _named, _new_scheme, _parse_options, _print_json, _table)
 
-__all__ = ["METRICS", "Collection", "Compare", "Datasets", "Deform", "Demo", "Flow", "Generate", "Plugins", "geom_register_commands"]
+__all__ = ["METRICS", "Collection", "Compare", "Datasets", "Deform", "Demo", "Flow", "Generate", "Match", "Plugins",
+           "geom_register_commands"]
 
 METRICS: dict[str, str] = {
     "chamfer": "chamfer_distance",
@@ -366,8 +368,23 @@ class Collection(geom.Command):
         return collection_cli.run(args)
 
 
+class Match(geom.Command):
+    help = "point-to-point map between two shapes (functional maps, SW, entropic OT, rigid): map, render, JSON"
+
+    def configure(self, parser):
+        from . import match_cli
+
+        match_cli.configure(parser)
+
+    def run(self, args):
+        from . import match_cli
+
+        return match_cli.run(args)
+
+
 @geom.hookimpl
 def geom_register_commands(register):
     for name, cls in (("compare", Compare), ("plugins", Plugins), ("demo", Demo), ("datasets", Datasets),
-                      ("flow", Flow), ("generate", Generate), ("deform", Deform), ("collection", Collection)):
+                      ("flow", Flow), ("generate", Generate), ("deform", Deform), ("collection", Collection),
+                      ("match", Match)):
         register(name, cls)
