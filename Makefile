@@ -16,7 +16,7 @@ TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 export MPLBACKEND := Agg
 
-.PHONY: setup warm-keops run test bench bench-schemes bench-learned bench-flows bench-energy bench-deform bench-collection gpu-check lint clean
+.PHONY: setup warm-keops run test bench bench-schemes bench-learned bench-flows bench-energy bench-deform bench-collection bench-match gpu-check lint clean
 
 setup: $(STAMP) warm-keops
 
@@ -62,6 +62,11 @@ bench-deform: $(STAMP)
 
 bench-collection: $(STAMP)
 	$(BIN)/python tools/collection_bench.py
+
+# pyfmaps (pyFM) is the external anchor of the match benchmark only: the `bench` extra.
+bench-match: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python tools/match_bench.py
 
 gpu-check: $(STAMP)
 	$(BIN)/python tools/gpu_check.py

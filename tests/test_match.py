@@ -58,13 +58,25 @@ def test_fmap_and_p2p_conversions_invert_each_other(permuted):
     b = spectral.spectrum(*permuted["target"], n_eigen=30)
     C = p2p_to_fmap(permuted["truth"], a, b)
     assert np.array_equal(fmap_to_p2p(C, a, b), permuted["truth"])
-    assert np.array_equal(fmap_to_p2p(C, a, b, backend="keops" if _keops_ok() else "gram"), permuted["truth"])
 
 
-def _keops_ok():
+def test_nearest_neighbours_agree_across_backends_with_a_penalty():
+    """3-D float64: the formula `make test` warms (a wider one would compile for ~12 s)."""
     from geom import _keops
+    from geom.match._nn import nearest
 
-    return _keops.failure("nearest", 30, torch.float64, torch.device("cpu")) is None
+    rng = np.random.default_rng(0)
+    x, y, pen = rng.normal(size=(300, 3)), rng.normal(size=(250, 3)), rng.random(250)
+    ref = (((x[:, None] - y[None]) ** 2).sum(-1) + pen).argmin(1)
+    assert np.array_equal(nearest(x, y, pen, backend="gram"), ref)
+    assert np.array_equal(nearest(x[:, :2], y[:, :2], backend="gram", pad_to=3),
+                          ((x[:, None, :2] - y[None, :, :2]) ** 2).sum(-1).argmin(1))  # zero padding changes nothing
+    reason = _keops.failure("nearest", 3, torch.float64, torch.device("cpu"))
+    if reason is not None:
+        pytest.skip(reason)
+    assert np.array_equal(nearest(x, y, pen, backend="keops"), ref)
+    with pytest.raises(ValueError, match="backend: expected one of"):
+        nearest(x, y, backend="faiss")
 
 
 def test_zoomout_repairs_a_noisy_small_map(permuted):
