@@ -44,28 +44,39 @@ class SlicedPlan:
         rows, cols: ``(B, L, K)`` int64 source and target atom of each entry of each slice's plan.
         mass: ``(B, L, K)`` float64 mass of each entry (zero entries are padding); each slice's plan
             has marginals ``mu.weights`` and ``nu.weights``.
-        costs: ``(B, L)`` float64 full transport cost ``sum_k mass_k |x_rows - y_cols|^p`` of each plan.
+        costs: ``(B, L)`` float64 full transport cost ``sum_k mass_k |x_rows - y_cols|^p`` of each plan,
+            computed on first use (the min-SWGG plan and ``beta > 0`` need it; the expected plan with
+            ``beta = 0``, the barycentric map and the assignment do not).
         directions: ``(L, *shape)`` the directions, in the representation's direction space.
-        target: ``(B, M, D)`` nu's support (for the barycentric map); shape: ``(N, M)``.
+        source, target: ``(B, N, D)``, ``(B, M, D)`` the supports; shape: ``(N, M)``; p: the order.
         batched: whether results keep the batch axis.
     """
 
     rows: torch.Tensor
     cols: torch.Tensor
     mass: torch.Tensor
-    costs: torch.Tensor
     directions: torch.Tensor
+    source: torch.Tensor
     target: torch.Tensor
     source_mass: torch.Tensor
     shape: tuple[int, int]
     batched: bool
+    p: float = 2.0
+    _costs: torch.Tensor | None = None
+
+    @property
+    def costs(self) -> torch.Tensor:
+        if self._costs is None:
+            self._costs = _full_costs(self.source, self.target, self.rows, self.cols, self.mass, self.p)
+        return self._costs
 
     def slice_weights(self, beta: float = 0.0) -> torch.Tensor:
         """``(B, L)`` weights of the slices in the expected plan: uniform (``beta = 0``) or
         ``softmax(-beta C_l)`` (POT's inverse temperature)."""
         beta = check_real(beta, "beta", ">= 0", lambda x: x >= 0)
         if beta == 0:
-            return torch.full_like(self.costs, 1.0 / self.costs.shape[-1])
+            B, L = self.rows.shape[:2]
+            return torch.full((B, L), 1.0 / L, dtype=torch.float64, device=self.rows.device)
         return torch.softmax(-beta * self.costs, -1)
 
     def _sparse(self, rows, cols, mass) -> torch.Tensor:
@@ -182,20 +193,21 @@ def _monotone(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor
 
 
 def _full_costs(x: torch.Tensor, y: torch.Tensor, rows, cols, mass, p: float) -> torch.Tensor:
-    """``(B, L)`` ``sum_k mass |x_rows - y_cols|^p``, in chunks of slices."""
+    """``(B, L)`` ``sum_k mass |x_rows - y_cols|^p``, in chunks of slices: rows gathered by
+    ``index_select`` in the data's dtype (each term has no cancellation), summed in float64."""
     B, L, K = rows.shape
-    D = x.shape[-1]
-    x64, y64 = x.reshape(B, x.shape[1], -1).double(), y.reshape(B, y.shape[1], -1).double()
-    D = x64.shape[-1]
-    step = max(1, (1 << 25) // max(1, B * K * D))  # ~256 MiB of float64 gathers per chunk
+    N, M = x.shape[1], y.shape[1]
+    xf, yf = x.reshape(B * N, -1), y.reshape(B * M, -1)  # (B N, D), (B M, D)
+    D = xf.shape[1]
+    step = max(1, (1 << 24) // max(1, B * K * D))  # ~64 MiB of float32 gathers per chunk
+    shift_x = (torch.arange(B, device=rows.device) * N)[:, None, None]
+    shift_y = (torch.arange(B, device=rows.device) * M)[:, None, None]
     out = []
     for l0 in range(0, L, step):
-        r, c = rows[:, l0:l0 + step], cols[:, l0:l0 + step]  # (B, Lc, K)
-        Lc = r.shape[1]
-        xi = x64.gather(1, r.reshape(B, -1, 1).expand(-1, -1, D)).view(B, Lc, K, D)
-        yj = y64.gather(1, c.reshape(B, -1, 1).expand(-1, -1, D)).view(B, Lc, K, D)
-        d = (xi - yj).norm(dim=-1)
-        out.append((mass[:, l0:l0 + step] * (d.square() if p == 2 else d.pow(p))).sum(-1))
+        r, c = rows[:, l0:l0 + step] + shift_x, cols[:, l0:l0 + step] + shift_y  # (B, Lc, K) flat rows
+        sq = (xf.index_select(0, r.reshape(-1)) - yf.index_select(0, c.reshape(-1))).square().sum(-1)
+        sq = sq.double().view(r.shape)  # (B, Lc, K)
+        out.append((mass[:, l0:l0 + step] * (sq if p == 2 else sq.sqrt().pow(p))).sum(-1))
     return torch.cat(out, -1)
 
 
@@ -239,6 +251,5 @@ def sliced_plan(mu, nu, *, p: float = 2, n_projections: int = 64, scheme="mc", d
     b = nu.weights[:, None, :].expand(B, L, M).reshape(B * L, M)
     rows, cols, mass = _monotone(u.reshape(B * L, N), v.reshape(B * L, M), a, b, same_uniform)
     rows, cols, mass = (t.view(B, L, K) for t in (rows, cols, mass))
-    costs = _full_costs(mu.support, nu.support, rows, cols, mass, s.p)  # (B, L)
-    return SlicedPlan(rows, cols, mass, costs, s.directions, nu.support.reshape(B, M, -1), mu.weights, (N, M),
-                      s.batched)
+    return SlicedPlan(rows, cols, mass, s.directions, mu.support.reshape(B, N, -1), nu.support.reshape(B, M, -1),
+                      mu.weights, (N, M), s.batched, s.p)

@@ -191,6 +191,20 @@ def test_heat_method_geodesics_on_a_fine_grid():
     assert rel.mean() < 0.06 and np.quantile(rel, 0.95) < 0.2, (rel.mean(), np.quantile(rel, 0.95))
 
 
+def test_remeshed_pair_has_another_triangulation_and_near_ground_truth(lumpy):
+    pytest.importorskip("open3d")
+    from geom.match import remeshed_pair
+
+    v, f = lumpy
+    pair = remeshed_pair(v, f, fraction=0.5, strength=0.2, seed=0)
+    vt, ft = pair["target"]
+    assert len(ft) <= len(f) // 2 + 2 and len(vt) < len(v)
+    _, _, field = shapes.bend((v, f), 0.2, int(np.random.default_rng(0).integers(2**31)), return_field=True)
+    gap = np.linalg.norm(vt[pair["truth"]] - (v + field(v)), axis=1)
+    edges = np.linalg.norm(vt[ft] - vt[np.roll(ft, 1, axis=1)], axis=2)
+    assert gap.max() <= edges.max()  # each truth vertex lies within an edge of the bent source vertex
+
+
 def test_pck_curve_and_auc():
     t, curve, auc = pck_curve(np.array([0.0, 0.05, 0.2, 0.02]))
     assert curve[0] == 0.25 and curve[-1] == 0.75

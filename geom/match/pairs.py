@@ -2,8 +2,10 @@
 
 * :func:`permuted_bent_pair`: a mesh, and a smooth near-isometric bending of it
   (:func:`geom_datasets.shapes.bend`) under a random vertex permutation; ground truth exact.
-* :func:`remeshed_pair`: a mesh and another triangulation of the same surface (vertices resampled on
-  it by a seeded jitter along the surface, then re-triangulated); ground truth by the nearest vertex.
+* :func:`remeshed_pair`: a mesh and another triangulation of the same surface (open3d's quadric
+  decimation to a fraction of the faces, then the same bending applied to it); ground truth: the
+  target vertex nearest the bent image of each source vertex (within about half an edge of the
+  nearest point on the surface). Needs open3d.
 
 Each pair is a dict: ``source`` and ``target`` ``(vertices, faces)``, ``truth (n_source,)`` target
 vertex of each source vertex, and ``symmetry`` (None unless given for the base shape).
@@ -16,12 +18,15 @@ import numpy as np
 from .._checks import check_int
 from ..spectral import mesh_arrays
 
-__all__ = ["permuted_bent_pair", "reflection_symmetry"]
+__all__ = ["permuted_bent_pair", "reflection_symmetry", "remeshed_pair"]
 
 
-def permuted_bent_pair(vertices, faces, *, strength: float = 0.3, seed: int = 0, symmetry=None) -> dict:
+def permuted_bent_pair(vertices, faces, *, strength: float = 0.3, seed: int = 0, symmetry=None,
+                       rotate: bool = False) -> dict:
     """``source = (V, F)``; ``target`` = its bending by ``strength`` with vertex ``j`` of the target the
-    image of source vertex ``perm[j]`` (a permutation drawn from ``seed``)."""
+    image of source vertex ``perm[j]`` (a permutation drawn from ``seed``); ``rotate``: the target also
+    turned by a uniform random rotation about its centroid (drawn from ``seed``), so that methods
+    which use the pose (ICP from the identity) get no help from it."""
     from geom_datasets import shapes  # the datasets' bend generator (same distribution)
 
     v, f = mesh_arrays(vertices, faces)
@@ -30,7 +35,13 @@ def permuted_bent_pair(vertices, faces, *, strength: float = 0.3, seed: int = 0,
     bent, _ = shapes.bend((v, f), strength, int(rng.integers(2**31)))
     perm = rng.permutation(len(v))  # target j = bent[perm[j]]
     inv = np.argsort(perm)
-    target = (np.asarray(bent, np.float64)[perm], inv[f])
+    moved = np.asarray(bent, np.float64)
+    if rotate:
+        import scipy.spatial.transform as tr
+
+        c = moved.mean(0)
+        moved = (moved - c) @ tr.Rotation.random(random_state=rng).as_matrix().T + c
+    target = (moved[perm], inv[f])
     sym = None
     if symmetry is not None:  # a symmetry s of the source: on the target, j -> inv[s[perm[j]]]
         s = np.asarray(symmetry, np.int64)
@@ -50,3 +61,29 @@ def reflection_symmetry(vertices, axis: int = 0, *, tol: float = 1e-3) -> np.nda
     d, j = scipy.spatial.cKDTree(c).query(r)
     diam = float(np.linalg.norm(c.max(0) - c.min(0)))
     return j.astype(np.int64) if d.max() <= tol * diam else None
+
+
+def remeshed_pair(vertices, faces, *, fraction: float = 0.5, strength: float = 0.3, seed: int = 0) -> dict:
+    """``source = (V, F)``; ``target`` = a quadric decimation to ``fraction`` of the faces, bent by the
+    same smooth field as the source's image would be (:func:`geom_datasets.shapes.bend`, ``seed``)."""
+    try:
+        import open3d as o3d
+    except ImportError as exc:
+        raise ImportError("remeshed_pair: decimation needs open3d: pip install 'geom[open3d]'") from exc
+    from geom_datasets import shapes
+
+    from .._checks import check_real
+
+    v, f = mesh_arrays(vertices, faces)
+    fraction = check_real(fraction, "fraction", "in (0, 1)", lambda x: 0 < x < 1)
+    rng = np.random.default_rng(check_int(seed, "seed"))
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v), o3d.utility.Vector3iVector(f.astype(np.int32)))
+    low = mesh.simplify_quadric_decimation(max(4, int(fraction * len(f))))
+    low.remove_unreferenced_vertices()
+    vl, fl = np.asarray(low.vertices, np.float64), np.asarray(low.triangles, np.int64)
+    _, _, field = shapes.bend((v, f), strength, int(rng.integers(2**31)), return_field=True)
+    target = (vl + field(vl), fl)
+    import scipy.spatial
+
+    _, truth = scipy.spatial.cKDTree(target[0]).query(v + field(v))
+    return {"source": (v, f), "target": target, "truth": truth.astype(np.int64), "symmetry": None}
