@@ -33,7 +33,7 @@ from ._checks import check_memory, check_real
 from ._ot1d import sort_rows
 from .sliced import prepare_slices
 
-__all__ = ["SlicedPlan", "sliced_plan"]
+__all__ = ["SlicedPlan", "UnbalancedSliced", "sliced_plan", "unbalanced_sliced_ot"]
 
 
 @dataclass
@@ -253,3 +253,121 @@ def sliced_plan(mu, nu, *, p: float = 2, n_projections: int = 64, scheme="mc", d
     rows, cols, mass = (t.view(B, L, K) for t in (rows, cols, mass))
     return SlicedPlan(rows, cols, mass, s.directions, mu.support.reshape(B, N, -1), nu.support.reshape(B, M, -1),
                       mu.weights, (N, M), s.batched, s.p)
+
+
+@dataclass
+class UnbalancedSliced:
+    """Sliced unbalanced OT (KL marginal penalties) between ``mu`` and ``nu``.
+
+    Attributes:
+        value: ``(B,)`` (scalar unbatched) the scheme's estimate of ``E_theta UOT_p^p`` (POT's
+            ``sliced_unbalanced_ot``), not differentiable.
+        costs: ``(B, L)`` per-slice ``UOT_p^p`` (transport of the reweighted marginals + KL terms).
+        source_weights, target_weights: ``(B, L, N)``, ``(B, L, M)`` the reweighted marginals of each
+            slice (mass created or destroyed where they differ from the measures' weights).
+        directions: ``(L, *shape)``.
+    """
+
+    value: torch.Tensor
+    costs: torch.Tensor
+    source_weights: torch.Tensor
+    target_weights: torch.Tensor
+    directions: torch.Tensor
+
+
+def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``sum p log(p / q) - p + q`` over the last axis (``0 log 0 = 0``)."""
+    return (torch.special.xlogy(p, p) - torch.special.xlogy(p, q) - p + q).sum(-1)
+
+
+def _translation(f, g, a, b, rho1: float, rho2: float):
+    """The optimal translation ``lambda`` of ``(f + lambda, g - lambda)`` (Séjourné et al. 2022, prop. 2)."""
+    inf = float("inf")
+    if rho1 == inf and rho2 == inf:
+        return torch.zeros_like(f[..., 0])
+    lse_f = torch.logsumexp(-f / rho1 + a.log(), -1) if rho1 != inf else None
+    lse_g = torch.logsumexp(-g / rho2 + b.log(), -1) if rho2 != inf else None
+    if rho1 == inf:
+        return rho2 * (a.sum(-1).log() - lse_g)
+    if rho2 == inf:
+        return rho1 * (lse_f - b.sum(-1).log())
+    return rho1 * rho2 / (rho1 + rho2) * (lse_f - lse_g)
+
+
+def _reweight(f, g, a, b, rho1: float, rho2: float):
+    lam = _translation(f, g, a, b, rho1, rho2)[..., None]
+    f, g = f + lam, g - lam
+    ar = a * torch.exp(-f / rho1) if rho1 != float("inf") else a
+    br = b * torch.exp(-g / rho2) if rho2 != float("inf") else b
+    mass = ar.sum(-1)
+    return f, g, ar / mass[..., None], br / br.sum(-1, keepdim=True), mass
+
+
+@torch.no_grad()
+def unbalanced_sliced_ot(mu, nu, reg_m, *, p: float = 2, n_projections: int = 64, scheme="mc", directions=None,
+                         seed=None, generator=None, n_iter: int = 10, **scheme_options) -> UnbalancedSliced:
+    """Sliced unbalanced OT: on each slice, ``UOT_p^p = min_gamma W_p^p(gamma_1, gamma_2) + rho_1 KL(gamma_1 | mu_theta)
+    + rho_2 KL(gamma_2 | nu_theta)``, solved by Frank-Wolfe on the translation-invariant dual (Séjourné,
+    Vialard & Peyré, AISTATS 2022; Séjourné, Bonet, Fatras, Nadjahi & Courty, *Unbalanced Optimal
+    Transport meets Sliced-Wasserstein*, 2023), then averaged by the scheme. Mass may be created or
+    destroyed at a KL cost, for partial shapes.
+
+    The 1-D dual potentials are the gradients of the core's exact 1-D costs with respect to the weights
+    (the same kernel as the SW estimator), made to satisfy ``<f, a> + <g, b> = W_p^p``.
+
+    Args:
+        reg_m: ``rho`` (both marginals) or ``(rho_1, rho_2)``, each ``> 0`` or ``inf`` (that marginal kept).
+        n_iter: Frank-Wolfe steps (POT's ``numItermax``).
+        the rest: as in :func:`sliced_plan`.
+    """
+    from ._checks import check_int
+    from .sliced import finish_slices
+
+    pair = tuple(reg_m) if isinstance(reg_m, (tuple, list)) else (reg_m, reg_m)
+    if len(pair) != 2:
+        raise ValueError(f"reg_m: expected a number or a pair of numbers, got {reg_m!r}")
+    rho1, rho2 = (check_real(r, "reg_m", "> 0 (or inf)", lambda x: x > 0) if r != float("inf") else float("inf")
+                  for r in pair)
+    n_iter = check_int(n_iter, "n_iter", minimum=1)
+    s = prepare_slices(mu, nu, p=p, n_projections=n_projections, scheme=scheme, directions=directions, seed=seed,
+                       generator=generator, scheme_options=scheme_options)
+    if s.representation.domain != "line":
+        raise ValueError(f"mu, nu: unbalanced sliced OT needs projections on the line, got the "
+                         f"{s.representation.domain!r} domain of kind {s.mu.kind!r}")
+    from ._ot1d import absolute_costs, projected_costs
+
+    mu, nu = s.mu, s.nu
+    B, N, M, L = mu.batch_size, mu.n_points, nu.n_points, s.directions.shape[0]
+    u = s.representation.project(mu.support, s.directions).double().reshape(B * L, 1, N)  # one slice per row
+    v = s.representation.project(nu.support, s.directions).double().reshape(B * L, 1, M)
+    a = mu.weights.double()[:, None].expand(B, L, N).reshape(B * L, N)
+    b = nu.weights.double()[:, None].expand(B, L, M).reshape(B * L, M)
+
+    def w_and_potentials(ar, br, grad: bool):
+        with torch.enable_grad():
+            ar, br = ar.detach().requires_grad_(grad), br.detach().requires_grad_(grad)
+            w = absolute_costs(*projected_costs("line", u, v, ar, br, s.p, False), s.p)[:, 0]  # (B L,)
+            if not grad:
+                return w, None, None
+            fd, gd = torch.autograd.grad(w.sum(), (ar, br))
+        half = (w.detach() - (fd * ar).sum(-1) - (gd * br).sum(-1))[:, None] / 2  # <f, a> + <g, b> = W
+        return w.detach(), fd + half, gd + half
+
+    f, g = torch.zeros_like(a), torch.zeros_like(b)
+    for i in range(n_iter):
+        f, g, ar, br, _ = _reweight(f, g, a, b, rho1, rho2)
+        _, fd, gd = w_and_potentials(ar, br, True)
+        t = 2.0 / (2.0 + i)
+        f, g = f + t * (fd - f), g + t * (gd - g)
+    f, g, ar, br, mass = _reweight(f, g, a, b, rho1, rho2)
+    w, _, _ = w_and_potentials(ar, br, False)
+    ar, br = ar * mass[:, None], br * mass[:, None]
+    total = w * mass
+    if rho1 != float("inf"):
+        total = total + rho1 * _kl(ar, a)
+    if rho2 != float("inf"):
+        total = total + rho2 * _kl(br, b)
+    costs = total.view(B, L)
+    result = finish_slices(s, costs.to(mu.dtype), None, root=False)
+    return UnbalancedSliced(result.value, costs if s.batched else costs[0], ar.view(B, L, N), br.view(B, L, M),
+                            s.directions)

@@ -127,3 +127,23 @@ def test_errors_name_the_argument():
         geom.sliced_plan(x, x, n_projections=2, seed=0).barycentric_map("best")
     with pytest.raises(ValueError, match="directions"):
         geom.sliced_plan(x, x, directions=torch.randn(4, 2))
+
+
+def test_unbalanced_sliced_ot_is_balanced_at_infinite_penalty_and_sheds_outliers():
+    from geom.plans import unbalanced_sliced_ot
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = rand(gen, 60, 2), rand(gen, 60, 2)
+    th = torch.nn.functional.normalize(rand(gen, 5, 2), dim=-1)
+    inf = float("inf")
+    bal = unbalanced_sliced_ot(x, y, (inf, inf), directions=th)
+    sw2 = geom.sliced_wasserstein(x, y, directions=th) ** 2
+    torch.testing.assert_close(bal.value, sw2, rtol=1e-10, atol=0)
+    # 10 far outliers in the target: a small penalty lets the transport drop their mass
+    y_out = torch.cat([y[:50], rand(gen, 10, 2) + 30])
+    r = unbalanced_sliced_ot(x, y_out, 0.5, directions=th)
+    kept = r.target_weights[0]  # (L, M)
+    assert (kept[:, 50:].sum(-1) < 0.1 * kept[:, :50].sum(-1) / 5).all()  # outliers keep < 2% of their 1/6
+    assert float(r.value) < float(geom.sliced_wasserstein(x, y_out, directions=th) ** 2) / 10
+    with pytest.raises(ValueError, match="reg_m"):
+        unbalanced_sliced_ot(x, y, -1.0, directions=th)
