@@ -211,6 +211,15 @@ def _full_costs(x: torch.Tensor, y: torch.Tensor, rows, cols, mass, p: float) ->
     return torch.cat(out, -1)
 
 
+def _line_slices(what: str, mu, nu, **settings):
+    """:func:`prepare_slices` for a user that needs projections on the line; a ValueError otherwise."""
+    s = prepare_slices(mu, nu, **settings)
+    if s.representation.domain != "line":
+        raise ValueError(f"mu, nu: {what} need projections on the line, got the {s.representation.domain!r} "
+                         f"domain of kind {s.mu.kind!r}")
+    return s
+
+
 @torch.no_grad()
 def sliced_plan(mu, nu, *, p: float = 2, n_projections: int = 64, scheme="mc", directions=None, seed=None,
                 generator=None, **scheme_options) -> SlicedPlan:
@@ -235,11 +244,8 @@ def sliced_plan(mu, nu, *, p: float = 2, n_projections: int = 64, scheme="mc", d
     >>> plan.assignment().tolist()
     [1, 0]
     """
-    s = prepare_slices(mu, nu, p=p, n_projections=n_projections, scheme=scheme, directions=directions, seed=seed,
-                       generator=generator, scheme_options=scheme_options)
-    if s.representation.domain != "line":
-        raise ValueError(f"mu, nu: sliced plans need projections on the line, got the {s.representation.domain!r} "
-                         f"domain of kind {s.mu.kind!r}")
+    s = _line_slices("sliced plans", mu, nu, p=p, n_projections=n_projections, scheme=scheme, directions=directions,
+                     seed=seed, generator=generator, scheme_options=scheme_options)
     mu, nu = s.mu, s.nu
     B, N, M, L = mu.batch_size, mu.n_points, nu.n_points, s.directions.shape[0]
     same_uniform = mu.uniform and nu.uniform and N == M
@@ -329,11 +335,8 @@ def unbalanced_sliced_ot(mu, nu, reg_m, *, p: float = 2, n_projections: int = 64
     rho1, rho2 = (check_real(r, "reg_m", "> 0 (or inf)", lambda x: x > 0) if r != float("inf") else float("inf")
                   for r in pair)
     n_iter = check_int(n_iter, "n_iter", minimum=1)
-    s = prepare_slices(mu, nu, p=p, n_projections=n_projections, scheme=scheme, directions=directions, seed=seed,
-                       generator=generator, scheme_options=scheme_options)
-    if s.representation.domain != "line":
-        raise ValueError(f"mu, nu: unbalanced sliced OT needs projections on the line, got the "
-                         f"{s.representation.domain!r} domain of kind {s.mu.kind!r}")
+    s = _line_slices("unbalanced sliced OT", mu, nu, p=p, n_projections=n_projections, scheme=scheme,
+                     directions=directions, seed=seed, generator=generator, scheme_options=scheme_options)
     from ._ot1d import absolute_costs, projected_costs
 
     mu, nu = s.mu, s.nu
