@@ -205,6 +205,15 @@ def test_remeshed_pair_has_another_triangulation_and_near_ground_truth(lumpy):
     assert gap.max() <= edges.max()  # each truth vertex lies within an edge of the bent source vertex
 
 
+def test_partial_pair_ground_truth_is_exact(lumpy):
+    from geom.match import partial_pair
+
+    pair = partial_pair(*lumpy, fraction=0.6, strength=0.0, seed=2)
+    (vs, fs), (vt, _) = pair["source"], pair["target"]
+    assert len(vs) < len(vt) and spectral.n_components(spectral.cotangent_laplacian(vs, fs)[0]) == 1
+    np.testing.assert_allclose(vt[pair["truth"]], vs, atol=1e-6)  # no bend: the image is the vertex itself
+
+
 def test_pck_curve_and_auc():
     t, curve, auc = pck_curve(np.array([0.0, 0.05, 0.2, 0.02]))
     assert curve[0] == 0.25 and curve[-1] == 0.75

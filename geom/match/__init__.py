@@ -17,13 +17,13 @@ Spectral geometry (Laplacians, eigenpairs, HKS / WKS) lives in :mod:`geom.spectr
 
 from .fmap import descriptor_fmap, fmap_to_p2p, orientation_operators, p2p_to_fmap, zoomout
 from .metrics import GeodesicDistance, MatchScore, geodesic_error, pck_curve, score_map
-from .pairs import permuted_bent_pair, reflection_symmetry, remeshed_pair
+from .pairs import partial_pair, permuted_bent_pair, reflection_symmetry, remeshed_pair
 from .pipeline import METHODS, MatchResult, match
 from .refine import entropic_refine, log_sinkhorn
 from .rigid import RigidResult, rigid_register
 from .sw import sw_align
 
 __all__ = ["METHODS", "GeodesicDistance", "MatchResult", "MatchScore", "RigidResult", "descriptor_fmap",
-           "entropic_refine", "fmap_to_p2p", "geodesic_error", "log_sinkhorn", "match", "orientation_operators",
+           "entropic_refine", "fmap_to_p2p", "geodesic_error", "log_sinkhorn", "match", "orientation_operators", "partial_pair",
            "p2p_to_fmap", "pck_curve", "permuted_bent_pair", "reflection_symmetry", "remeshed_pair", "rigid_register", "score_map",
            "sw_align", "zoomout"]

@@ -6,6 +6,8 @@
   decimation to a fraction of the faces, then the same bending applied to it); ground truth: the
   target vertex nearest the bent image of each source vertex (within about half an edge of the
   nearest point on the surface). Needs open3d.
+* :func:`partial_pair`: a plane cut keeping a share of the faces (:func:`geom_datasets.shapes.partial_scan`)
+  matched onto the whole bent, permuted shape; ground truth exact.
 
 Each pair is a dict: ``source`` and ``target`` ``(vertices, faces)``, ``truth (n_source,)`` target
 vertex of each source vertex, and ``symmetry`` (None unless given for the base shape).
@@ -18,7 +20,7 @@ import numpy as np
 from .._checks import check_int
 from ..spectral import mesh_arrays
 
-__all__ = ["permuted_bent_pair", "reflection_symmetry", "remeshed_pair"]
+__all__ = ["partial_pair", "permuted_bent_pair", "reflection_symmetry", "remeshed_pair"]
 
 
 def permuted_bent_pair(vertices, faces, *, strength: float = 0.3, seed: int = 0, symmetry=None,
@@ -87,3 +89,33 @@ def remeshed_pair(vertices, faces, *, fraction: float = 0.5, strength: float = 0
 
     _, truth = scipy.spatial.cKDTree(target[0]).query(v + field(v))
     return {"source": (v, f), "target": target, "truth": truth.astype(np.int64), "symmetry": None}
+
+
+def partial_pair(vertices, faces, *, fraction: float = 0.7, strength: float = 0.3, seed: int = 0,
+                 rotate: bool = False) -> dict:
+    """``source`` = the faces below a plane cut normal to a random direction (``fraction`` of them,
+    :func:`geom_datasets.shapes.partial_scan`); ``target`` = the whole shape bent and permuted as in
+    :func:`permuted_bent_pair` (same ``seed``); ``truth`` maps each kept vertex to its image."""
+    from geom_datasets import shapes
+
+    full = permuted_bent_pair(vertices, faces, strength=strength, seed=seed, rotate=rotate)
+    v, f = full["source"]
+    pv, pf, index = shapes.partial_scan((v, f), mode="cut", fraction=fraction, seed=seed, return_index=True)
+    pv, pf, keep = _largest_component(np.asarray(pv, np.float64), pf)  # a cut may leave islands
+    return {"source": (pv, pf), "target": full["target"], "truth": full["truth"][index[keep]], "symmetry": None}
+
+
+def _largest_component(v: np.ndarray, f: np.ndarray):
+    """The largest edge-connected piece of a mesh, re-indexed, and the kept vertices' old indices."""
+    import scipy.sparse as sp
+    import scipy.sparse.csgraph as cg
+
+    i, j = f.ravel(), np.roll(f, 1, axis=1).ravel()
+    _, label = cg.connected_components(sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(len(v), len(v))),
+                                       directed=False)
+    big = np.bincount(label).argmax()
+    keep = np.flatnonzero(label == big)
+    new = np.full(len(v), -1)
+    new[keep] = np.arange(len(keep))
+    faces = new[f[(label[f] == big).all(1)]]
+    return v[keep], faces, keep
