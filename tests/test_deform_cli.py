@@ -55,6 +55,7 @@ def test_a_short_run_writes_every_output_and_decreases_the_loss(capsys, tmp_path
             "seconds", "seconds_per_step", "loss_start", "loss_end"} <= set(numbers)
     assert all(np.isfinite(v) for v in numbers.values())
     assert 0 <= metrics["self_intersection_fraction"] <= 1
+    assert metrics["self_intersecting_faces"] == round(metrics["self_intersection_fraction"] * 320)  # sphere:2: 320 faces
     assert metrics["seconds_per_step"] == pytest.approx(metrics["seconds"] / 16, rel=1e-3)
 
 

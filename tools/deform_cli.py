@@ -368,7 +368,7 @@ def _write_outputs(out: pathlib.Path, s: dict, ck: dict, inputs: dict, args, our
     history = {k: h.numpy() for k, h in ck["history"].items()}
     with _output(out / "loss.png") as fh:
         _plot_loss(np.arange(len(history["loss"])), history["loss"],
-                   "SW_2^2 to the target" if s["loss"] == "sw" else "Chamfer distance", fh)
+                   ("SW_2^2" if s["loss"] == "sw" else "Chamfer") + " / target radius^2 + regularisers", fh)
     if tf is not None:
         metrics = mesh_metrics((v, faces), (target, tf.numpy()), seed=s["seed"])
     else:  # a point cloud: Chamfer between the result's surface samples and the points
@@ -376,6 +376,7 @@ def _write_outputs(out: pathlib.Path, s: dict, ck: dict, inputs: dict, args, our
                                seed=s["seed"])
         metrics = dict(chamfer=float(geom.chamfer_distance(samples, geom.measure(points))),
                        self_intersection_fraction=None if red is None else float(red.mean()))
+    metrics["self_intersecting_faces"] = None if red is None else int(red.sum())
     done = ck["steps_done"]
     metrics.update(loss_start=float(history["loss"][0]), loss_end=float(history["loss"][-1]), steps_done=done,
                    seconds=ck["seconds"], seconds_per_step=ck["seconds"] / max(done, 1))
@@ -488,6 +489,6 @@ def run_deform(args: argparse.Namespace) -> int:
         return 130
     print(f"deform {s['method']}: loss {metrics['loss_start']:.4g} -> {metrics['loss_end']:.4g} in {done} steps "
           f"({elapsed:.1f} s); Chamfer {metrics['chamfer']:.4g}, self-intersecting faces "
-          f"{metrics['self_intersection_fraction']}; outputs in {out}")
+          f"{metrics['self_intersecting_faces']}; outputs in {out}")
     return 0
 
