@@ -311,7 +311,7 @@ def _reweight(f, g, a, b, rho1: float, rho2: float):
 
 @torch.no_grad()
 def unbalanced_sliced_ot(mu, nu, reg_m, *, p: float = 2, n_projections: int = 64, scheme="mc", directions=None,
-                         seed=None, generator=None, n_iter: int = 10, **scheme_options) -> UnbalancedSliced:
+                         seed=None, generator=None, n_iter: int = 100, **scheme_options) -> UnbalancedSliced:
     """Sliced unbalanced OT: on each slice, ``UOT_p^p = min_gamma W_p^p(gamma_1, gamma_2) + rho_1 KL(gamma_1 | mu_theta)
     + rho_2 KL(gamma_2 | nu_theta)``, solved by Frank-Wolfe on the translation-invariant dual (Séjourné,
     Vialard & Peyré, AISTATS 2022; Séjourné, Bonet, Fatras, Nadjahi & Courty, *Unbalanced Optimal
@@ -323,7 +323,9 @@ def unbalanced_sliced_ot(mu, nu, reg_m, *, p: float = 2, n_projections: int = 64
 
     Args:
         reg_m: ``rho`` (both marginals) or ``(rho_1, rho_2)``, each ``> 0`` or ``inf`` (that marginal kept).
-        n_iter: Frank-Wolfe steps (POT's ``numItermax``).
+        n_iter: Frank-Wolfe steps (POT's ``numItermax``). POT's default of 10 can be far from converged:
+            on 1000 vs 800 Gaussian points with ``reg_m = 0.5`` its mass is 6.6 and its value 5.0,
+            above the balanced cost 0.006 (which bounds UOT); 50 steps give 0.0057, 200 give 0.0029.
         the rest: as in :func:`sliced_plan`.
     """
     from ._checks import check_int
