@@ -451,6 +451,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="a smoke run: few steps, small meshes, two targets")
     ap.add_argument("--steps", type=int, default=None, help=f"steps per method (default {FULL['steps']})")
     ap.add_argument("--targets", nargs="+", choices=TARGETS, default=None, help="targets (default all present)")
+    ap.add_argument("--level", type=int, default=None,
+                    help=f"icosphere level of the template (default {FULL['level']}; 4 is the tutorial's)")
     ap.add_argument("--out", default=str(ROOT / "tools" / "results" / "deform.json"),
                     help="JSON file to write (the Markdown and the figure go next to it)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared machine)")
@@ -458,7 +460,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         ap.error("--steps: expected at least 1")
-    settings = {**(QUICK if args.quick else FULL), **({} if args.steps is None else {"steps": args.steps})}
+    if args.level is not None and not 0 <= args.level <= 6:
+        ap.error("--level: expected 0 to 6")
+    settings = {**(QUICK if args.quick else FULL), **({} if args.steps is None else {"steps": args.steps}),
+                **({} if args.level is None else {"level": args.level})}
     targets = args.targets or (("ellipsoid", "folded") if args.quick else TARGETS)
     print(run(pathlib.Path(args.out), targets=targets, figure=not args.no_figure, threads=args.threads, **settings))
     return 0
