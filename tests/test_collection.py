@@ -179,21 +179,28 @@ def test_near_duplicates_keep_their_digits():
     assert D[0, 1] > 0
 
 
-def test_block_files_resume_after_an_interruption(tmp_path, monkeypatch):
-    x = clouds(7, C=20)
-    emb = gc.embed(x, n_projections=6, seed=0)
-    want = gc.pairwise(emb, block_size=4)
-    calls = []
-    real = _pairwise.block_values
+def interrupt_after(monkeypatch, n: int) -> list:
+    """Ctrl-C at the block after ``n`` blocks were computed, one block at a time (a deterministic stop);
+    returns the list of computed blocks' marks (clear it to count again)."""
+    real, calls = _pairwise.block_values, []
 
     def dying(*args):
-        if len(calls) == 5:
+        if len(calls) == n:
             raise KeyboardInterrupt
         calls.append(1)
         return real(*args)
 
     monkeypatch.setattr(_pairwise, "block_values", dying)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # one block at a time: a deterministic stop
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    return calls
+
+
+def test_block_files_resume_after_an_interruption(tmp_path, monkeypatch):
+    x = clouds(7, C=20)
+    emb = gc.embed(x, n_projections=6, seed=0)
+    want = gc.pairwise(emb, block_size=4)
+    real = _pairwise.block_values
+    calls = interrupt_after(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         gc.pairwise(emb, block_size=4, out=tmp_path)
     assert len(list(tmp_path.glob("block-*.npy"))) == 5
@@ -543,16 +550,8 @@ def test_command_interrupted_matrix_resumes(tmp_path, capsys, monkeypatch):
 
     folder, x = collection_folder(tmp_path)
     out = tmp_path / "out"
-    real, calls = _pairwise.block_values, []
-
-    def dying(*args):
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real(*args)
-
-    monkeypatch.setattr(_pairwise, "block_values", dying)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    real = _pairwise.block_values
+    interrupt_after(monkeypatch, 4)
     rc, _, err = run(capsys, "collection", "matrix", folder, "--out", out, "--n-projections", 6, "--block-size", 2)
     assert rc == 130 and "geom: interrupted" in err
     assert len(list((out / "blocks").glob("block-*.npy"))) == 4 and not (out / "matrix.npy").exists()

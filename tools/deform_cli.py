@@ -49,8 +49,8 @@ import geom
 from geom._checks import check_positive_int, describe
 from geom._state import flatten, load_npz, save_npz
 
-from ._common import _add_normalize, _check_seed, _new_scheme, _parse_options, _scheme_class, _sigint_held
-from .flow_cli import (CHECKPOINT, SUMMARY, open_checkpoint, _Monitor, _output, _plot_loss, _prepare_out, _pyplot, _read_json,
+from ._common import _add_normalize, _check_seed, _new_scheme, _parse_options, _scheme_class
+from .flow_cli import (CHECKPOINT, SUMMARY, open_checkpoint, _Monitor, _output, _write_run, _plot_loss, _prepare_out, _pyplot, _read_json,
                        _refuse_foreign, _remove_stale, _save_figure, _sha256)
 
 __all__ = ["DEFORM_OUTPUTS", "configure_deform", "run_deform"]
@@ -472,21 +472,11 @@ def run_deform(args: argparse.Namespace) -> int:
                 adam=opt if trained else None,
                 generator_state=None if state_at is None else state_at[0],
                 scheme=None if state_at is None else state_at[1], history=history, seconds=elapsed)
-    digest = None
-    try:
-        with _sigint_held():  # the checkpoint is written whole, or not at all
-            digest = _save_checkpoint(out, tree)
-        metrics = _write_outputs(out, s, tree, inputs, args, ours, digest)
-    except KeyboardInterrupt:
-        if digest is None:
-            raise
-        print(f"geom: interrupted while writing the outputs; the checkpoint of step {done} in {out} is complete: "
-              f"write them with: {cmd}", file=sys.stderr)
-        return 130
-    if monitor.interrupted and done < s["steps"]:
-        print(f"geom: interrupted at step {done} of {s['steps']}; checkpoint in {out}; continue with: {cmd}",
-              file=sys.stderr)
-        return 130
+    rc, metrics = _write_run(out, tree, _save_checkpoint,
+                             lambda digest: _write_outputs(out, s, tree, inputs, args, ours, digest),
+                             done=done, steps=s["steps"], interrupted=monitor.interrupted, cmd=cmd)
+    if rc is not None:
+        return rc
     print(f"deform {s['method']}: loss {metrics['loss_start']:.4g} -> {metrics['loss_end']:.4g} in {done} steps "
           f"({elapsed:.1f} s); Chamfer {metrics['chamfer']:.4g}, self-intersecting faces "
           f"{metrics['self_intersecting_faces']}; outputs in {out}")

@@ -556,6 +556,30 @@ def _sha256(path: pathlib.Path) -> str:
     return digest.hexdigest()
 
 
+def _write_run(out: pathlib.Path, tree: dict, save_checkpoint, write_outputs, *, done: int, steps: int,
+               interrupted: bool, cmd: str):
+    """The end of a run of ``geom flow`` or ``geom deform``: the checkpoint (``save_checkpoint(out, tree)``,
+    written whole or not at all, Ctrl-C held), then ``write_outputs(digest)``. Returns ``(130, None)``
+    after an interruption (said on stderr, with the command that continues), else ``(None, what
+    write_outputs returned)``."""
+    digest = None
+    try:
+        with _sigint_held():  # the checkpoint is written whole, or not at all
+            digest = save_checkpoint(out, tree)
+        written = write_outputs(digest)
+    except KeyboardInterrupt:
+        if digest is None:
+            raise
+        print(f"geom: interrupted while writing the outputs; the checkpoint of step {done} in {out} is complete: "
+              f"write them with: {cmd}", file=sys.stderr)
+        return 130, None
+    if interrupted and done < steps:
+        print(f"geom: interrupted at step {done} of {steps}; checkpoint in {out}; continue with: {cmd}",
+              file=sys.stderr)
+        return 130, None
+    return None, written
+
+
 def _save_checkpoint(out: pathlib.Path, tree: dict) -> str:
     """Write ``checkpoint.npz`` (the tree's arrays plus one JSON document); returns its SHA-256."""
     arrays, skeleton = flatten(tree, "checkpoint")
@@ -757,21 +781,10 @@ def run_flow(args: argparse.Namespace) -> int:
                 optimizer_state=result.info.get("velocity" if s["method"] == "mmd" else "optimizer_state"),
                 trajectory=traj, steps=at, values=values, seconds=elapsed,
                 start_value=(previous or {}).get("start_value", float(values[0])), value=result.info["value"])
-    digest = None
-    try:
-        with _sigint_held():  # the checkpoint is written whole, or not at all
-            digest = _save_checkpoint(out, tree)
-        _write_flow_outputs(out, s, tree, args, ours, digest)
-    except KeyboardInterrupt:
-        if digest is None:
-            raise
-        print(f"geom: interrupted while writing the outputs; the checkpoint of step {done} in {out} is complete: "
-              f"write them with: {cmd}", file=sys.stderr)
-        return 130
-    if monitor.interrupted and done < s["steps"]:
-        print(f"geom: interrupted at step {done} of {s['steps']}; checkpoint in {out}; continue with: {cmd}",
-              file=sys.stderr)
-        return 130
+    rc, _ = _write_run(out, tree, _save_checkpoint, lambda digest: _write_flow_outputs(out, s, tree, args, ours, digest),
+                       done=done, steps=s["steps"], interrupted=monitor.interrupted, cmd=cmd)
+    if rc is not None:
+        return rc
     print(f"{s['method']}: distance {tree['start_value']:.4g} -> {float(values[-1]):.4g} in {done} steps "
           f"({elapsed:.1f} s); outputs in {out}")
     return 0

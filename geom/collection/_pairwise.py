@@ -100,6 +100,16 @@ def _block(rx: Rows, ry: Rows, key: tuple[int, int], p: float) -> torch.Tensor:
     return block_values(a, b, p, rx.norms(key[0], a), ry.norms(key[1], b))
 
 
+def _blocks(ex, ey, rx, ry, symmetric, shift, keys, bi, bj, client):
+    """``(key, block)`` for each of ``keys``, in the order they finish: on the Dask workers of ``client``,
+    else on this process's threads."""
+    if client is not None:
+        from ._dask import pairwise_blocks
+
+        return pairwise_blocks(ex, ey, symmetric, shift, keys, bi, bj, client)
+    return ((keys[k], v) for k, v in stream(lambda key: _block(rx, ry, key, ex.p), keys))
+
+
 def _check_finite(values: torch.Tensor, emb: Embedding) -> None:
     if not bool(torch.isfinite(values).all()):
         raise ValueError(f"X: SW_{emb.p:g} between embeddings is not finite in float64 (coordinates too large for "
@@ -268,13 +278,7 @@ def pairwise(X, Y=None, *, mode: str = "embedding", condensed: bool = False, blo
             _place(result, key, torch.from_numpy(values), bi, bj, symmetric, condensed, C1)
     bar = progress_bar(len(todo), "matrix", progress)
     try:
-        if client is not None:
-            from ._dask import pairwise_blocks
-
-            done = pairwise_blocks(ex, ey, symmetric, shift, todo, bi, bj, client)
-        else:
-            done = ((todo[k], v) for k, v in stream(lambda key: _block(rx, ry, key, ex.p), todo))
-        for key, values in done:
+        for key, values in _blocks(ex, ey, rx, ry, symmetric, shift, todo, bi, bj, client):
             _check_finite(values, ex)
             if symmetric and key[0] == key[1]:  # exactly symmetric, exactly 0 on the diagonal
                 values = torch.triu(values, 1)
@@ -413,13 +417,7 @@ def _knn_blas(eq, ed, k, within, shift, block_size, progress, client=None):
 
     bar = progress_bar(len(keys), "knn", progress)
     try:
-        if client is not None:
-            from ._dask import pairwise_blocks
-
-            done = pairwise_blocks(eq, ed, within, shift, keys, bq, bd, client)
-        else:
-            done = ((keys[n], d) for n, d in stream(lambda key: _block(rq, rd, key, eq.p), keys))
-        for (I, J), d in done:  # merged here, in this thread, in any order: the result is the same
+        for (I, J), d in _blocks(eq, ed, rq, rd, within, shift, keys, bq, bd, client):  # merged here, in this thread, in any order: the result is the same
             _check_finite(d, eq)
             (r0, r1), (c0, c1) = bq[I], bd[J]
             if within and I == J:
