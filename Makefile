@@ -16,7 +16,7 @@ TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 export MPLBACKEND := Agg
 
-.PHONY: setup warm-keops run test bench bench-schemes bench-learned bench-flows bench-energy bench-deform bench-collection bench-match gpu-check lint clean
+.PHONY: setup warm-keops run test bench bench-schemes bench-learned bench-flows bench-energy bench-deform bench-collection bench-match bench-learn gpu-check lint clean
 
 setup: $(STAMP) warm-keops
 
@@ -67,6 +67,9 @@ bench-collection: $(STAMP)
 bench-match: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python tools/match_bench.py
+
+bench-learn: $(STAMP)
+	$(BIN)/python tools/learn_bench.py
 
 gpu-check: $(STAMP)
 	$(BIN)/python tools/gpu_check.py
