@@ -16,8 +16,8 @@ permuting their points) predicts a unit vector ``epsilon_b = f_psi(X_b, Y_b)``:
 
 Training contract (the paper's adversarial game). The main model minimises the value, the amortized
 model maximises it. The network sees the clouds detached (as in the paper), so the main model's
-gradient is that of the sliced distance at the predicted directions; the value reaches ``psi``
-through the directions. With ``reverse_gradient=True`` (default) the gradient that reaches ``psi`` is
+gradient is that of the sliced distance at the predicted directions held fixed; the value reaches
+``psi`` through the directions (the per-item maps below). With ``reverse_gradient=True`` (default) the gradient that reaches ``psi`` is
 negated, so one backward pass and two minimising optimisers play both sides::
 
     loss = geom.losses.SlicedWassersteinLoss("amortized-vmf-dsw", n_projections=100, seed=0,
@@ -47,7 +47,9 @@ points and in ``epsilon_b``, hence in ``psi``), and :meth:`directions` draws the
 have exactly the law ``vMF(epsilon_b, kappa)`` (and its max slice is exactly ``epsilon_b``); the items
 share the underlying draws, as every item of a batch shares plain SW's directions. The cost is plain
 SW's at the same ``L`` (one sort per slice and item, ``d``-dimensional projections) plus a ``(d, d)``
-map per item and the network. ``result.directions`` holds the shared ``Z`` (item ``b``'s directions are
+map per item, the network, and, when ``psi`` takes gradients, the per-slice gradients of the second
+cloud too (the targets' projections then depend on ``psi``): measured in ``tools/_learn_amortized.py``.
+``result.directions`` holds the shared ``Z`` (item ``b``'s directions are
 ``Q_b Z``; :attr:`location_` holds the ``epsilon_b``). Directions given by the caller (``directions=``)
 are taken as they are, with the plain mean (no fit, no map).
 
@@ -58,10 +60,11 @@ uniform direction (``"amortized-max"``).
 Standard error: std / sqrt(L) of the scaled per-slice costs given the predicted location (v-DSW; the
 amortization gap is not part of it); nan for ``"amortized-max"`` (one slice, not a sample mean).
 
-Options: ``variant`` (``"linear"``, ``"attention"``, ``"efficient"``; default ``"efficient"``), ``dim`` (the
-dimension of the points, default 3), ``hidden`` (query and key features, default 16: the attention variants cost O(N hidden) and O(N^2 hidden)), ``model_seed`` (the
-seed of the network's initial weights, default 0), ``reverse_gradient`` (default True);
-``"amortized-vmf-dsw"``: ``kappa`` (concentration > 0, default 10.0, as ``"vmf-dsw"``).
+Options: ``variant`` (``"linear"``, ``"attention"``, ``"efficient"``; default ``"efficient"``); ``dim`` (the
+dimension of the points, default 3); ``hidden`` (query and key features of the attention variants,
+default 16: they cost ``O(N hidden)`` (efficient) and ``O(N^2 hidden)`` (attention) per cloud);
+``model_seed`` (the seed of the network's initial weights, default 0); ``reverse_gradient`` (default
+True); ``"amortized-vmf-dsw"``: ``kappa`` (concentration > 0, default 10.0, as ``"vmf-dsw"``).
 """
 
 from __future__ import annotations
