@@ -95,7 +95,7 @@ def test_a_third_party_command_installed_as_a_distribution_runs_and_is_listed(tm
     assert by_name["hello"]["commands"] == ["hello"]
     assert (by_name["hello"]["distribution"], by_name["hello"]["version"]) == ("hello_plugin", "1.2")
     assert set(by_name["commands"]["commands"]) == {"compare", "plugins", "demo", "datasets", "flow", "generate", "deform",
-                                                      "collection", "match"}
+                                                      "collection", "match", "train-ae"}
     rows = {line.split()[0]: line.split() for line in table[1].splitlines()[2:] if line.strip()}
     assert rows["hello"] == ["hello", "hello_plugin", "1.2", "-", "-", "-", "hello", "ok"]
     assert helped[0] == 0 and "say hello" in helped[1]

@@ -2,7 +2,7 @@
 ``"geom"`` names this module, whose ``geom_register_commands`` hook registers one
 :class:`geom.Command` subclass per command. ``geom flow`` and ``geom generate`` live in
 :mod:`geom_tools.flow_cli`, ``geom deform`` in :mod:`geom_tools.deform_cli` and ``geom collection`` in
-:mod:`geom_tools.collection_cli`, ``geom match`` in :mod:`geom_tools.match_cli`, imported when they are
+:mod:`geom_tools.collection_cli`, ``geom match`` in :mod:`geom_tools.match_cli`, ``geom train-ae`` in :mod:`geom_tools.train_ae_cli`, imported when they are
 configured or run.
 """
 
@@ -22,7 +22,7 @@ from ._common import (SAMPLING_KINDS, _add_normalize, _check_seed, _finite_or_no
                       _measure, _named, _new_scheme, _parse_options, _print_json, _table)
 
 __all__ = ["METRICS", "Collection", "Compare", "Datasets", "Deform", "Demo", "Flow", "Generate", "Match", "Plugins",
-           "geom_register_commands"]
+           "TrainAE", "geom_register_commands"]
 
 METRICS: dict[str, str] = {
     "chamfer": "chamfer_distance",
@@ -368,6 +368,20 @@ class Collection(geom.Command):
         return collection_cli.run(args)
 
 
+class TrainAE(geom.Command):
+    help = "train a point-cloud autoencoder with a sliced loss: reconstructions, interpolations, Chamfer/EMD/SW, probe"
+
+    def configure(self, parser):
+        from . import train_ae_cli
+
+        train_ae_cli.configure(parser)
+
+    def run(self, args):
+        from . import train_ae_cli
+
+        return train_ae_cli.run(args)
+
+
 class Match(geom.Command):
     help = "point-to-point map between two shapes (functional maps, SW, entropic OT, rigid): map, render, JSON"
 
@@ -386,5 +400,5 @@ class Match(geom.Command):
 def geom_register_commands(register):
     for name, cls in (("compare", Compare), ("plugins", Plugins), ("demo", Demo), ("datasets", Datasets),
                       ("flow", Flow), ("generate", Generate), ("deform", Deform), ("collection", Collection),
-                      ("match", Match)):
+                      ("match", Match), ("train-ae", TrainAE)):
         register(name, cls)
