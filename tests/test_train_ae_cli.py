@@ -1,4 +1,5 @@
-"""``geom train-ae``: outputs, interrupt and resume bit for bit, ``--force`` safety, hostile checkpoints, one-line errors.
+"""``geom train-ae``: outputs, interrupt and resume bit for bit, ``--force`` safety, hostile checkpoints, one-line
+errors.
 
 Runs are tiny (4 shapes per class of 32 points, batches of 4, a model of a few thousand weights, 1-3
 epochs); interrupts are real SIGINTs sent from inside the training callback, and a resumed run must

@@ -2,8 +2,8 @@
 ``"geom"`` names this module, whose ``geom_register_commands`` hook registers one
 :class:`geom.Command` subclass per command. ``geom flow`` and ``geom generate`` live in
 :mod:`geom_tools.flow_cli`, ``geom deform`` in :mod:`geom_tools.deform_cli` and ``geom collection`` in
-:mod:`geom_tools.collection_cli`, ``geom match`` in :mod:`geom_tools.match_cli`, ``geom train-ae`` in :mod:`geom_tools.train_ae_cli`, imported when they are
-configured or run.
+:mod:`geom_tools.collection_cli`, ``geom match`` in :mod:`geom_tools.match_cli`, ``geom train-ae`` in
+:mod:`geom_tools.train_ae_cli`, imported when they are configured or run.
 """
 
 from __future__ import annotations

@@ -86,7 +86,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="slicing scheme of --loss sw or energy (default: mc; see `geom plugins`)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", dest="options",
                         help="an option of the scheme, repeatable (values read as JSON where they parse)")
-    parser.add_argument("--n-projections", type=int, default=100, metavar="L", help="directions per step (default: 100)")
+    parser.add_argument("--n-projections", type=int, default=100, metavar="L",
+                        help="directions per step (default: 100)")
     parser.add_argument("--epochs", type=int, default=40, metavar="E", help="epochs (default: 40)")
     parser.add_argument("--batch-size", type=int, default=16, metavar="B", help="clouds per step (default: 16)")
     parser.add_argument("--lr", type=float, default=2e-3, metavar="X", help="Adam's step size (default: 0.002)")
@@ -99,7 +100,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-per-class", type=int, default=40, metavar="K",
                         help="--dataset shapes: instances per class (default: 40)")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
-                        help="seed of the data, the split, the weights, the batch order and the directions (default: 0)")
+                        help="seed of the data, the split, the weights, the batch order and the directions "
+                             "(default: 0)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help=f"continue the run whose {CHECKPOINT} is in DIR")
     group.add_argument("--force", action="store_true", help="replace the outputs of an earlier geom train-ae in DIR")
@@ -300,7 +302,8 @@ def _figure_items(labels: torch.Tensor, k: int) -> list[int]:
 
 
 def _write_outputs(out: pathlib.Path, s: dict, ck: dict, data: dict, model, args, ours: set[str], digest: str) -> dict:
-    """The outputs of checkpoint ``ck`` (its weights loaded in ``model``), each replaced whole, then ``summary.json``."""
+    """The outputs of checkpoint ``ck`` (its weights loaded in ``model``), each replaced whole, then
+    ``summary.json``."""
     from geom.learn import autoencoder as ae
 
     values, epochs = ck["values"].numpy(), ck["epochs"].numpy()
@@ -322,7 +325,8 @@ def _write_outputs(out: pathlib.Path, s: dict, ck: dict, data: dict, model, args
     times = ck["epoch_seconds"]
     metrics = dict(chamfer=scores["chamfer"], emd=scores["emd"], sw=scores["sw"],
                    probe_accuracy=scores.get("probe_accuracy"), n_train=len(x), n_test=len(xt),
-                   steps=len(values), epochs_done=ck["position"][0], loss_start=float(values[0]) if len(values) else None,
+                   steps=len(values), epochs_done=ck["position"][0],
+                   loss_start=float(values[0]) if len(values) else None,
                    loss_end=float(values[-1]) if len(values) else None,
                    seconds=ck["seconds"], seconds_per_epoch=float(np.mean(times)) if times else None,
                    per_item=scores["per_item"])
@@ -412,7 +416,8 @@ def run(args: argparse.Namespace) -> int:
                 epoch_seconds=times, seconds=seconds)
     rc, metrics = _write_run(out, tree, _save_checkpoint,
                              lambda digest: _write_outputs(out, s, tree, data, model, args, ours, digest),
-                             done=result.position[0] * len(loader) + result.position[1], steps=s["epochs"] * len(loader),
+                             done=result.position[0] * len(loader) + result.position[1],
+                             steps=s["epochs"] * len(loader),
                              interrupted=monitor.interrupted, cmd=cmd)
     if rc is not None:
         return rc

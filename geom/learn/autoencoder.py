@@ -42,9 +42,9 @@ import geom
 from geom._checks import check_bool, check_int, check_positive_int, check_real, describe
 from geom._files import save_figure
 
-__all__ = ["LOSSES", "CloudBatches", "PointNetAutoencoder", "TrainResult", "build_loss", "chamfer_scores", "emd_scores", "encode",
-           "evaluate", "load_clouds", "plot_interpolation", "plot_reconstructions", "principal_axes", "probe_accuracy",
-           "reconstruct", "sw_scores", "train", "train_step"]
+__all__ = ["LOSSES", "CloudBatches", "PointNetAutoencoder", "TrainResult", "build_loss", "chamfer_scores", "emd_scores",
+           "encode", "evaluate", "load_clouds", "plot_interpolation", "plot_reconstructions", "principal_axes",
+           "probe_accuracy", "reconstruct", "sw_scores", "train", "train_step"]
 
 _EXTRA = "pip install geom[learn]"
 """How to install what the evaluation imports (POT, scikit-learn)."""
@@ -105,7 +105,8 @@ class PointNetAutoencoder(nn.Module):
         seed = check_int(seed, "seed")
         with torch.random.fork_rng(devices=[]):  # nn.Linear's own initialisation draws from the global generator
             widths = (self.dim, *enc)
-            self.point_mlp = nn.Sequential(*[m for a, b in zip(widths, widths[1:]) for m in (nn.Linear(a, b), nn.ReLU())])
+            self.point_mlp = nn.Sequential(*[m for a, b in zip(widths, widths[1:])
+                                             for m in (nn.Linear(a, b), nn.ReLU())])
             self.to_latent = nn.Linear(enc[-1], self.latent)
             widths = (self.latent, *dec, self.n_points * self.dim)
             layers = []
@@ -350,7 +351,8 @@ def train_step(model: nn.Module, batch: torch.Tensor, loss, optimizer: torch.opt
     optimizer.zero_grad(set_to_none=True)
     value = _loss_value(loss, model(batch), batch)
     if not bool(torch.isfinite(value.detach())):
-        raise ValueError(f"loss: became {float(value.detach())} on a batch of {len(batch)} clouds; lower the learning rate")
+        raise ValueError(f"loss: became {float(value.detach())} on a batch of {len(batch)} clouds; lower the "
+                         f"learning rate")
     value.backward()
     optimizer.step()
     return float(value.detach())
@@ -569,7 +571,8 @@ def evaluate(model: nn.Module, clouds: torch.Tensor, *, labels=None, train=None,
     the SW directions.
     """
     recon = reconstruct(model, clouds)
-    per_item = dict(chamfer=chamfer_scores(recon, clouds), emd=emd_scores(recon, clouds, n_points=emd_points, seed=seed),
+    per_item = dict(chamfer=chamfer_scores(recon, clouds),
+                    emd=emd_scores(recon, clouds, n_points=emd_points, seed=seed),
                     sw=sw_scores(recon, clouds, n_projections=sw_projections, seed=seed))
     out = {k: float(v.double().mean()) for k, v in per_item.items()}
     out["per_item"] = {k: v.double().tolist() for k, v in per_item.items()}
@@ -596,8 +599,9 @@ def _pyplot():
 
 
 def _save(fig, path) -> None:
-    """``fig`` as PNG into ``path``: a binary file handle, or a path written atomically (:func:`geom._files.save_figure`)."""
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93, wspace=0.02, hspace=0.1)  # tight_layout is slow in 3-D
+    """``fig`` as PNG into ``path``: a binary file handle, or a path written atomically
+    (:func:`geom._files.save_figure`)."""
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93, wspace=0.02, hspace=0.1)  # tight_layout: slow
     if hasattr(path, "write"):
         fig.savefig(path, format="png", dpi=80)
     else:
@@ -662,7 +666,8 @@ def plot_interpolation(model: PointNetAutoencoder, a: torch.Tensor, b: torch.Ten
     half = float(torch.cat([pair.reshape(-1, 3), clouds.reshape(-1, 3)]).abs().max()) * 1.05
     fig = plt.figure(figsize=(2.2 * (n_steps + 2), 2.5))
     panels = [(pair[0], "viridis", f"input {titles[0]}")] + \
-        [(clouds[i], "plasma", f"t = {float(t[i]):.2f}") for i in range(n_steps)] + [(pair[1], "viridis", f"input {titles[1]}")]
+        [(clouds[i], "plasma", f"t = {float(t[i]):.2f}") for i in range(n_steps)] + \
+        [(pair[1], "viridis", f"input {titles[1]}")]
     for i, (x, colour, title) in enumerate(panels):
         _scatter(fig.add_subplot(1, len(panels), i + 1, projection="3d"), x.cpu().numpy(), colour, title, half)
     _save(fig, path)
