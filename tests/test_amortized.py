@@ -281,3 +281,15 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="mu: .*dim=3"):
         SlicedWassersteinLoss(AmortizedVonMisesFisher())(torch.randn(2, 10, 2), torch.randn(2, 10, 2))
     assert isinstance(f, AmortizedModel)
+
+
+def test_deepcopy_keeps_one_network():
+    """A copied loss holds one network, shared by its scheme and its registered modules, and continues alike."""
+    import copy
+
+    x, y = pair(dtype=torch.float32)
+    a = SlicedWassersteinLoss(AmortizedVonMisesFisher(variant="linear"), n_projections=8, seed=0)
+    a(x, y)
+    b = copy.deepcopy(a)
+    assert b.scheme.model is b.scheme_modules["model"] and b.scheme.model is not a.scheme.model
+    assert torch.equal(a(x, y), b(x, y))
