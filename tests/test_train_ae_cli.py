@@ -66,13 +66,13 @@ def test_a_short_run_writes_every_output_and_decreases_the_loss(capsys, tmp_path
     assert summary["scheme"] == "mc" and summary["align"] == "pca" and summary["checkpoint_sha256"]
 
 
-@pytest.mark.parametrize("loss", ["sw", pytest.param("sw-qmc", marks=pytest.mark.slow),
-                                  pytest.param("chamfer", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("loss", ["sw", *[pytest.param(name, marks=pytest.mark.slow)
+                                          for name in ("sw-qmc", "sw-vmf", "chamfer")]])
 def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(capsys, tmp_path, monkeypatch, loss):
     before = signal.getsignal(signal.SIGINT)
     whole, part = tmp_path / "whole", tmp_path / "part"
-    args = ["--loss", loss] + ([] if loss == "chamfer" else ["--option", "n_randomizations=2"] if loss == "sw-qmc"
-                               else [])
+    options = {"sw-qmc": ["--option", "n_randomizations=2"], "sw-vmf": ["--option", "n_steps=2"]}
+    args = ["--loss", loss, *options.get(loss, [])]  # v-DSW: its vMF location and Adam carry over too
     assert run(capsys, *train_ae(whole, *args))[0] == 0
 
     with monkeypatch.context() as m:
