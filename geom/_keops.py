@@ -1,11 +1,14 @@
 """KeOps kernels behind ``backend="keops"`` in :mod:`geom.reductions` (pykeops is imported lazily).
 
-Two formulas serve all three reductions, with ``x_i`` (i-variables), ``y_j`` (j-variables) and one
-scalar j-variable, both reduced over ``j`` (swap the roles of the clouds to reduce over ``i``):
+Three formulas serve the reductions and the matching's Sinkhorn, with ``x_i`` (i-variables), ``y_j``
+(j-variables) and one scalar j-variable, all reduced over ``j`` (swap the roles of the clouds to
+reduce over ``i``):
 
 * ``nearest``: ``argmin_j |x_i - y_j|^2 + p_j``, where ``p_j = +inf`` masks zero-weight points;
 * ``sums``: ``sum_j w_j [|x_i - y_j|, (x_i - y_j) / |x_i - y_j|]``, the energy distance's terms and
-  their gradients in one pass. KeOps defines ``Rsqrt(0) = 0``, so coincident points contribute 0.
+  their gradients in one pass. KeOps defines ``Rsqrt(0) = 0``, so coincident points contribute 0;
+* ``lse``: ``log sum_j exp(h_j - |x_i - y_j|^2)``, the log-domain Sinkhorn update (scale ``x, y`` by
+  ``eps^(-1/2)`` and ``h`` by ``1 / eps`` for a temperature).
 
 Each (formula, dimension, dtype, device) compiles once (about 10 s) into KeOps' cache folder: the
 user's ``KEOPS_CACHE_FOLDER`` where set, else ``keops-<pykeops version>/`` of geom's cache folder
@@ -35,12 +38,13 @@ try:
 except ImportError:  # Windows: no lock; the Makefile's warm-up still compiles before the tests run
     fcntl = None
 
-__all__ = ["FORMULAS", "build_folder", "failure", "nearest", "sums", "warm_cache"]
+__all__ = ["FORMULAS", "build_folder", "failure", "lse", "nearest", "sums", "warm_cache"]
 
 # kernel name -> (formula, reduction, name of the scalar j-variable)
 FORMULAS = {
     "nearest": ("SqNorm2(x-y)+p", "ArgMin", "p"),
     "sums": ("w*Rsqrt(SqNorm2(x-y))*Concat(SqNorm2(x-y),x-y)", "Sum", "w"),
+    "lse": ("h-SqNorm2(x-y)", "LogSumExp", "h"),
 }
 
 
@@ -128,7 +132,12 @@ def sums(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return _run("sums", x, y, w)
 
 
-_KERNELS = {"nearest": nearest, "sums": sums}
+def lse(x: torch.Tensor, y: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``(B, N)`` ``log sum_j exp(h_j - |x_i - y_j|^2)``, stable for any range of the exponents."""
+    return _run("lse", x, y, h)[..., 0]
+
+
+_KERNELS = {"nearest": nearest, "sums": sums, "lse": lse}
 
 
 @functools.cache

@@ -40,12 +40,13 @@ import torch
 
 import geom
 from geom._files import save_figure, write_text
+from geom.match.pipeline import K_INIT as K_INITS
 from geom.match import match, partial_pair, permuted_bent_pair, reflection_symmetry, remeshed_pair, score_map
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "tools" / "results"
 SHARED = ROOT.parent / "shared" / "data" / "meshes"
-N_EIGEN, K_INIT, STEP = 60, 20, 4
+N_EIGEN, K_INIT, STEP = 60, 20, 4  # K_INIT: pyfmaps' first map (ours: geom.match.pipeline.K_INIT)
 
 
 def pairs(quick: bool):
@@ -97,7 +98,7 @@ def run_icp(src, tgt):
 
 
 def method_runs():
-    runs = {m: (lambda m: lambda s, t: match(s, t, method=m, n_eigen=N_EIGEN, k_init=K_INIT, zoom_step=STEP).p2p)(m)
+    runs = {m: (lambda m: lambda s, t: match(s, t, method=m, n_eigen=N_EIGEN, zoom_step=STEP).p2p)(m)
             for m in ("fmap", "fmap-sw", "sliced-plan", "rigid")}
     try:
         import pyFM  # noqa: F401
@@ -177,7 +178,7 @@ def main(argv=None) -> int:
             print(json.dumps(row), file=sys.stderr)
     timing = plan_timing(args.plan_n)
     print(json.dumps(timing), file=sys.stderr)
-    result = {"pairs": "permuted + bent (strength 0.3) + rotated; remeshed (60% of the faces) + bent; partial (70% cut) onto bent; seed 0", "n_eigen": N_EIGEN, "k_init": K_INIT,
+    result = {"pairs": "permuted + bent (strength 0.3) + rotated; remeshed (60% of the faces) + bent; partial (70% cut) onto bent; seed 0", "n_eigen": N_EIGEN, "k_init": {**K_INITS, "pyfmaps": K_INIT},
               "zoom_step": STEP, "threads": torch.get_num_threads(), "rows": rows, "plan_timing": timing,
               "pck_thresholds": np.linspace(0, 0.1, 101).tolist(), "pck": curves}
     write_text(out / "match.json", json.dumps(result, indent=2) + "\n")

@@ -30,8 +30,8 @@ def _gram_nearest(x: torch.Tensor, y: torch.Tensor, penalty: torch.Tensor) -> to
 def nearest(x, y, penalty=None, *, backend: str = "auto", pad_to: int | None = None) -> np.ndarray:
     """``(N,)`` int64 ``argmin_j |x_i - y_j|^2 + penalty_j`` for ``x (N, D)``, ``y (M, D)`` (numpy or torch).
 
-    ``pad_to``: zero columns up to that width (distances unchanged), so that a loop over growing
-    widths (ZoomOut) compiles one KeOps formula, not one per width.
+    ``pad_to``: for KeOps, zero columns up to that width (distances unchanged), so that a loop over
+    growing widths (ZoomOut) compiles one KeOps formula, not one per width.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
@@ -39,15 +39,16 @@ def nearest(x, y, penalty=None, *, backend: str = "auto", pad_to: int | None = N
     yt = torch.as_tensor(y).to(xt.device, torch.float64)
     if xt.ndim != 2 or yt.ndim != 2 or xt.shape[1] != yt.shape[1]:
         raise ValueError(f"x, y: expected (N, D) and (M, D) embeddings, got {tuple(xt.shape)} and {tuple(yt.shape)}")
-    if pad_to is not None and pad_to > xt.shape[1]:
-        xt = torch.nn.functional.pad(xt, (0, pad_to - xt.shape[1]))
-        yt = torch.nn.functional.pad(yt, (0, pad_to - yt.shape[1]))
     pen = torch.zeros(yt.shape[0], dtype=torch.float64, device=xt.device) if penalty is None else \
         torch.as_tensor(penalty).to(xt.device, torch.float64)
+    width = max(xt.shape[1], pad_to or 0)
     if backend == "auto":
-        usable = xt.device.type == "cuda" and _keops.failure("nearest", xt.shape[1], xt.dtype, xt.device) is None
+        usable = xt.device.type == "cuda" and _keops.failure("nearest", width, xt.dtype, xt.device) is None
         backend = "keops" if usable else "gram"
     if backend == "keops":
+        if width > xt.shape[1]:  # one formula for every width of a ZoomOut loop (products need no padding)
+            xt = torch.nn.functional.pad(xt, (0, width - xt.shape[1]))
+            yt = torch.nn.functional.pad(yt, (0, width - yt.shape[1]))
         out = reductions._kernel("nearest", "keops", (xt[None], yt[None]))(xt[None], yt[None], pen[None])[0]
     else:
         out = _gram_nearest(xt, yt, pen)

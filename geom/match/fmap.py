@@ -58,6 +58,17 @@ def check_p2p(T, n_source: int, n_target: int, name: str = "p2p") -> np.ndarray:
     return t.astype(np.int64)
 
 
+def check_descriptors(desc_a, desc_b, spec_a: Spectrum, spec_b: Spectrum) -> tuple[np.ndarray, np.ndarray]:
+    """float64 ``(n_A, Q)`` and ``(n_B, Q)`` descriptors, one row per vertex; a ValueError otherwise."""
+    da, db = np.asarray(desc_a, dtype=np.float64), np.asarray(desc_b, dtype=np.float64)
+    if da.ndim != 2 or db.ndim != 2 or da.shape[1] != db.shape[1]:
+        raise ValueError(f"desc_a, desc_b: expected (n_A, Q) and (n_B, Q) descriptors, got {da.shape} and {db.shape}")
+    if da.shape[0] != spec_a.n_vertices or db.shape[0] != spec_b.n_vertices:
+        raise ValueError(f"desc_a, desc_b: expected one row per vertex ({spec_a.n_vertices}, {spec_b.n_vertices}), "
+                         f"got {da.shape[0]} and {db.shape[0]}")
+    return da, db
+
+
 def p2p_to_fmap(T, spec_a: Spectrum, spec_b: Spectrum, k_a: int | None = None, k_b: int | None = None) -> np.ndarray:
     """``C = Phi_A^+ Phi_B[T]`` ``(k_a, k_b)`` of a point-to-point map ``T`` from A to B."""
     k_a = _check_k(k_a or spec_a.evecs.shape[1], spec_a, "k_a")
@@ -148,12 +159,7 @@ def descriptor_fmap(spec_a: Spectrum, spec_b: Spectrum, desc_a, desc_b, k: int =
     w_descr = check_real(w_descr, "w_descr", ">= 0", lambda x: x >= 0)
     w_lap = check_real(w_lap, "w_lap", ">= 0", lambda x: x >= 0)
     w_orient = check_real(w_orient, "w_orient", ">= 0", lambda x: x >= 0)
-    da, db = np.asarray(desc_a, dtype=np.float64), np.asarray(desc_b, dtype=np.float64)
-    if da.ndim != 2 or db.ndim != 2 or da.shape[1] != db.shape[1]:
-        raise ValueError(f"desc_a, desc_b: expected (n_A, Q) and (n_B, Q) descriptors, got {da.shape} and {db.shape}")
-    if da.shape[0] != spec_a.n_vertices or db.shape[0] != spec_b.n_vertices:
-        raise ValueError(f"desc_a, desc_b: expected one row per vertex ({spec_a.n_vertices}, {spec_b.n_vertices}), "
-                         f"got {da.shape[0]} and {db.shape[0]}")
+    da, db = check_descriptors(desc_a, desc_b, spec_a, spec_b)
     norm_a = np.sqrt((spec_a.mass[:, None] * da**2).sum(0))
     norm_b = np.sqrt((spec_b.mass[:, None] * db**2).sum(0))
     if not (np.isfinite(da).all() and np.isfinite(db).all()) or (norm_a == 0).any() or (norm_b == 0).any():

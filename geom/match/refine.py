@@ -10,9 +10,10 @@ Between ``X = Phi_A C`` (``n_A`` points, masses ``a`` = A's lumped areas) and ``
 barycentric projection, ``C <- Phi_A^+ (P Phi_B / a)``, as in the paper's adaptive refinement. The
 final point-to-point map is the plan's row argmax ``T(x_i) = argmin_j c_ij - g_j - eps log b_j``.
 
-Each log-sum-exp over all pairs comes from float64 matrix products in blocks of rows (``"dense"``)
-or from a KeOps ``LogSumExp`` reduction (``"keops"``, one formula per width, compiled once; chosen by
-``"auto"`` on CUDA, where it wins).
+Each log-sum-exp over all pairs comes from float32 matrix products in blocks of rows (``"dense"``;
+spectral embeddings sit at the origin, so float32 products lose no digits that matter to a softmax
+at these eps) or from a KeOps ``LogSumExp`` reduction (``"keops"``, one formula per width, compiled
+once; chosen by ``"auto"`` on CUDA, where it wins).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import math
 import numpy as np
 import torch
 
+from .. import _keops
 from .._checks import check_int, check_real
 from ..spectral import Spectrum
 from ._nn import nearest
@@ -43,11 +45,8 @@ def _lse_dense(x, y, h, eps):
 
 
 def _lse_keops(x, y, h, eps):
-    from pykeops.torch import LazyTensor  # noqa: PLC0415 (optional, imported on first use)
-
-    xi, yj = LazyTensor(x[:, None, :].contiguous()), LazyTensor(y[None, :, :].contiguous())
-    hj = LazyTensor(h[None, :, None].contiguous())
-    return (((hj - ((xi - yj) ** 2).sum(-1)) / eps).logsumexp(dim=1)).reshape(-1)
+    root = math.sqrt(eps)  # (h_j - |x_i - y_j|^2) / eps = h_j / eps - |x_i / root - y_j / root|^2
+    return _keops.lse((x / root)[None], (y / root)[None], (h / eps)[None])[0]
 
 
 def log_sinkhorn(x, y, a, b, eps: float, *, n_iter: int = 50, f=None, g=None, backend: str = "auto",
@@ -57,7 +56,8 @@ def log_sinkhorn(x, y, a, b, eps: float, *, n_iter: int = 50, f=None, g=None, ba
     if backend not in ("auto", "dense", "keops"):
         raise ValueError(f"backend: expected 'auto', 'dense' or 'keops', got {backend!r}")
     if backend == "auto":
-        backend = "keops" if x.device.type == "cuda" else "dense"
+        usable = x.device.type == "cuda" and _keops.failure("lse", x.shape[1], x.dtype, x.device) is None
+        backend = "keops" if usable else "dense"
     lse = _lse_keops if backend == "keops" else _lse_dense
     la, lb = a.log(), b.log()
     f = torch.zeros_like(a) if f is None else f
@@ -83,8 +83,14 @@ def _plan_barycentre(x, y, b, g, eps, target):
 
 
 def entropic_refine(C, spec_a: Spectrum, spec_b: Spectrum, *, eps_start: float = 1e-1, eps_end: float = 1e-3,
-                    n_eps: int = 3, n_iter: int = 5, backend: str = "auto", progress=None):
+                    n_eps: int = 3, n_iter: int = 2, backend: str = "auto", progress=None):
     """Refine a ``(k, k)`` functional map by entropic OT between ``Phi_A C`` and ``Phi_B`` with annealed eps.
+
+    Args:
+        C: ``(k, k)`` pull-back map, ``k`` at most the eigenfunctions of both spectra.
+        eps_start, eps_end, n_eps: the eps schedule, relative to the mean squared norm of ``Phi_B``'s rows.
+        n_iter: Sinkhorn iterations per eps, warm-started from the last eps's potentials.
+        backend: ``"auto"``, ``"dense"`` or ``"keops"`` for the log-sum-exps.
 
     Returns ``(C, T)``: the refined map and the point-to-point map (plan argmax) ``(n_A,)``.
     """
@@ -96,24 +102,23 @@ def entropic_refine(C, spec_a: Spectrum, spec_b: Spectrum, *, eps_start: float =
     eps_start = check_real(eps_start, "eps_start", "> 0", lambda e: e > 0)
     eps_end = check_real(eps_end, "eps_end", "in (0, eps_start]", lambda e: 0 < e <= eps_start)
     n_eps, n_iter = check_int(n_eps, "n_eps", minimum=1), check_int(n_iter, "n_iter", minimum=1)
-    phi_a = torch.from_numpy(spec_a.evecs[:, :k])
-    phi_b = torch.from_numpy(spec_b.evecs[:, :k])
-    a = torch.from_numpy(spec_a.mass / spec_a.mass.sum())
-    b = torch.from_numpy(spec_b.mass / spec_b.mass.sum())
+    f32 = lambda v: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))  # noqa: E731
+    phi_a, phi_b = f32(spec_a.evecs[:, :k]), f32(spec_b.evecs[:, :k])
+    a, b = f32(spec_a.mass / spec_a.mass.sum()), f32(spec_b.mass / spec_b.mass.sum())
+    mass_a = torch.from_numpy(spec_a.mass)[:, None]
     # the embeddings' scale: eps is relative to the mean squared norm of Phi_B's rows (k / area)
     unit = float((b[:, None] * phi_b.square()).sum())
     f = g = None
     Ct = torch.from_numpy(C)
     for eps_rel in np.geomspace(eps_start, eps_end, n_eps):
         eps = float(eps_rel) * unit
-        x = phi_a @ Ct
+        x = phi_a @ Ct.float()
         f, g = log_sinkhorn(x, phi_b, a, b, eps, n_iter=n_iter, f=f, g=g, backend=backend)
         soft = _plan_barycentre(x, phi_b, b, g, eps, phi_b)  # (n_A, k) Pi Phi_B
-        Ct = phi_a.T @ (torch.from_numpy(spec_a.mass)[:, None] * soft)  # Phi_A^+ Pi Phi_B
+        Ct = torch.from_numpy(spec_a.evecs[:, :k]).T @ (mass_a * soft.double())  # Phi_A^+ Pi Phi_B = Phi_A^T M (.)
         if progress is not None:
             progress(1)
-    x = phi_a @ Ct
-    T = nearest(x, phi_b, -(g + eps * b.log()), backend="gram")
     if not math.isfinite(float(f.sum() + g.sum())):
         raise ValueError("entropic_refine: the Sinkhorn potentials are not finite; raise eps_end")
+    T = nearest(phi_a @ Ct.float(), phi_b, -(g + eps * b.log()), backend="gram")
     return Ct.numpy(), T
