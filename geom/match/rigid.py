@@ -2,7 +2,8 @@
 
 ``min_{R, t, s} SW_2^2(s R x + t, y)`` over rotations (parametrised by a unit quaternion), from
 several starts (the 24 rotations of the cube, the identity first, and a random one per extra start
-from ``seed``); each start runs Adam, the best final loss wins. The SW term is invariant to the
+from ``seed``), all run together as one batch of the estimator (Adam acts on each start's own
+parameters, so they stay independent); the best final loss wins and is then refined on every point. The SW term is invariant to the
 order of the points, so no correspondence is needed; the point-to-point map is then each moved source
 vertex's nearest target vertex. The translation starts at the difference of the centroids and the
 scale at the ratio of the RMS radii.
@@ -51,12 +52,13 @@ def cube_rotations() -> np.ndarray:
 
 
 def _quat_to_rot(q: torch.Tensor) -> torch.Tensor:
-    w, x, y, z = q / q.norm()
+    """``(..., 3, 3)`` rotations of quaternions ``(..., 4)`` (w, x, y, z; any norm)."""
+    w, x, y, z = (q / q.norm(dim=-1, keepdim=True)).unbind(-1)
     return torch.stack([
-        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)]),
-        torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)]),
-        torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]),
-    ])
+        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+    ], -2)
 
 
 def _rot_to_quat(R: np.ndarray) -> np.ndarray:
@@ -94,29 +96,30 @@ def rigid_register(source, target, *, scale: bool = False, n_starts: int = 24, n
     nu_sub = measure(nu.support[0][sub_y])
 
     def run(q0, t0, s0, pts, target, steps):
+        """Adam on ``S`` starts at once: ``q0 (S, 4)``, ``t0 (S, 3)``, ``s0 (S,)``; the final losses and parameters."""
         q = q0.clone().requires_grad_(True)
         t = t0.clone().requires_grad_(True)
         log_s = s0.clone().requires_grad_(scale)
         opt = torch.optim.Adam([q, t] + ([log_s] if scale else []), lr=lr)
+        batch = measure(target.support.expand(len(q0), -1, -1))  # (S, M, 3) the same target for every start
         for step in range(steps + 1):
             opt.zero_grad()
-            moved = log_s.exp() * pts @ _quat_to_rot(q).T + t
-            loss = sliced_wasserstein(measure(moved), target, p=2, n_projections=n_projections, generator=gen) ** 2
+            moved = log_s.exp()[:, None, None] * pts @ _quat_to_rot(q).transpose(1, 2) + t[:, None]  # (S, n, 3)
+            loss = sliced_wasserstein(measure(moved), batch, p=2, n_projections=n_projections, generator=gen) ** 2
             if step == steps:
-                return float(loss.detach()), q.detach(), t.detach(), log_s.detach()
-            loss.backward()
+                return loss.detach(), q.detach(), t.detach(), log_s.detach()
+            loss.sum().backward()  # each start's loss depends on its own parameters only
             opt.step()
 
-    s_init = torch.tensor(float(np.log(ry / max(rx, 1e-300))) if scale else 0.0, dtype=torch.float64)
-    best = None
-    for R0 in starts:
-        out = run(torch.tensor(_rot_to_quat(R0)), torch.zeros(3, dtype=torch.float64), s_init, xc[sub_x], nu_sub,
-                  n_steps)
-        if best is None or out[0] < best[0]:
-            best = out
-        if progress is not None:
-            progress(1)
-    loss, q, t, log_s = run(best[1], best[2], best[3], xc, nu, check_int(final_steps, "final_steps"))  # the best start, on all points
+    S = len(starts)
+    s_init = torch.full((S,), float(np.log(ry / max(rx, 1e-300))) if scale else 0.0, dtype=torch.float64)
+    q0 = torch.from_numpy(np.stack([_rot_to_quat(R0) for R0 in starts]))
+    losses, q, t, log_s = run(q0, torch.zeros(S, 3, dtype=torch.float64), s_init, xc[sub_x], nu_sub, n_steps)
+    if progress is not None:
+        progress(S)
+    b = int(torch.argmin(losses))
+    loss, q, t, log_s = run(q[b:b + 1], t[b:b + 1], log_s[b:b + 1], xc, nu, check_int(final_steps, "final_steps"))
+    q, t, log_s, loss = q[0], t[0], log_s[0], float(loss[0])  # the best start, refined on all points
     best = (loss, _quat_to_rot(q).numpy(), t.numpy() * unit, float(log_s.exp()))
     value, R, t, s = best
     if not scale:
