@@ -343,6 +343,18 @@ def test_disconnected_mesh_and_too_many_eigenpairs_are_refused(lumpy):
         match((v, f), (v, f), n_eigen=len(v) + 1)
     with pytest.raises(ValueError, match="method: expected one of"):
         match((v, f), (v, f), method="icp")
+    with pytest.raises(ValueError, match="k_init: expected an int or a non-empty sequence"):
+        match((v, f), (v, f), method="fmap-sw", k_init=())
+    with pytest.raises(ValueError, match="k_init"):
+        match((v, f), (v, f), method="fmap-sw", k_init=(6, 1))
+
+
+def test_fmap_sw_keeps_the_start_and_the_refinement_with_the_lowest_embedding_sw(permuted):
+    r = match(permuted["source"], permuted["target"], method="fmap-sw", n_eigen=20, k_init=(4, 8), sw_steps=10)
+    assert r.info["k_init"] == [4, 8]
+    assert r.info["k_chosen"] == (4, 8)[int(np.argmin(r.info["start_scores"]))]
+    scores = r.info["map_scores"]
+    assert r.info["refined"] == (scores["refined"] < scores["zoomout"])
 
 
 def test_ground_truth_of_the_wrong_length_is_refused(lumpy):
