@@ -23,6 +23,7 @@ from geom.registry import get_scheme
 SCHEMES = {
     "mc": {}, "qmc": {}, "cv": {}, "reservoir": {"reservoir_size": 4}, "aswd": {"n_steps": 3, "hidden": 8},
     "max": {"n_steps": 5}, "dsw": {"n_steps": 3}, "vmf-dsw": {"n_steps": 3},
+    "amortized-max": {"hidden": 8}, "amortized-vmf-dsw": {"hidden": 8}, "pacbayes": {"n_steps": 3, "n_samples": 4},
 }
 
 
