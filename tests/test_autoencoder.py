@@ -117,6 +117,20 @@ def test_every_loss_trains_a_step():
         assert np.isfinite(value) and value > 0, name
 
 
+def test_a_scheme_instance_and_its_network_train_with_the_model():
+    from geom_plugins.amortized import AmortizedVonMisesFisher
+
+    scheme = AmortizedVonMisesFisher(variant="linear", model_seed=0)
+    loss = ae.build_loss("sw", scheme=scheme, n_projections=8, seed=0)
+    assert loss.scheme is scheme
+    psi = list(loss.scheme_parameters())
+    assert psi, "the amortized model's weights are the loss's scheme parameters"
+    model = ae.PointNetAutoencoder(n_points=16, latent=4, seed=0, **TINY)
+    before = [p.detach().clone() for p in psi]
+    ae.train_step(model, clouds(2, 16), loss, torch.optim.Adam([*model.parameters(), *psi], lr=1e-2))
+    assert any(not torch.equal(a, p) for a, p in zip(before, psi))  # one backward moved the network too
+
+
 def test_a_torch_dataloader_feeds_train_too():
     x = clouds(6, 16)
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.arange(6)), batch_size=3)

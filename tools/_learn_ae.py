@@ -15,6 +15,9 @@ is trained with Adam for the same number of epochs on the same seeded batches; e
 - ``v-DSW``: SW_2 over ``L`` directions of ``vMF(epsilon, kappa=10)``, the location climbed by 5 Adam
   steps per training step (warm-started), as in the v-DSW of the amortized-projection paper without the
   amortizing network;
+- ``amortized v-DSW``: the same law with the location predicted for each pair by the paper's efficient
+  self-attention model (``geom_plugins.amortized``), trained jointly with the autoencoder in the same Adam
+  step (gradient reversal: the model ascends the distance the autoencoder descends);
 - ``sliced energy``: the sliced energy distance, ``L`` Monte Carlo directions;
 - ``Chamfer``: the Chamfer distance.
 
@@ -37,9 +40,12 @@ LOSSES = (
     ("SW (MC)", "sw", {}),
     ("RQSW (QMC)", "sw-qmc", {}),
     ("v-DSW", "sw-vmf", {"n_steps": 5}),
+    ("amortized v-DSW", "sw-amortized", {}),
     ("sliced energy", "energy", {}),
     ("Chamfer", "chamfer", {}),
 )
+"""(row label, key, scheme options); the keys are :data:`geom.learn.autoencoder.LOSSES` names, but for
+``sw-amortized``: SW_2 with ``geom_plugins.amortized.AmortizedVonMisesFisher`` (efficient attention)."""
 METRICS = (("chamfer", "Chamfer (x10^2)", 100), ("emd", "EMD (x10^2)", 100), ("sw", "SW_2 (x10^2)", 100),
            ("probe_accuracy", "probe accuracy (%)", 100))
 
@@ -58,6 +64,19 @@ def _ms(values, scale: float = 1.0, digits: int = 2) -> str:
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
 
 
+def _loss(name: str, cfg: dict, seed: int, options: dict):
+    from geom.learn import autoencoder as ae
+
+    if name == "chamfer":
+        return ae.build_loss(name)
+    if name == "sw-amortized":
+        from geom_plugins.amortized import AmortizedVonMisesFisher
+
+        scheme = AmortizedVonMisesFisher(variant="efficient", kappa=10.0, model_seed=seed, **options)
+        return ae.build_loss("sw", scheme=scheme, n_projections=cfg["n_projections"], seed=seed)
+    return ae.build_loss(name, n_projections=cfg["n_projections"], seed=seed, **options)
+
+
 def _one(seed: int, cfg: dict, out: pathlib.Path, bar, figures: bool) -> dict:
     from geom.learn import autoencoder as ae
 
@@ -67,9 +86,9 @@ def _one(seed: int, cfg: dict, out: pathlib.Path, bar, figures: bool) -> dict:
     results, models = {}, {}
     for label, name, options in LOSSES:
         model = ae.PointNetAutoencoder(n_points=cfg["n_points"], latent=cfg["latent"], seed=seed)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-        loss = ae.build_loss(name, **({} if name == "chamfer" else dict(n_projections=cfg["n_projections"],
-                                                                          seed=seed, **options)))
+        loss = _loss(name, cfg, seed, options)
+        # the amortized model's weights train in the same step (gradient reversal: one minimising optimiser)
+        optimizer = torch.optim.Adam([*model.parameters(), *getattr(loss, "scheme_parameters", list)()], lr=cfg["lr"])
         bar.set_postfix_str(f"seed={seed} loss={label}")
         t0 = time.perf_counter()
         trained = ae.train(model, loader, loss, cfg["epochs"], optimizer, progress=bar)

@@ -303,12 +303,14 @@ per call), ``sw-vmf`` v-DSW (the vMF location climbed per call, warm-started), `
 ``energy`` the sliced energy distance, ``chamfer`` the Chamfer distance."""
 
 
-def build_loss(name: str = "sw", *, scheme: str | None = None, n_projections: int = 100, seed: int = 0,
+def build_loss(name: str = "sw", *, scheme=None, n_projections: int = 100, seed: int = 0,
                **scheme_options) -> nn.Module:
     """The :mod:`geom.losses` module of :data:`LOSSES` ``name`` (batch mean of the per-item values).
 
-    ``scheme`` replaces the default scheme of ``sw`` and ``energy`` (``sw-qmc``, ``sw-vmf`` and ``sw-max``
-    name theirs; another one is refused, and ``chamfer`` has none); ``n_projections`` directions are
+    ``scheme`` (a registered name or a :class:`geom.SlicingScheme` instance) replaces the default scheme of
+    ``sw`` and ``energy`` (``sw-qmc``, ``sw-vmf`` and ``sw-max`` name theirs; another one is refused, and
+    ``chamfer`` has none). A scheme with a network (an amortized projection) trains it through
+    ``loss.scheme_parameters()``: give those to the optimizer too. ``n_projections`` directions are
     drawn per call from a generator of ``seed``; ``scheme_options`` go to the scheme.
     """
     import geom.losses
