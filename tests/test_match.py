@@ -418,3 +418,13 @@ def test_geom_match_bad_input_is_one_line(tmp_path, capsys, permuted):
     np.save(cloud, permuted["target"][0].astype(np.float32))
     assert_user_error(*run(capsys, "match", a, cloud, "--out", tmp_path / "o4"), "B:", "needs a triangle mesh")
     assert not (tmp_path / "o1").exists() or not any((tmp_path / "o1").iterdir())
+
+
+@pytest.mark.parametrize("method", ["fmap", "fmap-sw", "sliced-plan"])
+def test_match_reports_as_many_progress_steps_as_it_announces(permuted, method):
+    from geom.match.pipeline import progress_steps
+
+    seen = []
+    match(permuted["source"], permuted["target"], method=method, n_eigen=20, sw_steps=5,
+          progress=lambda stage, n=1: seen.append(n))
+    assert sum(seen) == progress_steps(method, sw_steps=5, n_eigen=20)

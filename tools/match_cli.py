@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from geom.match import match, score_map
+    from geom.match.pipeline import progress_steps
 
     if args.n_eigen < 2:
         raise ValueError(f"--n-eigen: expected an integer >= 2, got {args.n_eigen}")
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--n-eigen: expected at most the number of vertices, {len(v)} (of {flag}), got "
                                  f"{args.n_eigen}")
     out, ours = _prepare_out(args.out, "match", MATCH_OUTPUTS, force=args.force)
-    steps = {"fmap": 3, "fmap-sw": 2 + 100 + 1 + 3, "sliced-plan": 2, "rigid": 24}[args.method]  # match()'s stages
+    steps = progress_steps(args.method, n_eigen=args.n_eigen)  # match()'s stages
     bar = tqdm(desc="geom match", total=steps, unit="step", leave=False)
 
     def progress(stage: str, n: int = 1) -> None:

@@ -44,7 +44,7 @@ from .refine import entropic_refine
 from .rigid import rigid_register
 from .sw import embedding_sw, sw_align
 
-__all__ = ["METHODS", "MatchResult", "match"]
+__all__ = ["K_INIT", "METHODS", "MatchResult", "match", "progress_steps"]
 
 METHODS = ("fmap", "fmap-sw", "sliced-plan", "rigid")
 
@@ -73,6 +73,15 @@ def _starts(k_init, n_eigen: int) -> tuple[int, ...]:
     if not ks:
         raise ValueError("k_init: expected an int or a non-empty sequence of ints, got an empty sequence")
     return tuple(dict.fromkeys(min(check_int(k, "k_init", minimum=2), n_eigen) for k in ks))
+
+
+def progress_steps(method: str, *, k_init=None, sw_steps: int = 100, n_eigen: int = 60) -> int:
+    """How many steps :func:`match` reports to its ``progress`` callable (a progress bar's total)."""
+    if method == "rigid":
+        return 24
+    starts = len(_starts(K_INIT[method] if k_init is None else k_init, n_eigen))
+    per_start = {"fmap": 1, "fmap-sw": sw_steps + 1, "sliced-plan": 0}[method]
+    return 2 + starts * per_start + (3 if method == "fmap-sw" else 0)
 
 
 def match(source, target, *, method: str = "fmap", n_eigen: int = 60, k_init=None, n_descr: int = 10,
