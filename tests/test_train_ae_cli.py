@@ -288,3 +288,23 @@ def test_a_modelnet_folder_trains_on_its_own_splits(capsys, tmp_path):
     assert summary["classes"] == ["chair", "lamp"] and summary["align"] == "none"
     assert metrics["n_train"] == 6 and metrics["n_test"] == 2
     assert ck["values"].shape == (2,)  # 6 clouds in batches of 4
+
+
+@pytest.mark.slow
+def test_an_amortized_scheme_trains_its_network_and_resumes_bit_for_bit(capsys, tmp_path, monkeypatch):
+    args = ["--loss", "sw-amortized", "--option", "variant=linear"]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert run(capsys, *train_ae(whole, *args))[0] == 0
+    with monkeypatch.context() as m:
+        interrupt_at(m, 6)
+        assert run(capsys, *train_ae(part, *args))[0] == 130
+    rc, _, err = run(capsys, *train_ae(part, *args, "--resume"))
+    assert rc == 0, err
+    (a, summary, _), b = load(whole), load(part)[0]
+    np.testing.assert_array_equal(b["values"].numpy(), a["values"].numpy())
+    weights = [k for k in a["loss"] if k.startswith("scheme_modules.")]
+    assert weights, "the amortized network's weights are in the loss's state"
+    fresh = train_ae_cli._objects(summary)[2].state_dict()
+    for k in weights:
+        assert torch.equal(b["loss"][k], a["loss"][k]), k
+        assert not torch.equal(a["loss"][k], fresh[k]), k  # trained in the autoencoder's steps

@@ -44,8 +44,7 @@ LOSSES = (
     ("sliced energy", "energy", {}),
     ("Chamfer", "chamfer", {}),
 )
-"""(row label, key, scheme options); the keys are :data:`geom.learn.autoencoder.LOSSES` names, but for
-``sw-amortized``: SW_2 with ``geom_plugins.amortized.AmortizedVonMisesFisher`` (efficient attention)."""
+"""(row label, :data:`geom.learn.autoencoder.LOSSES` name, scheme options)."""
 METRICS = (("chamfer", "Chamfer (x10^2)", 100), ("emd", "EMD (x10^2)", 100), ("sw", "SW_2 (x10^2)", 100),
            ("probe_accuracy", "probe accuracy (%)", 100))
 
@@ -70,10 +69,7 @@ def _loss(name: str, cfg: dict, seed: int, options: dict):
     if name == "chamfer":
         return ae.build_loss(name)
     if name == "sw-amortized":
-        from geom_plugins.amortized import AmortizedVonMisesFisher
-
-        scheme = AmortizedVonMisesFisher(variant="efficient", kappa=10.0, model_seed=seed, **options)
-        return ae.build_loss("sw", scheme=scheme, n_projections=cfg["n_projections"], seed=seed)
+        options = dict(variant="efficient", kappa=10.0, model_seed=seed, **options)
     return ae.build_loss(name, n_projections=cfg["n_projections"], seed=seed, **options)
 
 

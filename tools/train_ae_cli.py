@@ -4,7 +4,7 @@ The model, the training loop and the scores live in :mod:`geom.learn.autoencoder
 arguments, shows a progress bar (stderr), handles Ctrl-C and writes files::
 
     geom train-ae --out DIR [--dataset shapes|modelnet|shapenet] [--root PATH]
-                  [--loss sw|sw-qmc|sw-vmf|sw-max|energy|chamfer] [--scheme S] [--option KEY=VALUE ...]
+                  [--loss sw|sw-qmc|sw-vmf|sw-max|sw-amortized|energy|chamfer] [--scheme S] [--option KEY=VALUE ...]
                   [--n-projections L] [--epochs E] [--batch-size B] [--lr X] [--n-points N] [--latent K]
                   [--align pca|none] [--n-per-class K] [--seed S] [--resume | --force]
 
@@ -15,7 +15,9 @@ randomly rotated shapes) centres every cloud and turns it into its principal axe
 (:func:`geom.learn.autoencoder.principal_axes`), ``--align none`` (the default for the loaders, whose
 collections come aligned) keeps the dataset's coordinates. The loss (:data:`geom.learn.autoencoder.LOSSES`):
 ``sw`` (SW_2, Monte Carlo directions, or ``--scheme``), ``sw-qmc`` (randomized QMC, RQSW), ``sw-vmf``
-(v-DSW), ``sw-max`` (max-sliced), ``energy`` (the sliced energy distance) or ``chamfer``.
+(v-DSW), ``sw-max`` (max-sliced), ``sw-amortized`` (amortized v-DSW: the network that predicts the vMF
+location trains in the same Adam step, by gradient reversal), ``energy`` (the sliced energy distance) or
+``chamfer``.
 
 DIR gets, in this order: ``checkpoint.npz`` (the model's weights, Adam's state, the loss module's state
 (its generator and scheme), the position ``(epoch, batch)`` in the seeded batch order, the loss of
@@ -81,7 +83,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default=None, metavar="PATH", help="folder of --dataset modelnet or shapenet")
     parser.add_argument("--loss", default="sw", choices=list(LOSSES),
                         help="sw (SW_2, Monte Carlo or --scheme), sw-qmc (RQSW), sw-vmf (v-DSW), sw-max (max-sliced), "
-                             "energy (sliced energy distance), chamfer (default: sw)")
+                             "sw-amortized (amortized v-DSW), energy (sliced energy distance), chamfer (default: sw)")
     parser.add_argument("--scheme", default=None, metavar="S",
                         help="slicing scheme of --loss sw or energy (default: mc; see `geom plugins`)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", dest="options",
@@ -200,13 +202,15 @@ def _data(s: dict, *, index_only: bool = False) -> dict | None:
 
 
 def _objects(s: dict):
-    """A fresh model (seeded), its Adam optimizer, the loss module (seeded) and the batch order."""
+    """A fresh model (seeded), the loss module (seeded) and one Adam optimizer of the model's weights and the
+    loss's scheme networks (an amortized projection's, trained in the same step by gradient reversal)."""
     from geom.learn.autoencoder import PointNetAutoencoder, build_loss
 
     model = PointNetAutoencoder(n_points=s["n_points"], latent=s["latent"], seed=s["seed"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"])
     loss = build_loss(s["loss"], **({} if s["scheme"] is None else dict(scheme=s["scheme"],
                       n_projections=s["n_projections"], seed=s["seed"], **s["options"])))
+    psi = list(loss.scheme_parameters()) if hasattr(loss, "scheme_parameters") else []
+    optimizer = torch.optim.Adam([*model.parameters(), *psi], lr=s["lr"])
     return model, optimizer, loss
 
 

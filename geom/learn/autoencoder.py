@@ -294,13 +294,16 @@ LOSSES = {
     "sw-qmc": ("SlicedWassersteinLoss", "qmc"),
     "sw-vmf": ("SlicedWassersteinLoss", "vmf-dsw"),
     "sw-max": ("SlicedWassersteinLoss", "max"),
+    "sw-amortized": ("SlicedWassersteinLoss", "amortized-vmf-dsw"),
     "energy": ("SlicedEnergyLoss", "mc"),
     "chamfer": ("ChamferLoss", None),
 }
 """Loss names of :func:`build_loss` -> (the :mod:`geom.losses` module, its default scheme): ``sw`` is SW_2
 with Monte Carlo directions, ``sw-qmc`` with randomized QMC (RQSW: a Haar-rotated Coulomb point set
 per call), ``sw-vmf`` v-DSW (the vMF location climbed per call, warm-started), ``sw-max`` max-sliced SW,
-``energy`` the sliced energy distance, ``chamfer`` the Chamfer distance."""
+``sw-amortized`` amortized v-DSW (the vMF location predicted per pair by a network trained jointly: give
+``loss.scheme_parameters()`` to the optimizer), ``energy`` the sliced energy distance, ``chamfer`` the
+Chamfer distance."""
 
 
 def build_loss(name: str = "sw", *, scheme=None, n_projections: int = 100, seed: int = 0,
