@@ -136,8 +136,10 @@ def test_steps_b_and_c_do_their_jobs():
 @pytest.mark.parametrize("method", adapt.METHODS)
 def test_training_is_deterministic(method):
     d = adapt.rotated_moons(50, 50, 20, seed=3)
-    a, b = (adapt.train_adapt(d, method, hidden=8, feat_dim=4, steps=20, batch_size=16, seed=4, log_every=5)
-            for _ in range(2))
+    seen = []
+    a, b = (adapt.train_adapt(d, method, hidden=8, feat_dim=4, steps=20, batch_size=16, seed=4, log_every=5,
+                              callback=lambda step, model: seen.append(step)) for _ in range(2))
+    assert seen == [0, 5, 10, 15, 19] * 2 and len(a.ce) == 5
     assert a.ce == b.ce
     np.testing.assert_array_equal(np.array(a.discrepancy), np.array(b.discrepancy))
     torch.testing.assert_close(a.model.predict_proba(d.xt_test), b.model.predict_proba(d.xt_test), rtol=0, atol=0)
@@ -153,6 +155,8 @@ def moons():
     (lambda d: adapt.train_adapt("domains"), "domains"),
     (lambda d: adapt.train_adapt(d, steps=0), "steps"),
     (lambda d: adapt.train_adapt(d, lam=-1.0), "lam"),
+    (lambda d: adapt.train_adapt(d, ascent=0.0), "ascent"),
+    (lambda d: adapt.train_adapt(d, callback="print"), "callback"),
     (lambda d: adapt.train_adapt(d, "sw", steps=1, scheme="nope"), "scheme"),
     (lambda d: adapt.rotated_moons(0), "n_source"),
     (lambda d: adapt.rotated_moons(degrees=math.inf), "degrees"),

@@ -29,7 +29,7 @@ SHIFTS = {
     "moons": dict(label=f"two moons, target rotated {MOONS_DEGREES:g}°",
                   data=lambda seed: adapt.rotated_moons(400, 400, 1000, degrees=MOONS_DEGREES, noise=0.1, seed=seed),
                   train=dict(hidden=32, feat_dim=16, steps=2000, batch_size=400, lr=1e-3, n_generator_steps=1,
-                             lam=1.0, n_projections=128)),
+                             lam=1.0, n_projections=128)),  # batch_size = the whole source and target
     "digits": dict(label=f"8x8 digits, target rotated {DIGITS_DEGREES:g}°",
                    data=lambda seed: adapt.transformed_digits("rotate", degrees=DIGITS_DEGREES, seed=seed),
                    train=dict(hidden=128, feat_dim=64, steps=1500, batch_size=128, lr=1e-3, n_generator_steps=1,
@@ -60,8 +60,9 @@ def _figure(models: dict, d: adapt.Domains, out) -> str:
         p = model.predict_proba(grid)[:, 1].reshape(gx.shape)
         ax.contourf(gx, gy, p, levels=[0, 0.5, 1], colors=["#d8e4f0", "#f4dcd2"])
         ax.contour(gx, gy, p, levels=[0.5], colors="k", linewidths=0.8)
-        ax.scatter(d.xs[:, 0], d.xs[:, 1], c=np.where(d.ys.numpy() == 1, "C3", "C0"), s=5, label="source")
-        ax.scatter(d.xt_test[:300, 0], d.xt_test[:300, 1], c="C2", s=5, marker="x", alpha=0.7, label="target")
+        ax.scatter(d.xs[:, 0], d.xs[:, 1], c=np.where(d.ys.numpy() == 1, "C3", "C0"), s=5, label="source, by class")
+        ax.scatter(d.xt_test[:300, 0], d.xt_test[:300, 1], c=np.where(d.yt_test[:300].numpy() == 1, "C1", "C9"), s=9,
+                   marker="x", alpha=0.8, label="target (coloured by the labels no method sees)")
         acc = adapt.accuracy(model, d.xt_test, d.yt_test)
         ax.set_title(f"{NAMES[method]}: target accuracy {100 * acc:.1f}%", fontsize=9)
         ax.set_xticks([])

@@ -92,11 +92,17 @@ def _figures(models: dict, x_test: torch.Tensor, out, seed: int) -> list[str]:
 
 @contextlib.contextmanager
 def one_thread():
-    """One torch thread inside (the networks are tiny and the machine's cores shared), the old count after."""
+    """One torch thread and one BLAS thread inside, the old counts after: the networks are tiny and the
+    machine's cores shared (numpy's OpenBLAS, which the 1-D transport's projections use, ignores
+    ``torch.set_num_threads``; two BLAS threads on busy cores made one SW call of two 128 x 64 clouds
+    with 128 directions 5-10x slower). threadpoolctl comes with scikit-learn, the ``learn`` extra."""
+    from threadpoolctl import threadpool_limits
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(1):
+            yield
     finally:
         torch.set_num_threads(threads)
 

@@ -174,8 +174,8 @@ def _mlp(sizes) -> nn.Sequential:
 
 
 class AdaptNet(nn.Module):
-    """Feature generator ``G: in_dim -> hidden -> feat_dim`` (ReLU features) and two classifiers
-    ``F1, F2: feat_dim -> hidden -> n_classes`` (logits), started from different weights.
+    """Feature generator ``G: in_dim -> hidden -> hidden -> feat_dim`` (ReLU features) and two classifiers
+    ``F1, F2: feat_dim -> hidden -> hidden -> n_classes`` (logits), started from different weights.
 
     Args:
         in_dim, n_classes: data dimension and number of classes.
@@ -190,9 +190,9 @@ class AdaptNet(nn.Module):
         self.in_dim, self.n_classes = in_dim, n_classes
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(check_int(seed, "seed"))
-            self.G = nn.Sequential(_mlp([in_dim, hidden, feat_dim]), nn.ReLU())
-            self.F1 = _mlp([feat_dim, hidden, n_classes])
-            self.F2 = _mlp([feat_dim, hidden, n_classes])
+            self.G = nn.Sequential(_mlp([in_dim, hidden, hidden, feat_dim]), nn.ReLU())
+            self.F1 = _mlp([feat_dim, hidden, hidden, n_classes])
+            self.F2 = _mlp([feat_dim, hidden, hidden, n_classes])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(features (N, feat_dim), logits of F1 (N, K), logits of F2 (N, K))``."""
@@ -262,9 +262,9 @@ def _batch(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def train_adapt(domains: Domains, method: str = "swd", *, hidden: int = 64, feat_dim: int = 32, steps: int = 1500,
-                batch_size: int = 128, lr: float = 1e-3, n_generator_steps: int = 4, lam: float = 1.0,
+                batch_size: int = 128, lr: float = 1e-3, n_generator_steps: int = 4, ascent: float = 1.0, lam: float = 1.0,
                 warmup: int = 0, scheme="mc", n_projections: int = 128, seed: int = 0, progress: bool = False,
-                log_every: int = 50, **scheme_options) -> AdaptResult:
+                log_every: int = 50, callback=None, **scheme_options) -> AdaptResult:
     """Train :class:`AdaptNet` on ``domains`` with one of :data:`METHODS` (see the module).
 
     Args:
@@ -274,12 +274,14 @@ def train_adapt(domains: Domains, method: str = "swd", *, hidden: int = 64, feat
         steps: iterations (each draws one source and one target batch with replacement).
         batch_size, lr: batches and the Adam step size (one optimiser for ``G``, one for ``F1, F2``).
         n_generator_steps: repetitions of step C per iteration (``"swd"``).
+        ascent: weight of the discrepancy in step B, ``CE - ascent * SWD`` (``"swd"``; the paper: 1).
         lam: weight of the feature SW (``"sw"``).
         warmup: first iterations of step A alone (``"sw"`` and ``"swd"``).
         scheme, n_projections, **scheme_options: the sliced loss (any registered scheme or instance).
         seed: weights, batches and slicing directions.
         progress: a tqdm bar over the iterations.
         log_every: iterations between entries of the curves.
+        callback: called as ``callback(step, model)`` after each logged iteration (for learning curves).
     """
     if not isinstance(domains, Domains):
         raise TypeError(f"domains: expected a geom.learn.adapt.Domains, got {describe(domains)}")
@@ -289,8 +291,11 @@ def train_adapt(domains: Domains, method: str = "swd", *, hidden: int = 64, feat
     n_generator_steps = check_positive_int(n_generator_steps, "n_generator_steps")
     lr = check_real(lr, "lr", "> 0", lambda v: v > 0)
     lam = check_real(lam, "lam", ">= 0", lambda v: v >= 0)
+    ascent = check_real(ascent, "ascent", "> 0", lambda v: v > 0)
     warmup, log_every = check_int(warmup, "warmup"), check_positive_int(log_every, "log_every")
     seed, progress = check_int(seed, "seed"), check_bool(progress, "progress")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable (step, model) or None, got {describe(callback)}")
     xs, ys, xt = domains.xs, domains.ys, domains.xt
     model = AdaptNet(xs.shape[1], domains.n_classes, hidden, feat_dim, seed=seed)
     loss = None if method == "source_only" else _sliced_loss(scheme, n_projections, seed + 1, scheme_options)
@@ -330,7 +335,7 @@ def train_adapt(domains: Domains, method: str = "swd", *, hidden: int = 64, feat
         if adapting and method == "swd":
             # step B: classifiers keep the source and maximise the discrepancy on the target
             opt_f.zero_grad()
-            (source_ce(xb, yb) - discrepancy(tb)).backward()
+            (source_ce(xb, yb) - ascent * discrepancy(tb)).backward()
             opt_f.step()
             # step C: the generator minimises the discrepancy
             for _ in range(n_generator_steps):
@@ -341,4 +346,6 @@ def train_adapt(domains: Domains, method: str = "swd", *, hidden: int = 64, feat
         if step % log_every == 0 or step == steps - 1:
             result.ce.append(float(ce.detach()))
             result.discrepancy.append(math.nan if disc is None else float(disc.detach()))
+            if callback is not None:
+                callback(step, model)
     return result
