@@ -38,7 +38,7 @@ try:
 except ImportError:  # Windows: no lock; the Makefile's warm-up still compiles before the tests run
     fcntl = None
 
-__all__ = ["FORMULAS", "build_folder", "failure", "lse", "nearest", "sums", "warm_cache"]
+__all__ = ["FORMULAS", "build_folder", "failure", "import_quietly", "lse", "nearest", "sums", "warm_cache"]
 
 # kernel name -> (formula, reduction, name of the scalar j-variable)
 FORMULAS = {
@@ -58,6 +58,18 @@ def _routine(kernel: str, dim: int):
 
     formula, reduction, extra = FORMULAS[kernel]
     return Genred(formula, [f"x=Vi({dim})", f"y=Vj({dim})", f"{extra}=Vj(1)"], reduction_op=reduction, axis=1)
+
+
+def import_quietly() -> None:
+    """Import pykeops (where installed) with its start-up messages swallowed.
+
+    pykeops prints a warning on stdout when it imports without CUDA; POT imports it through geomloss,
+    so a command that calls POT (exact EMD scores) imports it here first, silently.
+    """
+    if "pykeops" in sys.modules:
+        return
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(ImportError):
+        import pykeops  # noqa: F401, PLC0415 (optional dependency)
 
 
 def build_folder() -> str | None:

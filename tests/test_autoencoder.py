@@ -290,3 +290,14 @@ def test_principal_axes_undo_a_rotation_and_never_reflect():
     assert ae.principal_axes(x.float()).dtype == torch.float32
     with pytest.raises(ValueError, match="align"):
         ae.load_clouds("shapes", n_per_class=2, align="icp")
+
+
+def test_emd_scores_print_nothing_though_pot_imports_pykeops():
+    """POT imports geomloss, which imports pykeops, which prints a CUDA warning on stdout without a GPU."""
+    import subprocess
+    import sys
+
+    code = ("import torch; from geom.learn.autoencoder import emd_scores; "
+            "emd_scores(torch.zeros(1, 4, 3), torch.ones(1, 4, 3))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout == ""

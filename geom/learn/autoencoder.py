@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 import geom
+from geom import _keops
 from geom._checks import check_bool, check_int, check_positive_int, check_real, describe
 from geom._files import save_figure
 
@@ -511,6 +512,7 @@ def emd_scores(x: torch.Tensor, y: torch.Tensor, *, n_points: int = 256, seed: i
 
     ImportError (naming the ``learn`` extra) when POT is missing.
     """
+    _keops.import_quietly()  # POT imports pykeops through geomloss, which would print a CUDA warning
     try:
         import ot
     except ImportError:
