@@ -28,7 +28,7 @@ DIGITS_DEGREES = 30.0
 SHIFTS = {
     "moons": dict(label=f"two moons, target rotated {MOONS_DEGREES:g}°",
                   data=lambda seed: adapt.rotated_moons(400, 400, 1000, degrees=MOONS_DEGREES, noise=0.1, seed=seed),
-                  train=dict(hidden=32, feat_dim=16, steps=1000, batch_size=128, lr=1e-3, n_generator_steps=4,
+                  train=dict(hidden=64, feat_dim=32, steps=1000, batch_size=128, lr=1e-3, n_generator_steps=4,
                              lam=1.0, n_projections=128)),
     "digits": dict(label=f"8x8 digits, target rotated {DIGITS_DEGREES:g}°",
                    data=lambda seed: adapt.transformed_digits("rotate", degrees=DIGITS_DEGREES, seed=seed),
