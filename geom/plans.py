@@ -178,7 +178,7 @@ def _monotone(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor
     _, pv = sort_rows(v, True)
     pu, pv = pu.to(u.device), pv.to(u.device)
     if same_uniform:  # the k-th smallest meets the k-th smallest
-        return pu, pv, torch.full((R, N), 1.0 / N, dtype=torch.float64, device=u.device)
+        return pu, pv, torch.full((1, 1), 1.0 / N, dtype=torch.float64, device=u.device).expand(R, N)  # a view
     A = a.to(torch.float64).gather(-1, pu).cumsum(-1)  # (R, N) levels F(u_(i)) in sorted order
     Bc = b.to(torch.float64).gather(-1, pv).cumsum(-1)  # (R, M)
     A, Bc = A / A[:, -1:], Bc / Bc[:, -1:]
