@@ -292,3 +292,28 @@ def test_other_errors_name_the_argument():
         PacBayes(distribution="vmf")
     with pytest.raises(ValueError, match="^radius:"):
         pb.truncated_gaussians(10, torch.eye(3)[:, :2], radius=-1.0)
+
+
+@pytest.mark.parametrize("unit", [1e-20, 1e20])
+def test_the_learned_slices_do_not_depend_on_the_units_of_the_data(unit):
+    """The objective's two terms both scale as diameter^p: the scheme fits in units of the diameter, so
+    data in any units (far outside float32's range of W_2^2 here) gives the same law."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(300, 3, generator=g, dtype=torch.float64) + torch.tensor([2.0, 0.0, 0.0], dtype=torch.float64)
+    fits = []
+    for scale in (1.0, unit):
+        scheme = PacBayes(n_components=1, n_steps=20)
+        scheme.fit(geom.measure(x * scale), geom.measure(y * scale), p=2, generator=torch.Generator().manual_seed(1))
+        fits.append((scheme.locations_, scheme.kappas_))
+    torch.testing.assert_close(fits[1][0], fits[0][0], rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(fits[1][1], fits[0][1], rtol=1e-6, atol=1e-8)
+
+
+def test_a_huge_p_keeps_the_current_law_and_says_so():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(50, 3, generator=g), torch.randn(50, 3, generator=g) + 1
+    scheme = PacBayes(n_components=1, n_steps=5)
+    with pytest.warns(geom.GeomWarning, match="fitted for p <= 64, got p = 1e"):
+        scheme.fit(geom.measure(x), geom.measure(y), p=1e6)
+    assert scheme.distribution is None
