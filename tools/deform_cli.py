@@ -47,11 +47,11 @@ import torch
 
 import geom
 from geom._checks import check_positive_int, describe
-from geom._state import flatten, load_npz, save_npz
 
 from ._common import _add_normalize, _check_seed, _new_scheme, _parse_options, _scheme_class
-from .flow_cli import (CHECKPOINT, SUMMARY, open_checkpoint, _Monitor, _output, _write_run, _plot_loss, _prepare_out, _pyplot, _read_json,
-                       _refuse_foreign, _remove_stale, _save_figure, _sha256)
+from .flow_cli import (CHECKPOINT, SUMMARY, _Monitor, _output, _plot_loss, _prepare_out, _pyplot, _read_json,
+                       _refuse_foreign, _remove_stale, _save_figure, _sha256, _write_run, check_settings,
+                       checkpoint_outputs, open_checkpoint, save_checkpoint)
 
 __all__ = ["DEFORM_OUTPUTS", "configure_deform", "run_deform"]
 
@@ -219,36 +219,14 @@ def _fresh_deformation() -> torch.nn.Module:
 
 
 def _save_checkpoint(out: pathlib.Path, tree: dict) -> str:
-    arrays, skeleton = flatten(tree, "checkpoint")
-    meta = dict(format=CHECKPOINT_FORMAT, command="deform", version=geom.__version__, outputs=list(DEFORM_OUTPUTS),
-                tree=skeleton)
-    with _output(out / CHECKPOINT) as fh:
-        save_npz(fh, arrays, meta)
-    return _sha256(out / CHECKPOINT)
-
-
-def _checkpoint_lists(out: pathlib.Path) -> set[str]:
-    """The outputs a ``geom deform`` checkpoint in ``out`` names (it is written first)."""
-    try:
-        _, meta = load_npz(out / CHECKPOINT, meta_only=True)
-    except (ValueError, OSError):
-        return set()
-    if isinstance(meta, dict) and meta.get("command") == "deform" and isinstance(meta.get("outputs"), list):
-        return {n for n in meta["outputs"] if isinstance(n, str)} & set(DEFORM_OUTPUTS)
-    return set()
+    return save_checkpoint(out, tree, "deform", CHECKPOINT_FORMAT, DEFORM_OUTPUTS)
 
 
 def _read_checkpoint(out: pathlib.Path, s: dict, inputs: dict) -> dict:
     """The checkpoint in ``out``, checked against the arguments and the inputs; one-line ValueErrors."""
     ck, bad = open_checkpoint(out / CHECKPOINT, "deform", CHECKPOINT_FORMAT, _CHECKPOINT_KEYS)
     saved = ck["settings"]
-    if not isinstance(saved, dict) or set(saved) != set(s):
-        raise bad(f"its settings are not those of geom deform ({', '.join(s)})")
-    differ = [k for k in saved if k not in RESUMABLE_KEYS and saved[k] != s[k]]
-    if differ:
-        what = "; ".join(f"{k}={saved[k]!r}, got {s[k]!r}" for k in differ)
-        raise ValueError(f"--resume: the run in '{out}' was started with other arguments: {what} "
-                         f"(only --steps may change)")
+    check_settings(saved, s, out, "deform", bad, RESUMABLE_KEYS)
     if ck["inputs_sha256"] != inputs["sha256"]:
         raise ValueError(f"--resume: TEMPLATE or TARGET differ from those the run in '{out}' started from")
     done = ck["steps_done"]
@@ -415,7 +393,7 @@ def run_deform(args: argparse.Namespace) -> int:
     start, scheme, start_state, adam, deformation = 0, _new_scheme(s["scheme"], s["options"]), None, None, None
     template = inputs["template"]
     if args.resume:
-        ours = ours | _checkpoint_lists(out)
+        ours = ours | checkpoint_outputs(out, "deform", DEFORM_OUTPUTS)
         previous = _read_checkpoint(out, s, inputs)
         _refuse_foreign(out, "deform", DEFORM_OUTPUTS, ours, "--resume")
         start = previous["steps_done"]

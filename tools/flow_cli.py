@@ -580,14 +580,42 @@ def _write_run(out: pathlib.Path, tree: dict, save_checkpoint, write_outputs, *,
     return None, written
 
 
-def _save_checkpoint(out: pathlib.Path, tree: dict) -> str:
-    """Write ``checkpoint.npz`` (the tree's arrays plus one JSON document); returns its SHA-256."""
+def save_checkpoint(out: pathlib.Path, tree: dict, command: str, fmt: int, outputs) -> str:
+    """Write ``checkpoint.npz`` of ``geom <command>`` (the tree's arrays plus one JSON document naming
+    the command, the format, this geom's version and the ``outputs`` the run writes); its SHA-256."""
     arrays, skeleton = flatten(tree, "checkpoint")
-    meta = dict(format=CHECKPOINT_FORMAT, command="flow", version=geom.__version__,
-                outputs=_flow_outputs(tree["particles"].shape[1]), tree=skeleton)
+    meta = dict(format=fmt, command=command, version=geom.__version__, outputs=list(outputs), tree=skeleton)
     with _output(out / CHECKPOINT) as fh:
         save_npz(fh, arrays, meta)
     return _sha256(out / CHECKPOINT)
+
+
+def checkpoint_outputs(out: pathlib.Path, command: str, outputs) -> set[str]:
+    """The outputs a ``geom <command>`` checkpoint in ``out`` names (it is written first), among ``outputs``."""
+    try:
+        _, meta = load_npz(out / CHECKPOINT, meta_only=True)
+    except (ValueError, OSError):
+        return set()
+    if isinstance(meta, dict) and meta.get("command") == command and isinstance(meta.get("outputs"), list):
+        return {n for n in meta["outputs"] if isinstance(n, str)} & set(outputs)
+    return set()
+
+
+def check_settings(saved, s: dict, out: pathlib.Path, command: str, bad, resumable: tuple[str, ...]) -> None:
+    """The checkpoint's ``saved`` settings against this call's ``s``: the same keys, and equal values
+    except the ``resumable`` ones (one-line ValueErrors)."""
+    if not isinstance(saved, dict) or set(saved) != set(s):
+        raise bad(f"its settings are not those of geom {command} ({', '.join(s)})")
+    differ = [k for k in saved if k not in resumable and saved[k] != s[k]]
+    if differ:
+        what = "; ".join(f"{k}={saved[k]!r}, got {s[k]!r}" for k in differ)
+        may = " or ".join(f"--{k.replace('_', '-')}" for k in resumable)
+        raise ValueError(f"--resume: the run in '{out}' was started with other arguments: {what} "
+                         f"(only {may} may change)")
+
+
+def _save_checkpoint(out: pathlib.Path, tree: dict) -> str:
+    return save_checkpoint(out, tree, "flow", CHECKPOINT_FORMAT, _flow_outputs(tree["particles"].shape[1]))
 
 
 def _tensors(tree):
@@ -633,13 +661,9 @@ def _read_checkpoint(out: pathlib.Path, s: dict) -> dict:
     ``sha256``; a one-line ValueError naming the file and what is wrong."""
     ck, bad = open_checkpoint(out / CHECKPOINT, "flow", CHECKPOINT_FORMAT, _CHECKPOINT_KEYS)
     saved = ck["settings"]
-    if not isinstance(saved, dict) or set(saved) != set(s) or type(saved["steps"]) is not int:
+    check_settings(saved, s, out, "flow", bad, RESUMABLE_KEYS)
+    if type(saved["steps"]) is not int:
         raise bad(f"its settings are not those of geom flow ({', '.join(s)})")
-    differ = [k for k in saved if k not in RESUMABLE_KEYS and saved[k] != s[k]]
-    if differ:
-        what = "; ".join(f"{k}={saved[k]!r}, got {s[k]!r}" for k in differ)
-        raise ValueError(f"--resume: the run in '{out}' was started with other arguments: {what} "
-                         f"(only --steps may change)")
 
     def tensor(t, name: str, dtype, *shape):
         if not (isinstance(t, torch.Tensor) and t.dtype == dtype and t.ndim == len(shape)

@@ -51,11 +51,11 @@ import torch
 
 import geom
 from geom._checks import check_memory, check_positive_int, describe
-from geom._state import flatten, load_npz, save_npz
 
 from ._common import _check_seed, _new_scheme, _parse_options, _scheme_class
 from .flow_cli import (CHECKPOINT, SUMMARY, _Monitor, _output, _plot_loss, _prepare_out, _read_json, _refuse_foreign,
-                       _remove_stale, _sha256, _write_run, open_checkpoint)
+                       _remove_stale, _sha256, _write_run, check_settings, checkpoint_outputs, open_checkpoint,
+                       save_checkpoint)
 
 __all__ = ["OUTPUTS", "configure", "run"]
 
@@ -218,23 +218,7 @@ def _objects(s: dict):
 
 
 def _save_checkpoint(out: pathlib.Path, tree: dict) -> str:
-    arrays, skeleton = flatten(tree, "checkpoint")
-    meta = dict(format=CHECKPOINT_FORMAT, command="train-ae", version=geom.__version__, outputs=list(OUTPUTS),
-                tree=skeleton)
-    with _output(out / CHECKPOINT) as fh:
-        save_npz(fh, arrays, meta)
-    return _sha256(out / CHECKPOINT)
-
-
-def _checkpoint_lists(out: pathlib.Path) -> set[str]:
-    """The outputs a ``geom train-ae`` checkpoint in ``out`` names (it is written first)."""
-    try:
-        _, meta = load_npz(out / CHECKPOINT, meta_only=True)
-    except (ValueError, OSError):
-        return set()
-    if isinstance(meta, dict) and meta.get("command") == "train-ae" and isinstance(meta.get("outputs"), list):
-        return {n for n in meta["outputs"] if isinstance(n, str)} & set(OUTPUTS)
-    return set()
+    return save_checkpoint(out, tree, "train-ae", CHECKPOINT_FORMAT, OUTPUTS)
 
 
 def _read_checkpoint(out: pathlib.Path, s: dict, data: dict, model, optimizer, loss) -> dict:
@@ -244,13 +228,7 @@ def _read_checkpoint(out: pathlib.Path, s: dict, data: dict, model, optimizer, l
 
     ck, bad = open_checkpoint(out / CHECKPOINT, "train-ae", CHECKPOINT_FORMAT, _CHECKPOINT_KEYS)
     saved = ck["settings"]
-    if not isinstance(saved, dict) or set(saved) != set(s):
-        raise bad(f"its settings are not those of geom train-ae ({', '.join(s)})")
-    differ = [k for k in saved if k not in RESUMABLE_KEYS and saved[k] != s[k]]
-    if differ:
-        what = "; ".join(f"{k}={saved[k]!r}, got {s[k]!r}" for k in differ)
-        raise ValueError(f"--resume: the run in '{out}' was started with other arguments: {what} "
-                         f"(only --epochs may change)")
+    check_settings(saved, s, out, "train-ae", bad, RESUMABLE_KEYS)
     if ck["inputs_sha256"] != data["sha256"]:
         raise ValueError(f"--resume: the data differ from those the run in '{out}' started from")
     per_epoch = len(CloudBatches(data["train"][0], s["batch_size"]))
@@ -383,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
     loader = CloudBatches(data["train"][0], s["batch_size"], seed=s["seed"])
     values, epochs, times, seconds, position = [], [], [], 0.0, (0, 0)
     if args.resume:
-        ours = ours | _checkpoint_lists(out)
+        ours = ours | checkpoint_outputs(out, "train-ae", OUTPUTS)
         previous = _read_checkpoint(out, s, data, model, optimizer, loss)
         _refuse_foreign(out, "train-ae", OUTPUTS, ours, "--resume")
         position = tuple(previous["position"])
