@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from ._checks import check_memory, check_real
-from ._ot1d import sort_rows
+from ._ot1d import argsort_projections, sort_rows
 from .sliced import prepare_slices
 
 __all__ = ["SlicedPlan", "UnbalancedSliced", "sliced_plan", "unbalanced_sliced_ot"]
@@ -169,16 +169,14 @@ class SlicedPlan:
         return out if self.batched else out[0]
 
 
-def _monotone(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor, same_uniform: bool):
-    """The monotone plan of each row: ``u (R, N)``, ``v (R, M)`` with masses ``a, b (R, N), (R, M)``
-    (summing to 1) -> ``rows, cols (R, K)`` indices into u's and v's rows, ``mass (R, K)`` float64."""
-    R, N = u.shape
-    M = v.shape[1]
-    _, pu = sort_rows(u, True)  # (R, N) the order of each row
-    _, pv = sort_rows(v, True)
-    pu, pv = pu.to(u.device), pv.to(u.device)
+def _monotone(pu: torch.Tensor, pv: torch.Tensor, a: torch.Tensor, b: torch.Tensor, same_uniform: bool):
+    """The monotone plan of each row, from the orders ``pu (R, N)``, ``pv (R, M)`` of the projections
+    with masses ``a, b (R, N), (R, M)`` (summing to 1) -> ``rows, cols (R, K)`` indices into the rows,
+    ``mass (R, K)`` float64."""
+    R, N = pu.shape
+    M = pv.shape[1]
     if same_uniform:  # the k-th smallest meets the k-th smallest
-        return pu, pv, torch.full((1, 1), 1.0 / N, dtype=torch.float64, device=u.device).expand(R, N)  # a view
+        return pu, pv, torch.full((1, 1), 1.0 / N, dtype=torch.float64, device=pu.device).expand(R, N)  # a view
     A = a.to(torch.float64).gather(-1, pu).cumsum(-1)  # (R, N) levels F(u_(i)) in sorted order
     Bc = b.to(torch.float64).gather(-1, pv).cumsum(-1)  # (R, M)
     A, Bc = A / A[:, -1:], Bc / Bc[:, -1:]
@@ -251,11 +249,14 @@ def sliced_plan(mu, nu, *, p: float = 2, n_projections: int = 64, scheme="mc", d
     same_uniform = mu.uniform and nu.uniform and N == M
     K = N if same_uniform else N + M
     check_memory(B * L * (K * 24 + (N + M) * 24), "n_projections", f"the plans of {L} slices of {N} and {M} atoms")
-    u = s.representation.project(mu.support, s.directions)  # (B, L, N)
-    v = s.representation.project(nu.support, s.directions)  # (B, L, M)
+    if s.representation.linear and mu.support.device.type == "cpu":  # projected inside the sort tasks
+        pu, pv = (argsort_projections(m.support, s.directions) for m in (mu, nu))  # (B, L, N), (B, L, M)
+    else:
+        pu, pv = (sort_rows(s.representation.project(m.support, s.directions), True)[1].to(m.support.device)
+                  for m in (mu, nu))
     a = mu.weights[:, None, :].expand(B, L, N).reshape(B * L, N)
     b = nu.weights[:, None, :].expand(B, L, M).reshape(B * L, M)
-    rows, cols, mass = _monotone(u.reshape(B * L, N), v.reshape(B * L, M), a, b, same_uniform)
+    rows, cols, mass = _monotone(pu.reshape(B * L, N), pv.reshape(B * L, M), a, b, same_uniform)
     rows, cols, mass = (t.view(B, L, K) for t in (rows, cols, mass))
     return SlicedPlan(rows, cols, mass, s.directions, mu.support.reshape(B, N, -1), nu.support.reshape(B, M, -1),
                       mu.weights, (N, M), s.batched, s.p)

@@ -20,9 +20,10 @@ from .circle import circle_costs, scaled_circle_costs
 from .energy import SlicedEnergy
 from .line import LinearSlicedCost, ProjectedCost, absolute_costs, centred, direction_chunks, rows_cost
 from .maps import transport_map
-from .pool import run_tasks, sort_rows
+from .pool import argsort_projections, run_tasks, sort_rows
 
-__all__ = ["COSTS", "LinearSlicedCost", "ProjectedCost", "SlicedEnergy", "absolute_costs", "centred", "circle_costs",
+__all__ = ["COSTS", "LinearSlicedCost", "ProjectedCost", "SlicedEnergy", "absolute_costs", "argsort_projections",
+           "centred", "circle_costs",
            "direction_chunks", "projected_costs", "rows_cost", "run_tasks", "scaled_circle_costs", "sort_rows",
            "transport_map"]
 

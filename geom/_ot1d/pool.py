@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-__all__ = ["run_tasks", "sort_rows"]
+__all__ = ["argsort_projections", "run_tasks", "sort_rows"]
 
 _WORKERS = max(1, min(8, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
@@ -158,3 +158,31 @@ def sort_rows(u: torch.Tensor, with_perm: bool) -> tuple[torch.Tensor, torch.Ten
     run_tasks(job, ((r0,) for r0 in range(0, rows, step)), values.size)
     values_t = torch.from_numpy(values).view(u.shape)
     return values_t, None if perm is None else torch.from_numpy(perm).view(u.shape)
+
+
+def argsort_projections(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """``(B, L, N)`` int64: the order of each row of ``x @ theta.T`` on CPU, projected inside the tasks.
+
+    ``x (B, N, D)``, ``theta (L, D)``. Each task projects a few rows into its work array (BLAS on one
+    thread, the row in cache) and argsorts them there, so the ``(B, L, N)`` projections are never
+    held; the same ties as :func:`sort_rows` (by index). Each cloud is first moved to its mean, which
+    shifts each row by a constant: far from the origin, float32 projections keep the digits that order them.
+    """
+    B, N, _ = x.shape
+    L = theta.shape[0]
+    x = x.detach()
+    x = x - x.mean(1, keepdim=True)  # a shift of each row's values keeps its order, and float32 its digits
+    xs = np.ascontiguousarray(x.numpy().transpose(0, 2, 1))  # (B, D, N): a row is one pass
+    th = np.ascontiguousarray(theta.detach().numpy().astype(xs.dtype, copy=False))
+    perm = np.empty((B, L, N), np.int64)
+    step = max(1, _TASK_ELEMENTS // max(1, N))
+    ws = _Workspace()
+
+    def job(k: int, l0: int) -> None:
+        l1 = min(L, l0 + step)
+        u = ws.get("u", (l1 - l0, N), xs.dtype)
+        np.matmul(th[l0:l1], xs[k], out=u)
+        _argsort_inplace(u, perm[k, l0:l1], ws)
+
+    run_tasks(job, ((k, l0) for k in range(B) for l0 in range(0, L, step)), B * L * N)
+    return torch.from_numpy(perm)
