@@ -69,6 +69,7 @@ True); ``"amortized-vmf-dsw"``: ``kappa`` (concentration > 0, default 10.0, as `
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -155,9 +156,9 @@ class _Amortized(geom.SlicingScheme):
         support = torch.bmm(measure.support, self._pending[2])  # (B, N, d): rows x^T Q_b = (Q_b x)^T
         return Measure(support, measure.weights, kind=measure.kind, batched=measure.batched, uniform=measure.uniform)
 
+    @abc.abstractmethod
     def _draw(self, n: int, loc: torch.Tensor, generator) -> torch.Tensor:
-        """``(n, d)`` directions of the law around ``loc (d,)``."""
-        raise NotImplementedError
+        """``(n, d)`` directions of the law around ``loc (d,)`` (the vMF law, or the point mass of max-SW)."""
 
     def directions(self, n, space, *, generator=None):
         """``(n, d)`` draws around ``u = e_0`` after a fit (item ``b`` reads them through ``Q_b``); before

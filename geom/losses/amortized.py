@@ -31,6 +31,7 @@ torch's global RNG. Inputs are ``(B, N, d)`` clouds with ``(B, N)`` weights; out
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -52,7 +53,7 @@ def _linear(n_in: int, n_out: int, generator: torch.Generator, bias: bool = True
     return layer
 
 
-class AmortizedModel(nn.Module):
+class AmortizedModel(nn.Module, abc.ABC):
     """Base class: ``forward(x, y, a, b) -> (B, d)`` unit rows ``(g(X) + g(Y)) / |g(X) + g(Y)|``.
 
     Subclasses implement :meth:`pool`, the summary ``g`` of one cloud.
@@ -71,9 +72,9 @@ class AmortizedModel(nn.Module):
         self.hidden = check_positive_int(hidden, "hidden")
         self.seed = check_int(seed, "seed")
 
+    @abc.abstractmethod
     def pool(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """``(B, N, d)`` points, ``(B, N)`` weights summing to 1 -> ``(B, d)`` summary ``g(X)``."""
-        raise NotImplementedError
+        """``(B, N, d)`` points, ``(B, N)`` weights summing to 1 -> ``(B, d)`` summary ``g(X)`` (each variant's own)."""
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor | None = None,
                 b: torch.Tensor | None = None) -> torch.Tensor:
