@@ -49,9 +49,9 @@ import geom
 from geom._checks import check_positive_int, describe
 
 from ._common import _add_normalize, _check_seed, _new_scheme, _parse_options, _scheme_class
-from .flow_cli import (CHECKPOINT, SUMMARY, _Monitor, _output, _plot_loss, _prepare_out, _pyplot, _read_json,
-                       _refuse_foreign, _remove_stale, _save_figure, _sha256, _write_run, check_settings,
-                       checkpoint_outputs, open_checkpoint, save_checkpoint)
+from .flow_cli import (CHECKPOINT, SUMMARY, _Monitor, _output, _plot_loss, _prepare_out, _pyplot, _refuse_foreign,
+                       _remove_stale, _save_figure, _sha256, _write_run, check_settings, checkpoint_outputs,
+                       open_checkpoint, outputs_current, save_checkpoint)
 
 __all__ = ["DEFORM_OUTPUTS", "configure_deform", "run_deform"]
 
@@ -371,13 +371,6 @@ def _write_outputs(out: pathlib.Path, s: dict, ck: dict, inputs: dict, args, our
     return metrics
 
 
-def _outputs_current(out: pathlib.Path, digest: str) -> bool:
-    """True when the summary in ``out`` comes from the checkpoint ``digest`` and every file it lists is there."""
-    summary = _read_json(out / SUMMARY)
-    return isinstance(summary, dict) and summary.get("checkpoint_sha256") == digest \
-        and summary.get("files") == list(DEFORM_OUTPUTS) and all((out / n).is_file() for n in DEFORM_OUTPUTS)
-
-
 # ---------------------------------------------------------------------------------------------- running
 
 
@@ -398,7 +391,7 @@ def run_deform(args: argparse.Namespace) -> int:
         _refuse_foreign(out, "deform", DEFORM_OUTPUTS, ours, "--resume")
         start = previous["steps_done"]
         if start >= s["steps"]:
-            if _outputs_current(out, previous["sha256"]):
+            if outputs_current(out, previous["sha256"], DEFORM_OUTPUTS):
                 raise ValueError(f"--resume: the run in '{args.out}' already did {start} steps; "
                                  f"give --steps larger than that to continue it")
             _write_outputs(out, s, previous, inputs, args, ours, previous["sha256"])

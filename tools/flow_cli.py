@@ -614,6 +614,14 @@ def check_settings(saved, s: dict, out: pathlib.Path, command: str, bad, resumab
                          f"(only {may} may change)")
 
 
+def outputs_current(out: pathlib.Path, digest: str, outputs) -> bool:
+    """True when the summary in ``out`` comes from the checkpoint ``digest``, lists exactly ``outputs``,
+    and every one of them is there."""
+    summary = _read_json(out / SUMMARY)
+    return isinstance(summary, dict) and summary.get("checkpoint_sha256") == digest \
+        and summary.get("files") == list(outputs) and all((out / n).is_file() for n in outputs)
+
+
 def _save_checkpoint(out: pathlib.Path, tree: dict) -> str:
     return save_checkpoint(out, tree, "flow", CHECKPOINT_FORMAT, _flow_outputs(tree["particles"].shape[1]))
 

@@ -53,9 +53,9 @@ import geom
 from geom._checks import check_memory, check_positive_int, describe
 
 from ._common import _check_seed, _new_scheme, _parse_options, _scheme_class
-from .flow_cli import (CHECKPOINT, SUMMARY, _Monitor, _output, _plot_loss, _prepare_out, _read_json, _refuse_foreign,
+from .flow_cli import (CHECKPOINT, SUMMARY, _Monitor, _output, _plot_loss, _prepare_out, _refuse_foreign,
                        _remove_stale, _sha256, _write_run, check_settings, checkpoint_outputs, open_checkpoint,
-                       save_checkpoint)
+                       outputs_current, save_checkpoint)
 
 __all__ = ["OUTPUTS", "configure", "run"]
 
@@ -325,13 +325,6 @@ def _write_outputs(out: pathlib.Path, s: dict, ck: dict, data: dict, model, args
     return metrics
 
 
-def _outputs_current(out: pathlib.Path, digest: str) -> bool:
-    """True when the summary in ``out`` comes from the checkpoint ``digest`` and every file it lists is there."""
-    summary = _read_json(out / SUMMARY)
-    return isinstance(summary, dict) and summary.get("checkpoint_sha256") == digest \
-        and summary.get("files") == list(OUTPUTS) and all((out / n).is_file() for n in OUTPUTS)
-
-
 # ---------------------------------------------------------------------------------------------- running
 
 
@@ -368,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
         values, epochs = previous["values"].tolist(), previous["epochs"].tolist()
         times, seconds = list(previous["epoch_seconds"]), float(previous["seconds"])
         if position[0] >= s["epochs"]:
-            if _outputs_current(out, previous["sha256"]):
+            if outputs_current(out, previous["sha256"], OUTPUTS):
                 raise ValueError(f"--resume: the run in '{args.out}' already did {position[0]} epochs; "
                                  f"give --epochs larger than that to continue it")
             _write_outputs(out, s, previous, data, model, args, ours, previous["sha256"])
