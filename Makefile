@@ -1,6 +1,6 @@
 # Quick start: `make run` (set up, then compare the bundled shapes) and `make test` (set up, then test).
 # Set-up creates .venv/ when missing, installs the project editable with its test extra, and warms the
-# KeOps compilation cache once, in geom's per-user cache folder (geom/_cache.py: $GEOM_CACHE_DIR, else
+# numba and KeOps compilation caches once, in geom's per-user cache folder (geom/_cache.py: $GEOM_CACHE_DIR, else
 # $XDG_CACHE_HOME/geom, else ~/.cache/geom; a KEOPS_CACHE_FOLDER of yours wins), the folder every
 # plain `python -c "import geom; ..."` uses too; `make test` warms it before pytest starts, so tests never
 # compile concurrently.
@@ -16,9 +16,9 @@ TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 export MPLBACKEND := Agg
 
-.PHONY: setup warm-keops run test bench bench-schemes bench-learned bench-flows bench-energy bench-deform bench-collection bench-match bench-learn gpu-check lint clean
+.PHONY: setup warm run test bench bench-schemes bench-learned bench-flows bench-energy bench-deform bench-collection bench-match bench-learn gpu-check lint clean
 
-setup: $(STAMP) warm-keops
+setup: $(STAMP) warm
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,10 @@ $(STAMP): pyproject.toml
 	  || echo "open3d: not importable here (needs libusb-1.0); geom works without it, .pcd falls back to the built-in reader"
 	@touch $(STAMP)
 
-# Every `make setup` and `make test`: about 3 s when warm; each formula compiled says so on stderr (about 10 s each).
-warm-keops: $(STAMP)
+# Every `make setup` and `make test`: about 3 s when warm; each KeOps formula compiled says so on stderr (about
+# 10 s each); the numba sort kernels compile in about 5 s.
+warm: $(STAMP)
+	@$(BIN)/python -c "from geom._ot1d.kernels import warm; print('numba sort kernels ready:', warm())"
 	@$(BIN)/python -c "from geom.reductions import warm_keops_cache as w; from geom._keops import build_folder as f; \
 	  print('keops formulas ready:', len(w()), 'in', f())" \
 	  || echo "KeOps could not compile here; reductions use the dense backend"
@@ -39,7 +41,7 @@ warm-keops: $(STAMP)
 run: $(STAMP)
 	$(BIN)/geom demo
 
-test: warm-keops
+test: warm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

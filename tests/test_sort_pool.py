@@ -76,6 +76,15 @@ def test_argsort_inplace_equals_a_stable_argsort(n):
     np.testing.assert_array_equal(values, np.take_along_axis(rows, expected, axis=-1))
 
 
+@pytest.mark.parametrize("n", [1, 5000])
+def test_argsort_inplace_without_values_leaves_the_rows(n):
+    rows = np.random.default_rng(n).standard_normal((4, n)).astype(np.float32)
+    values, perm = rows.copy(), np.empty(rows.shape, np.int64)
+    _ot1d._argsort_inplace(values, perm, _ot1d._Workspace(), write_values=False)
+    np.testing.assert_array_equal(perm, np.argsort(rows, axis=-1, kind="stable"))
+    np.testing.assert_array_equal(values, rows)
+
+
 def test_argsort_inplace_puts_negative_zero_with_zero():
     row = np.array([[0.0, -0.0, 1.0, -0.0, -1.0, 0.0]], dtype=np.float32)
     values, perm = row.copy(), np.empty(row.shape, np.int64)

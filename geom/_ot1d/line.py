@@ -14,8 +14,8 @@ Sorting is the whole cost. On CPU numpy's vectorised sort is ~10x faster than to
 linear projections of a point cloud go through :func:`_cpu_chunk`: numpy tasks on a thread pool,
 each projecting, sorting and pairing or merging a few directions with reused work arrays. When the
 permutation is needed, each float32 value and its index are packed into one float64 key and sorted
-together (about half the cost of ``argsort``); the merge of quantile levels is one stable int64
-sort of two sorted runs. On CUDA, and for non-linear projections, :func:`rows_cost` in torch.
+together (about half the cost of ``argsort``); the quantile levels are merged by one compiled walk
+per row (:mod:`geom._ot1d.kernels`), linear in ``N + M``: no third sort. On CUDA, and for non-linear projections, :func:`rows_cost` in torch.
 :class:`LinearSlicedCost` walks through directions in chunks, so memory stays bounded whatever
 the number of directions.
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import kernels
 from .pool import _TASK_ELEMENTS, _argsort_inplace, _Workspace, run_tasks, sort_rows
 
 __all__ = ["LinearSlicedCost", "ProjectedCost", "absolute_costs", "centred", "direction_chunks", "rows_cost"]
@@ -169,11 +170,10 @@ def _safe(cost: np.ndarray, n: int, dtype) -> np.ndarray:
     return (cost <= float(fi.max)) & (cost >= n * float(fi.tiny) / float(fi.eps))  # False for NaN
 
 
-def _row_scale(d: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """``(r,)`` largest ``|d|`` of each row (over ``mask``), 1 where it is 0: rows divided by it
-    hold values in [-1, 1] with at least one of modulus 1."""
-    ad = np.abs(d) if mask is None else np.where(mask, np.abs(d), 0)
-    m = ad.max(-1).astype(np.float64)
+def _row_scale(d: np.ndarray) -> np.ndarray:
+    """``(r,)`` largest ``|d|`` of each row, 1 where it is 0: rows divided by it hold values in
+    [-1, 1] with at least one of modulus 1."""
+    m = np.abs(d).max(-1).astype(np.float64)
     m[m == 0] = 1.0
     return m
 
@@ -216,105 +216,34 @@ def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], 
 
     ``xs (r, N)``, ``ys (r, M)`` are sorted rows, ``px``, ``py`` their permutations and ``a (N,)``,
     ``b (M,)`` the float64 weights. Between consecutive breakpoints of the merged levels both
-    quantile functions are constant, so the integral is a sum over ``N + M`` pieces. Levels in
-    [0, 1] are non-negative float64, so their bits sort as integers: shifted left one bit, with the
-    lowest bit marking y, one *stable* int64 sort (a linear merge of two sorted runs) gives the
-    merged order, x breakpoints first on ties. Returns cost and scale ``(r,)`` (``W_p^p = scale^p
-    cost``, as in :func:`_pair_sorted`) and the gradients of cost with respect
-    to ``xs``, ``ys`` and, where ``need_w`` asks, the sorted weights (else None), all in sorted
-    order. Every ``(r, N + M)`` array is a reused work array.
+    quantile functions are constant, so the integral is a sum over ``N + M`` pieces, walked in one
+    compiled pass per row (:func:`geom._ot1d.kernels.merge_rows`): no third sort. Returns cost and
+    scale ``(r,)`` (``W_p^p = scale^p cost``, as in :func:`_pair_sorted`) and the gradients of cost
+    with respect to ``xs``, ``ys`` and, where ``need_w`` asks, the sorted weights (else None), all in
+    sorted order, in reused work arrays.
     """
     r, N = xs.shape
     M = ys.shape[1]
-    K = N + M
-    levels = ws.get("levels", (r, K), np.float64)
-    totals = []
-    for w, perm, part in ((a, px, levels[:, :N]), (b, py, levels[:, N:])):
-        part[...] = w[perm]
-        np.cumsum(part, axis=-1, out=part)
-        totals.append(part[:, -1:].copy())
-        part /= totals[-1]  # both end at exactly 1
-    keys = levels.view(np.int64)
-    keys <<= 1
-    keys[:, N:] |= 1
-    keys.sort(axis=-1, kind="stable")
-    i, j, tmp = (ws.get(name, (r, K), np.int64) for name in ("i", "j", "tmp"))
-    np.bitwise_and(keys, 1, out=tmp)
-    np.subtract(1, tmp, out=tmp)  # 1 where a piece ends at an x breakpoint
-    np.cumsum(tmp, axis=-1, out=i)
-    i -= tmp  # x breakpoints strictly before each piece end: the x atom holding the piece
-    np.subtract(ws.iota(K), i, out=j)  # likewise for y
-    np.minimum(i, N - 1, out=i)
-    np.minimum(j, M - 1, out=j)
-    keys >>= 1
-    t = keys.view(np.float64)  # merged breakpoints
-    dt = ws.get("dt", (r, K), np.float64)
-    np.subtract(t[:, 1:], t[:, :-1], out=dt[:, 1:])
-    dt[:, 0] = t[:, 0]  # mass of each piece
-    if r > 1:  # flat indices into the (r, N) and (r, M) rows
-        i += ws.iota(r)[:, None] * N
-        j += ws.iota(r)[:, None] * M
-    d, dy = ws.get("d", (r, K), xs.dtype), ws.get("dy", (r, K), xs.dtype)
-    np.take(xs.reshape(-1), i, out=d)
-    np.take(ys.reshape(-1), j, out=dy)
-    d -= dy  # gap of each piece
-    g = ws.get("g", (r, K), np.float64)
-    ck = ws.get("ck", (r, K), np.float64) if any(need_w) else None  # cost of each piece per unit mass
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # such rows are computed again
-        cost = _piece_terms(d, dt, p, g, ck, dy)
-    scale = np.ones(r)
-    bad = ~_safe(cost, K, d.dtype)
+    want_w = any(need_w)
+    cost, gap, scale = np.empty(r), np.empty(r), np.ones(r)
+    gx, gy = ws.get("gx", (r, N), np.float64), ws.get("gy", (r, M), np.float64)
+    gwx = ws.get("gwx", (r, N), np.float64) if want_w else ws.get("gw0", (0, 0), np.float64)
+    gwy = ws.get("gwy", (r, M), np.float64) if want_w else gwx
+    lx, ly = ws.get("lx", (N,), np.float64), ws.get("ly", (M,), np.float64)
+    kernels.merge_rows(xs, ys, px, py, a, b, float(p), scale, want_w, cost, gap, gx, gy, gwx, gwy, lx, ly)
+    bad = ~_safe(cost, N + M, xs.dtype)
     if bad.any():  # W_p^p = scale^p sum dt |d / scale|^p, scale the largest gap of a piece with mass
-        has_mass = dt[bad] > 0  # pieces without mass cost nothing: their gaps may exceed the scale
-        scale[bad] = m = _row_scale(d[bad], has_mass)
-        sub = [None if a is None else a[bad] for a in (g, ck, dy)]
-        cost[bad] = _piece_terms(np.where(has_mass, d[bad] / m[:, None], 0).astype(d.dtype), dt[bad], p, *sub)
-        g[bad] = sub[0] / m[:, None]
-        if ck is not None:
-            ck[bad] = sub[1]
-    gw = [None, None]
-    if ck is not None:
-        # Moving a level moves mass between the piece ending there and the next one: d cost /
-        # d level = ck[piece] - ck[next piece]; it is booked on the atom whose level it is.
-        step = ws.get("step", (r, K), np.float64)
-        np.subtract(ck[:, :-1], ck[:, 1:], out=step[:, :-1])
-        step[:, -1] = 0.0
-        for side, (need, n_side, index) in enumerate(((need_w[0], N, i), (need_w[1], M, j))):
-            if not need:
-                continue
-            mask = tmp if side == 0 else 1 - tmp  # pieces ending at this side's levels
-            G = np.bincount(index.reshape(-1), weights=(step * mask).reshape(-1), minlength=r * n_side)
-            G = G.reshape(r, n_side)
-            suffix = np.cumsum(G[:, ::-1], axis=-1)[:, ::-1]
-            at_levels = np.einsum("ij,ij,ij->i", step, mask, t)[:, None]  # sum_k G_k level_k
-            gw[side] = (suffix - at_levels) / totals[side]
-    gx = np.bincount(i.reshape(-1), weights=g.reshape(-1), minlength=r * N).reshape(r, N)
-    gy = np.bincount(j.reshape(-1), weights=g.reshape(-1), minlength=r * M).reshape(r, M)
-    return cost, scale, gx, np.negative(gy, out=gy), gw[0], gw[1]
-
-
-def _piece_terms(d, dt, p: float, g, ck, tmp) -> np.ndarray:
-    """``sum dt |d|^p`` per row of pieces with gaps ``d`` and masses ``dt``; writes ``g``, its
-    derivative in each gap, and where given ``ck = |d|^p`` (cost per unit mass); ``tmp`` is work space."""
-    if p == 2.0:
-        cost = np.einsum("ij,ij,ij->i", dt, d, d)
-        if ck is not None:
-            np.multiply(d, d, out=ck)
-        np.multiply(d, dt, out=g)
-        g *= 2.0
-    elif p == 1.0:
-        cost = np.einsum("ij,ij->i", dt, np.abs(d, out=tmp))
-        if ck is not None:
-            ck[...] = tmp
-        np.multiply(np.sign(d, out=tmp), dt, out=g)
-    else:
-        ad = np.abs(d)
-        if ck is not None:
-            np.power(ad, p, out=ck)
-        cost = np.einsum("ij,ij->i", dt, ad**p if ck is None else ck)
-        np.multiply(p * ad ** (p - 1.0), np.sign(d), out=g)
-        g *= dt  # d cost / d (x_i - y_j) per piece
-    return cost
+        rows = np.flatnonzero(bad)
+        scale[rows] = np.where(gap[rows] > 0, gap[rows], 1.0)
+        sub = [np.ascontiguousarray(t[rows]) for t in (xs, ys, px, py, gx, gy)]
+        sub_w = [np.ascontiguousarray(t[rows]) for t in (gwx, gwy)] if want_w else [gwx, gwy]
+        sub_cost = np.empty(len(rows))
+        kernels.merge_rows(*sub[:4], a, b, float(p), np.ascontiguousarray(scale[rows]), want_w, sub_cost,
+                           np.empty(len(rows)), sub[4], sub[5], *sub_w, lx, ly)
+        cost[rows], gx[rows], gy[rows] = sub_cost, sub[4], sub[5]
+        if want_w:
+            gwx[rows], gwy[rows] = sub_w
+    return (cost, scale, gx, gy, gwx if need_w[0] else None, gwy if need_w[1] else None)
 
 
 def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, False, False)):

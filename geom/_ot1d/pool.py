@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from . import kernels
+
 __all__ = ["argsort_projections", "run_tasks", "sort_rows"]
 
 _WORKERS = max(1, min(8, os.cpu_count() or 1))
@@ -101,40 +103,20 @@ class _Workspace:
         return self._arrays[key]
 
 
-_INDEX_BITS = 28
-"""Low mantissa bits of a float64 key that carry the index (rows up to 2^28 values)."""
+def _argsort_inplace(a: np.ndarray, perm: np.ndarray, ws: _Workspace, write_values: bool = True) -> None:
+    """Sort the rows of ``a`` in place (unless ``write_values`` is False: then ``a`` is left as it was)
+    and write their permutation (int64) into ``perm``; ties are broken by index.
 
-
-def _argsort_inplace(a: np.ndarray, perm: np.ndarray, ws: _Workspace) -> None:
-    """Sort the rows of ``a`` in place and write their permutation (int64) into ``perm``.
-
-    A float32 converts to float64 exactly with 29 low mantissa bits at zero; the column index goes
-    in the low :data:`_INDEX_BITS` of them (mirrored for negative values, whose magnitude grows
-    with those bits), which keeps each key strictly between the float64 images of the float32
-    neighbours of its value. One float64 sort then yields both, ties broken by index, and casting
-    back to float32 rounds the index away (it stays below half a float32 ulp): about 0.8x the
-    cost of packing order-preserving int32 bits and the index into an int64, and half an argsort.
-    Other dtypes, or rows longer than 2^28, use a stable argsort.
+    float32 rows: one float64 sort of packed value-index keys (:func:`geom._ot1d.kernels.argsort_float32`),
+    half the cost of an argsort. Other dtypes, or rows longer than 2^28, use a stable argsort.
     """
     n = a.shape[-1]
-    if a.dtype != np.float32 or n > 1 << _INDEX_BITS:
+    if a.dtype != np.float32 or n > 1 << kernels.INDEX_BITS:
         perm[...] = np.argsort(a, axis=-1, kind="stable")
-        a[...] = np.take_along_axis(a, perm, axis=-1)
+        if write_values:
+            a[...] = np.take_along_axis(a, perm, axis=-1)
         return
-    mask = (1 << _INDEX_BITS) - 1
-    keys = ws.get("keys", a.shape, np.float64)
-    bits, low = keys.view(np.int64), ws.get("low", a.shape, np.int64)
-    np.copyto(keys, a)  # exact
-    np.right_shift(bits, 63, out=low)  # -1 for negative keys, else 0
-    np.bitwise_and(low, mask, out=low)
-    np.bitwise_xor(low, ws.iota(n), out=low)  # index, mirrored for negatives
-    bits |= low
-    keys.sort(axis=-1)
-    np.right_shift(bits, 63, out=low)
-    np.bitwise_and(low, mask, out=low)
-    np.bitwise_and(bits, mask, out=perm)
-    perm ^= low
-    np.copyto(a, keys, casting="same_kind")  # round to nearest: the index bits vanish
+    kernels.argsort_float32(a, perm, ws.get("keys", a.shape, np.float64), write_values)
 
 
 def sort_rows(u: torch.Tensor, with_perm: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -182,7 +164,7 @@ def argsort_projections(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         l1 = min(L, l0 + step)
         u = ws.get("u", (l1 - l0, N), xs.dtype)
         np.matmul(th[l0:l1], xs[k], out=u)
-        _argsort_inplace(u, perm[k, l0:l1], ws)
+        _argsort_inplace(u, perm[k, l0:l1], ws, write_values=False)
 
     run_tasks(job, ((k, l0) for k in range(B) for l0 in range(0, L, step)), B * L * N)
     return torch.from_numpy(perm)
