@@ -417,6 +417,34 @@ def test_tiny_chunks_and_backward_recomputation_change_nothing(monkeypatch, case
     _assert_all_equal(_value_and_grads(x, y, a, b, theta, p), reference, exact=False)
 
 
+@pytest.mark.parametrize("scheme", ["mc", "qmc"])
+@pytest.mark.parametrize("case", CASES)
+def test_gradients_summed_in_the_forward_pass_equal_the_stored_ones_without_a_second_sort(monkeypatch, case, scheme):
+    # Past STORE_BYTES the forward pass sums each slice's gradient; a mean over the slices then needs
+    # no second pass of sorts in backward, and gives the gradients of the stored per-slice path.
+    x, y, a, b, theta = _case(*case)
+
+    def grads():
+        xr, yr = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+        inputs = [xr, yr]
+        wa, wb = a, b
+        if a is not None:
+            wa, wb = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+            inputs += [wa, wb]
+        value = geom.sliced_wasserstein(geom.measure(xr, weights=wa), geom.measure(yr, weights=wb), p=2,
+                                        n_projections=50, scheme=scheme, seed=3)
+        return torch.autograd.grad(value.sum(), inputs)
+
+    reference = grads()
+    passes = []
+    real = ot1d._slices
+    monkeypatch.setattr(ot1d, "_slices", lambda *args: passes.append(1) or real(*args))
+    monkeypatch.setattr(ot1d, "STORE_BYTES", 0)
+    summed = grads()
+    assert len(passes) == 1  # the forward pass only
+    _assert_all_equal(summed, reference, exact=False)
+
+
 @pytest.fixture
 def nonlinear_points():
     """The "points" representation with ``linear = False``: forces the generic ProjectedCost path."""

@@ -323,6 +323,29 @@ def centred(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
     return x - c, y - c
 
 
+def _zero_grads(x, a, b, need, dtype=None):
+    """Zero gradients of ``(x (B, N, D), y (B, M, D), a (B, N), b (B, M))`` where ``need`` asks, else None."""
+    B, N, D = x.shape
+    M = b.shape[1]
+    return [x.new_zeros(shape, dtype=dtype) if wanted else None
+            for shape, wanted in zip(((B, N, D), (B, M, D), (B, N), (B, M)), need)]
+
+
+def _add_grads(out, grads, w, theta) -> None:
+    """``out[k] += sum_l w_l g_l theta_l`` (supports) and ``sum_l w_l g_l`` (weights) over a chunk of
+    slices with per-slice gradients ``grads``; ``w (B, Lc)`` the weights of the slices (None: 1)."""
+    wth = theta if w is None else w[..., None] * theta  # (Lc, D) or (B, Lc, D): weights folded in
+    for k, g in enumerate(grads):
+        if out[k] is None or g is None:
+            continue
+        if k < 2:  # support: (B, N, Lc) @ (B, Lc, D)
+            out[k] += torch.matmul(g.transpose(1, 2), wth.to(g.dtype)).to(out[k].dtype)
+        elif w is None:  # weights
+            out[k] += g.sum(1).to(out[k].dtype)
+        else:  # (B, 1, Lc) @ (B, Lc, N)
+            out[k] += torch.matmul(w[:, None, :].to(g.dtype), g)[:, 0].to(out[k].dtype)
+
+
 class LinearSlicedCost(torch.autograd.Function):
     """Per-slice costs of ``x @ theta.T`` vs ``y @ theta.T``, fused and chunked.
 
@@ -330,7 +353,10 @@ class LinearSlicedCost(torch.autograd.Function):
     :func:`rows_cost`); ``scale`` is a constant for autograd. Both clouds are first moved by one
     common point (:func:`centred`). Gradients flow to ``x``, ``y``, ``theta`` and the weights ``a``,
     ``b`` (not on the uniform fast path, whose weights are constants). Per-slice gradients are kept
-    for backward when they fit in :data:`STORE_BYTES`, else backward re-sorts chunk by chunk.
+    for backward when they fit in :data:`STORE_BYTES`. Beyond it the forward pass also sums them over
+    the slices, ``sum_l g_l theta_l``: backward then only scales that sum when the gradient of the
+    costs is the same for every slice of an item (the mean of the ``mc`` and ``qmc`` schemes, with no
+    slice rescued by a scale), and re-sorts chunk by chunk otherwise.
     """
 
     @staticmethod
@@ -346,15 +372,18 @@ class LinearSlicedCost(torch.autograd.Function):
         scale = torch.empty(B, L, dtype=torch.float64, device=x.device)
         dtheta = x.new_zeros(B, L, D) if need_t else None
         saved = []
-        # Gradients come with the sort; compute them now only if kept, or needed for theta.
-        want = tuple((wanted and store) or (need_t and k < 2) for k, wanted in enumerate(need))
+        sums = None if store or not any(need) else _zero_grads(x, a, b, need)  # sum_l of each slice's gradient
+        # Gradients come with the sort: compute them now if kept or summed, or needed for theta.
+        want = tuple(wanted or (need_t and k < 2) for k, wanted in enumerate(need))
         for l0, l1, cost, sc, grads in _slices(xc, yc, theta, a, b, p, uniform, want):
             costs[:, l0:l1], scale[:, l0:l1] = cost, sc
             if need_t:  # d cost_l / d theta_l = sum_i gu_i x_i + sum_j gv_j y_j (either origin: sum gu + sum gv = 0)
                 dtheta[:, l0:l1] = torch.matmul(grads[0], xc) + torch.matmul(grads[1], yc)
             if store:
                 saved.append((l0, l1, tuple(g if wanted else None for g, wanted in zip(grads, need))))
-        ctx.p, ctx.uniform, ctx.need, ctx.saved = p, uniform, need, saved if store else None
+            elif sums is not None:
+                _add_grads(sums, grads, None, theta[l0:l1].detach())
+        ctx.p, ctx.uniform, ctx.need, ctx.saved, ctx.sums = p, uniform, need, saved if store else None, sums
         ctx.save_for_backward(xc, yc, theta, a, b, dtheta)
         ctx.mark_non_differentiable(scale)
         return costs, scale
@@ -363,28 +392,20 @@ class LinearSlicedCost(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_costs, _grad_scale):  # (B, L)
         xc, yc, theta, a, b, dtheta = ctx.saved_tensors
-        B, L = grad_costs.shape
-        N, M = a.shape[1], b.shape[1]
-        D = theta.shape[1]
-        out = [grad_costs.new_zeros(shape) if wanted else None
-               for shape, wanted in zip(((B, N, D), (B, M, D), (B, N), (B, M)), ctx.need)]
-        if any(ctx.need):
-            chunks = ctx.saved
-            if chunks is None:
-                chunks = ((l0, l1, g) for l0, l1, _, _, g in _slices(xc, yc, theta, a, b, ctx.p, ctx.uniform,
-                                                                      ctx.need))
-            for l0, l1, grads in chunks:
-                w = grad_costs[:, l0:l1]  # (B, Lc)
-                wth = w[..., None] * theta[l0:l1].detach()  # (B, Lc, D): weights folded in
-                for k, g in enumerate(grads):
-                    if out[k] is None:
-                        continue
-                    if k < 2:  # support: (B, N, Lc) @ (B, Lc, D)
-                        out[k] += torch.matmul(g.transpose(1, 2), wth)
-                    else:  # weights: (B, 1, Lc) @ (B, Lc, N)
-                        out[k] += torch.matmul(w[:, None, :].to(g.dtype), g)[:, 0].to(out[k].dtype)
+        if ctx.sums is not None and bool((grad_costs == grad_costs[:, :1]).all()):  # one factor per item
+            w = grad_costs[:, 0]
+            out = [None if g is None else g * w.view(-1, *([1] * (g.dim() - 1))).to(g.dtype) for g in ctx.sums]
+        else:
+            out = _zero_grads(xc, a, b, ctx.need, grad_costs.dtype)
+            if any(ctx.need):
+                chunks = ctx.saved
+                if chunks is None:
+                    chunks = ((l0, l1, g) for l0, l1, _, _, g in _slices(xc, yc, theta, a, b, ctx.p, ctx.uniform,
+                                                                          ctx.need))
+                for l0, l1, grads in chunks:
+                    _add_grads(out, grads, grad_costs[:, l0:l1], theta[l0:l1].detach())
         gt = (grad_costs[..., None] * dtheta).sum(0) if dtheta is not None else None
-        ctx.saved = None
+        ctx.saved = ctx.sums = None
         gx, gy, ga, gb = out
         return gx, gy, gt, ga, gb, None, None
 
