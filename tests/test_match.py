@@ -225,6 +225,26 @@ def test_log_sinkhorn_keops_equals_dense(dtype):
         torch.testing.assert_close(gk, gd, rtol=0, atol=tol * eps * 100)
 
 
+@pytest.mark.parametrize("eps", [0.5, 1e-3])
+def test_dense_log_sum_exp_and_plan_rows_equal_a_float64_reference(monkeypatch, eps):
+    # blocks of a few rows (the buffer reused), logits spread over thousands (most exp results would be
+    # subnormal without the floor): the float32 blocks give float64's log-sum-exp and softmax rows
+    from geom.match import refine
+
+    monkeypatch.setattr(refine, "_BLOCK_ELEMENTS", 7 * 40)  # 7 rows per block, a short last block
+    gen = torch.Generator().manual_seed(5)
+    x, y = torch.randn(45, 6, generator=gen, dtype=torch.float64), torch.randn(40, 6, generator=gen, dtype=torch.float64)
+    h = torch.randn(40, generator=gen, dtype=torch.float64)
+    logits = (h[None] - torch.cdist(x, y).square()) / eps  # (45, 40)
+    got = refine._lse_dense(x.float(), y.float(), h.float(), eps)
+    torch.testing.assert_close(got.double(), torch.logsumexp(logits, 1), rtol=2e-5, atol=2e-5 / eps)
+    b = torch.full((40,), 1 / 40, dtype=torch.float64)
+    target = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    plan_rows = torch.softmax(logits + b.log()[None], 1)
+    got = refine._plan_barycentre(x.float(), y.float(), b.float(), h.float(), eps, target.float())
+    torch.testing.assert_close(got.double(), plan_rows @ target, rtol=1e-4, atol=1e-4)
+
+
 def test_rigid_registration_recovers_a_known_rotation(lumpy):
     import scipy.spatial.transform as tr
 
