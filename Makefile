@@ -16,7 +16,7 @@ TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 export MPLBACKEND := Agg
 
-.PHONY: setup warm run test bench bench-schemes bench-learned bench-flows bench-energy bench-deform bench-collection bench-match bench-learn gpu-check lint clean
+.PHONY: setup warm run test bench bench-scaling bench-schemes bench-learned bench-flows bench-energy bench-deform bench-collection bench-match bench-learn gpu-check lint clean
 
 setup: $(STAMP) warm
 
@@ -46,6 +46,9 @@ test: warm
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py
+
+bench-scaling: $(STAMP)
+	$(BIN)/python tools/scaling_bench.py
 
 bench-schemes: $(STAMP)
 	$(BIN)/python tools/schemes_bench.py

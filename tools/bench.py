@@ -109,6 +109,90 @@ def run_speed(sizes, L, d, reps, pot_max, weighted_n, device):
     return rows
 
 
+def _batched_problem(B: int, n: int, L: int, d: int = 3, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(B, n, d, generator=g), torch.randn(B, n, d, generator=g) * 0.5 + 1.0
+    theta = torch.nn.functional.normalize(torch.randn(L, d, generator=g, dtype=torch.float64), dim=1).float()
+    return x, y, theta
+
+
+def torch_sort_value_grad(x, y, theta):
+    """The plain implementation: project, ``torch.sort`` along the points, mean squared gap, root."""
+    xr = x.clone().requires_grad_()
+    u, v = (torch.sort(t @ theta.T, dim=-2).values for t in (xr, y))  # (B, N, L)
+    value = (u - v).square().mean((-2, -1)).sqrt()  # (B,)
+    value.sum().backward()
+    return value
+
+
+def run_batched(cases, reps: int):
+    """Batched small pairs, value + gradient of every pair's SW_2: geom (one batched call), a POT loop
+    over the pairs, the plain ``torch.sort`` implementation, and the sort floor of the same rows."""
+    import ot
+
+    import geom
+
+    rows = []
+    for B, n, L in cases:
+        x, y, theta = _batched_problem(B, n, L)
+
+        def geom_run():
+            xr = x.clone().requires_grad_()
+            value = geom.sliced_wasserstein(xr, y, directions=theta)
+            value.sum().backward()
+            return value
+
+        def pot_run():
+            xr = x.clone().requires_grad_()
+            values = torch.stack([ot.sliced_wasserstein_distance(xr[b], y[b], projections=theta.T) for b in range(B)])
+            values.sum().backward()
+            return values
+
+        t_geom, v_geom = _time(geom_run, reps)
+        t_pot, v_pot = _time(pot_run, 1)
+        t_torch, v_torch = _time(lambda: torch_sort_value_grad(x, y, theta), reps)
+        ux, uy = (np.ascontiguousarray((t @ theta.T).transpose(1, 2).reshape(B * L, n).numpy()) for t in (x, y))
+        t_floor, _ = _time(lambda: (np.sort(ux, axis=1), np.sort(uy, axis=1)), reps)  # the same (B L, N) rows
+        agree = float((v_geom.detach() - v_pot.detach()).abs().max() / v_pot.detach().abs().max())
+        rows.append(dict(B=B, n=n, L=L, geom_s=t_geom, pot_loop_s=t_pot, torch_sort_s=t_torch, floor_s=t_floor,
+                         pot_over_geom=t_pot / t_geom, torch_over_geom=t_torch / t_geom,
+                         geom_over_floor=t_geom / t_floor, relative_gap_to_pot=agree))
+        print(f"  B = {B}, N = {n}, L = {L}: geom {t_geom:.4f} s, POT loop {t_pot:.3f} s, torch.sort {t_torch:.3f} s, "
+              f"floor {t_floor:.4f} s", file=sys.stderr)
+    return rows
+
+
+def run_tiny(n: int = 128, L: int = 64, calls: int = 2000):
+    """The fixed cost of one small call (value + gradient, B = 1): the median over ``calls`` calls."""
+    import geom
+
+    x, y, theta = _batched_problem(1, n, L)
+    x, y = x[0], y[0]
+    times = []
+    for k in range(calls + 50):
+        xr = x.clone().requires_grad_()
+        start = time.perf_counter()
+        geom.sliced_wasserstein(xr, y, directions=theta).backward()
+        if k >= 50:  # warm-up calls
+            times.append(time.perf_counter() - start)
+    times = np.array(times)
+    return dict(n=n, L=L, calls=calls, median_us=float(np.median(times) * 1e6),
+                p90_us=float(np.quantile(times, 0.9) * 1e6))
+
+
+def run_plan(n: int, L: int, reps: int):
+    """Sliced plans (the per-slice monotone plans) against the SW value on the same directions and
+    against the sort floor of the same rows."""
+    import geom
+
+    x, y, _, _, theta = _problem(n, n, L, 3, False, "cpu")
+    t_value, _ = _time(lambda: geom.sliced_wasserstein(x, y, directions=theta), reps)
+    t_plan, _ = _time(lambda: geom.sliced_plan(x, y, directions=theta), reps)
+    t_floor, _ = _time(sort_floor(x, y, theta, torch.get_num_threads()), reps)
+    return dict(n=n, L=L, plan_s=t_plan, sw_value_s=t_value, floor_threads_s=t_floor, plan_over_value=t_plan / t_value,
+                plan_over_floor_threads=t_plan / t_floor)
+
+
 _MEMORY_CHILD = """
 import sys, time, torch, geom
 
@@ -146,6 +230,10 @@ def main(argv=None) -> int:
     ap.add_argument("--memory-n", type=float, default=1e6)
     ap.add_argument("--memory-L", type=int, default=1024)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--batched", default="64x2048x256,32x2048x100", help="batched small pairs, BxNxL, comma-separated; "
+                    "'' skips them")
+    ap.add_argument("--plan-n", type=float, default=1e5, help="N of the sliced-plan row (L = 64); 0 skips it")
+    ap.add_argument("--no-tiny", action="store_true", help="skip the fixed cost of a tiny call")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", default="bench-results/core.json", help="where to write the results")
     args = ap.parse_args(argv)
@@ -169,6 +257,28 @@ def main(argv=None) -> int:
               f"| {fmt(r['pot_s'], '.3f')} | {r['floor_s']:.3f} | {fmt(r['floor_threads_s'], '.3f')} "
               f"| {fmt(r['pot_over_geom'], '.1f')}x | {r['geom_over_floor']:.2f}x "
               f"| {fmt(r['geom_over_floor_threads'], '.2f')}x |")
+    batched = tiny = plan = None
+    if args.device == "cpu":
+        cases = [tuple(int(v) for v in c.split("x")) for c in args.batched.split(",") if c]
+        batched = run_batched(cases, args.reps) if cases else None
+        tiny = None if args.no_tiny else run_tiny()
+        plan = run_plan(int(args.plan_n), 64, args.reps) if args.plan_n else None
+    if batched:
+        print("\nBatched small pairs, SW_2 value + gradient of every pair, d = 3, float32: geom in one call, POT in a "
+              "loop over the pairs, the plain torch.sort implementation, and np.sort of the same (B L, N) rows\n")
+        print("| B | N | L | geom (s) | POT loop (s) | torch.sort (s) | sort floor (s) | POT / geom | torch.sort / geom "
+              "| geom / floor |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in batched:
+            print(f"| {r['B']} | {r['n']:,} | {r['L']} | {r['geom_s']:.4f} | {r['pot_loop_s']:.3f} | {r['torch_sort_s']:.3f} "
+                  f"| {r['floor_s']:.4f} | {r['pot_over_geom']:.1f}x | {r['torch_over_geom']:.1f}x | {r['geom_over_floor']:.2f}x |")
+    if tiny:
+        print(f"\nFixed cost of a tiny call (N = M = {tiny['n']}, L = {tiny['L']}, B = 1, value + gradient): median "
+              f"{tiny['median_us']:.0f} us, 90th percentile {tiny['p90_us']:.0f} us over {tiny['calls']} calls")
+    if plan:
+        print(f"\nSliced plans, N = M = {plan['n']:,}, L = {plan['L']}: {plan['plan_s']:.3f} s against the SW value "
+              f"{plan['sw_value_s']:.3f} s on the same directions ({plan['plan_over_value']:.2f}x) and the "
+              f"{threads}-thread sort floor {plan['floor_threads_s']:.3f} s ({plan['plan_over_floor_threads']:.2f}x)")
     if memory:
         gib = 2**30
         print(f"\nPeak resident memory, value + gradient, N = M = {memory['n']:,}, L = {memory['L']}: "
@@ -184,7 +294,8 @@ def main(argv=None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = dict(torch=torch.__version__, pot=ot.__version__, machine=platform.machine(), device=args.device,
                     threads=torch.get_num_threads(), reps=args.reps)
-        write_text(path, json.dumps(dict(meta=meta, speed=speed, memory=memory), indent=2))
+        write_text(path, json.dumps(dict(meta=meta, speed=speed, batched=batched, tiny=tiny, plan=plan, memory=memory),
+                                    indent=2))
         print(f"\nwrote {path}", file=sys.stderr)
     return 0
 

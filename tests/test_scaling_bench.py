@@ -1,0 +1,44 @@
+"""The scaling benchmark and the core benchmark's new rows: one small run each, checked against what
+their numbers must satisfy (every sweep point present, consistent ratios, geom's batched values those of
+a POT loop over the pairs)."""
+
+import json
+
+import pytest
+
+from geom_tools import bench, scaling_bench
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scaling") / "sub" / "scaling"
+    assert scaling_bench.main(["--quick", "--out", str(out)]) == 0
+    return json.loads(out.with_suffix(".json").read_text()), out
+
+
+def test_every_sweep_point_is_measured_and_written(quick):
+    doc, out = quick
+    assert [(r["sweep"], r[r["sweep"]]) for r in doc["rows"]] == [
+        (sweep, value) for sweep, values in scaling_bench.QUICK.items() for value in values]
+    for r in doc["rows"]:
+        assert r["geom_s"] > 0 and r["sort_floor_s"] > 0 and r["projection_s"] > 0
+        assert r["geom_over_floor"] == pytest.approx(r["geom_s"] / r["sort_floor_s"])
+        assert r["projections_bytes"] == 2 * r["N"] * r["L"] * 4
+        assert r["gradients"] == "kept"  # the quick sizes are far below the store's limit
+    assert out.with_suffix(".md").read_text().count("\n| ") == len(doc["rows"]) + 1
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_batched_pairs_agree_with_the_pot_loop():
+    pytest.importorskip("ot")
+    (row,) = bench.run_batched([(3, 64, 8)], reps=1)
+    assert row["relative_gap_to_pot"] < 1e-5
+    assert row["pot_over_geom"] == pytest.approx(row["pot_loop_s"] / row["geom_s"])
+
+
+def test_the_plain_torch_sort_implementation_is_sw2():
+    x, y, theta = bench._batched_problem(2, 50, 7)
+    import geom
+
+    expected = geom.sliced_wasserstein(x, y, directions=theta)
+    assert bench.torch_sort_value_grad(x, y, theta).detach().allclose(expected, rtol=1e-5)
