@@ -256,11 +256,13 @@ def test_bad_input_errors():
         mmd_flow(x, y, steps=3, callback=3)
 
 
+@pytest.mark.parametrize("weight_grads", [True, False])
 @pytest.mark.parametrize("uniform", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_numpy_and_torch_kernels_agree(dtype, uniform):
-    # The CPU path (numpy threads, sparse tie fix) and the torch path (CUDA) on the same data, with
-    # weights, N != M, batches and many ties (integer points), several directions per task.
+def test_numpy_and_torch_kernels_agree(dtype, uniform, weight_grads):
+    # The CPU path (the compiled kernel without weight gradients, numpy with them; ties in both) and
+    # the torch path (CUDA) on the same data, with weights, N != M, batches and many ties (integer
+    # points), several directions per task.
     from geom._ot1d import energy as mmd
 
     g = torch.Generator().manual_seed(12)
@@ -271,14 +273,16 @@ def test_numpy_and_torch_kernels_agree(dtype, uniform):
     if uniform:
         a, b = torch.full_like(a, 1 / 40), torch.full_like(b, 1 / 25)
     theta = torch.cat([torch.eye(3), unit_rows(5, 3, g, torch.float32)]).to(dtype)
-    need = (True, True, True, True)
+    need = (True, True, weight_grads, weight_grads)
     up = torch.rand(2, theta.shape[0], generator=g, dtype=dtype)  # per-slice upstream gradients
     v_np, g_np = mmd._cpu_chunk(x, y, theta, a, b, need, up)
     v_t, g_t = mmd._torch_chunk(x, y, theta, a, b, need, up)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
     torch.testing.assert_close(v_np, v_t, **tol)
-    for u, v in zip(g_np, g_t):
-        torch.testing.assert_close(u.to(dtype), v.to(dtype), **tol)
+    for u, v, wanted in zip(g_np, g_t, need):
+        assert (u is None) == (v is None) == (not wanted)
+        if wanted:
+            torch.testing.assert_close(u.to(dtype), v.to(dtype), **tol)
 
 
 def test_per_slice_upstream_gradients_weight_each_slice():

@@ -13,6 +13,7 @@ import threading
 import numpy as np
 import torch
 
+from . import kernels
 from .line import centred, direction_chunks
 from .pool import _TASK_ELEMENTS, _argsort_inplace, _Workspace, run_tasks, sort_rows
 
@@ -127,12 +128,50 @@ def _cpu_chunk(x, y, theta, a, b, need=(False,) * 4, up=None):
             acc[0][k] += dirs[:n].T @ rows[:n, c0:c1]
         acc[2][1] = 0
 
+    def slot(k: int, r: int):
+        """This thread's sums and the next ``r`` rows of its buffer (flushed first when full or of
+        another batch item)."""
+        ident = threading.get_ident()
+        if ident not in sums:
+            with lock:  # support: up to _BUFFER slices of gradients in point order, then one product
+                sums[ident] = [np.zeros((B, D, c1 - c0)) if need_s else None, np.zeros((B, K)) if need_w else None,
+                               [k, 0, np.empty((rows, K)), np.empty((rows, D))] if need_s else None]
+        acc = sums[ident]
+        if need_s:
+            buffer = acc[2]
+            if buffer[0] != k or buffer[1] + r > rows:
+                flush(acc)
+                buffer[0] = k
+        return acc
+
+    def booked(acc, k: int, l0: int, l1: int) -> None:
+        """The buffer's next ``l1 - l0`` rows hold those slices' gradients: book them with ``up_l theta_l``."""
+        buffer, n, r = acc[2], acc[2][1], l1 - l0
+        np.multiply(th64[l0:l1], ups[k, l0:l1, None], out=buffer[3][n : n + r])  # up_l theta_l
+        buffer[1] = n + r
+
+    def compiled_rows(k: int, l0: int, l1: int, s, perm) -> None:
+        """Energies and position gradients of the task by the compiled kernel (no weight gradients)."""
+        r = l1 - l0
+        e = ws.get("e", (r,), np.float64)
+        acc = slot(k, r) if need_s else None
+        g = acc[2][2][acc[2][1] : acc[2][1] + r] if need_s else ws.get("g0", (0, 0), np.float64)
+        use_const = const[k] is not None
+        ca, cb = const[k] if use_const else (0.0, 0.0)
+        kernels.energy_rows(s, perm, w[k], N, ca, cb, use_const, need_s, e, g)
+        energy[k, l0:l1] = e
+        if need_s:
+            booked(acc, k, l0, l1)
+
     def task(k: int, l0: int, l1: int) -> None:
         r = l1 - l0
         s = ws.get("s", (r, K), dtype)
         np.matmul(th[l0:l1], pooled[k], out=s)  # (r, K) projections
         perm = ws.get("perm", (r, K), np.int64)
         _argsort_inplace(s, perm, ws)
+        if not need_w:
+            compiled_rows(k, l0, l1, s, perm)
+            return
         wk = ws.get("w", (r, K), np.float64)
         if const[k] is None:
             np.take(w[k], perm, out=wk)  # sorted signed weights
@@ -148,12 +187,7 @@ def _cpu_chunk(x, y, theta, a, b, need=(False,) * 4, up=None):
         energy[k, l0:l1] = 2.0 * np.einsum("ij,ij,ij->i", P[:, :-1], P[:, :-1], gap)
         if not (need_s or need_w):
             return
-        ident = threading.get_ident()
-        if ident not in sums:
-            with lock:  # support: up to _BUFFER slices of gradients in point order, then one product
-                sums[ident] = [np.zeros((B, D, c1 - c0)) if need_s else None, np.zeros((B, K)) if need_w else None,
-                               [k, 0, np.empty((rows, K)), np.empty((rows, D))] if need_s else None]
-        acc = sums[ident]
+        acc = slot(k, r)
         if r > 1:  # flat indices into the (r, K) block
             perm += (ws.iota(r) * K)[:, None]
         flat = perm.reshape(-1)
@@ -172,14 +206,9 @@ def _cpu_chunk(x, y, theta, a, b, need=(False,) * 4, up=None):
                 g -= above
             g *= wk
             g *= 2.0
-            buffer = acc[2]
-            if buffer[0] != k or buffer[1] + r > rows:
-                flush(acc)
-                buffer[0] = k
-            n = buffer[1]
-            buffer[2][n : n + r].reshape(-1)[flat] = g.reshape(-1)  # point order
-            np.multiply(th64[l0:l1], ups[k, l0:l1, None], out=buffer[3][n : n + r])  # up_l theta_l
-            buffer[1] = n + r
+            n = acc[2][1]
+            acc[2][2][n : n + r].reshape(-1)[flat] = g.reshape(-1)  # point order
+            booked(acc, k, l0, l1)
         if need_w:
             scattered = ws.get("scattered", (r, K), np.float64)  # per-slice gradients in point order
             t = s - s[:, K // 2 : K // 2 + 1].astype(np.float64)  # centred: sum_j w_j |s_k - s_j| is translation invariant

@@ -23,7 +23,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["INDEX_BITS", "argsort_float32", "merge_rows", "warm"]
+__all__ = ["INDEX_BITS", "argsort_float32", "energy_rows", "merge_rows", "warm"]
 
 INDEX_BITS = 28
 """Low mantissa bits of a float64 key that carry the index (rows up to 2^28 values)."""
@@ -183,7 +183,50 @@ def _build(numba):
                 level_gradient(gwx[r], lx, total_x)
                 level_gradient(gwy[r], ly, total_y)
 
-    return {"pack_keys": pack_keys, "unpack_keys": unpack_keys, "merge_rows": merge_rows}
+    @njit
+    def weight(j, w, n_first, const_a, const_b, use_const):
+        """The signed weight of atom ``j``: branch-free for constant weights (which measure an atom of
+        a sorted row comes from is random)."""
+        if use_const:
+            first = np.float64(j < n_first)
+            return first * const_a - (1.0 - first) * const_b
+        return w[j]
+
+    @njit
+    def energy_rows(s, perm, w, n_first, const_a, const_b, use_const, need_g, energy, g):
+        """1-D energy distances of sorted pooled rows ``s (R, K)`` (order ``perm``, signed weights
+        ``w (K,)``, or ``const_a`` for atoms below ``n_first`` and ``-const_b`` above when
+        ``use_const``): ``energy (R,)`` = ``2 sum_k W_k^2 (s_(k+1) - s_k)``, ``W`` the running sums. With
+        ``need_g``, the gradient in the positions goes to ``g (R, K)`` in point order:
+        ``-2 w_k (weight strictly below - weight strictly above)``, where a tie group counts on neither
+        side of its members."""
+        R, K = s.shape
+        for r in range(R):
+            run = 0.0
+            total = 0.0
+            for k in range(K - 1):
+                run += weight(perm[r, k], w, n_first, const_a, const_b, use_const)
+                total += run * run * (np.float64(s[r, k + 1]) - np.float64(s[r, k]))
+            end = run + weight(perm[r, K - 1], w, n_first, const_a, const_b, use_const)
+            energy[r] = 2.0 * total
+            if not need_g:
+                continue
+            run = 0.0
+            k = 0
+            while k < K:
+                last = k
+                while last + 1 < K and s[r, last + 1] == s[r, k]:
+                    last += 1
+                below = run
+                for q in range(k, last + 1):
+                    run += weight(perm[r, q], w, n_first, const_a, const_b, use_const)
+                side = below - (end - run)
+                for q in range(k, last + 1):
+                    j = perm[r, q]
+                    g[r, j] = -2.0 * weight(j, w, n_first, const_a, const_b, use_const) * side
+                k = last + 1
+
+    return {"pack_keys": pack_keys, "unpack_keys": unpack_keys, "merge_rows": merge_rows, "energy_rows": energy_rows}
 
 
 def argsort_float32(a: np.ndarray, perm: np.ndarray, keys: np.ndarray, write_values: bool = True) -> None:
@@ -201,6 +244,11 @@ def merge_rows(*args) -> None:
     _compiled()["merge_rows"](*args)
 
 
+def energy_rows(*args) -> None:
+    """The compiled 1-D energies of sorted pooled rows (see ``_build``'s ``energy_rows``)."""
+    _compiled()["energy_rows"](*args)
+
+
 def warm() -> int:
     """Compile (or load from the cache) every kernel for the types geom passes; returns their number."""
     for dtype in (np.float32, np.float64):
@@ -214,4 +262,6 @@ def warm() -> int:
         out = [np.empty(1), np.empty(1)] + [np.empty(x.shape) for _ in range(4)] + [np.empty(8), np.empty(8)]
         for need_w in (False, True):
             merge_rows(x, x, px, px, w, w, 2.0, np.ones(1), need_w, *out)
+        for use_const in (False, True):
+            energy_rows(x, px, w, 4, 0.25, 0.25, use_const, True, np.empty(1), np.empty(x.shape))
     return len(_compiled())
