@@ -42,3 +42,10 @@ def test_the_plain_torch_sort_implementation_is_sw2():
 
     expected = geom.sliced_wasserstein(x, y, directions=theta)
     assert bench.torch_sort_value_grad(x, y, theta).detach().allclose(expected, rtol=1e-5)
+
+
+def test_the_embedding_and_plan_rows_time_what_they_name():
+    e = bench.run_embedding(6, 200, 5, reps=1)
+    assert e["embed_s"] > 0 and e["embed_over_floor"] == pytest.approx(e["embed_s"] / e["floor_s"])
+    plan = bench.run_plan(500, 8, reps=1)
+    assert plan["plan_over_value"] == pytest.approx(plan["plan_s"] / plan["sw_value_s"])

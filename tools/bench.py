@@ -193,6 +193,23 @@ def run_plan(n: int, L: int, reps: int):
                 plan_over_floor_threads=t_plan / t_floor)
 
 
+def run_embedding(n_shapes: int, n: int, L: int, reps: int):
+    """Quantile embeddings of a collection (:func:`geom.collection.embed`, K = N levels, exact for uniform
+    clouds) against np.sort of the same (shapes L, N) projected rows, on one thread and on all."""
+    import geom.collection as gc
+
+    x, _, theta = _batched_problem(n_shapes, n, L)
+    t_embed, _ = _time(lambda: gc.embed(x, directions=theta, progress=False), reps)
+    u = np.ascontiguousarray((x @ theta.T).transpose(1, 2).reshape(n_shapes * L, n).numpy())
+    t_floor, _ = _time(lambda: np.sort(u, axis=1), reps)
+    threads = torch.get_num_threads()
+    pool = ThreadPoolExecutor(threads)
+    parts = np.array_split(u, threads)
+    t_floor_mt, _ = _time(lambda: list(pool.map(lambda part: np.sort(part, axis=1), parts)), reps)
+    return dict(n_shapes=n_shapes, n=n, L=L, embed_s=t_embed, floor_s=t_floor, floor_threads_s=t_floor_mt,
+                threads=threads, embed_over_floor=t_embed / t_floor, embed_over_floor_threads=t_embed / t_floor_mt)
+
+
 _MEMORY_CHILD = """
 import sys, time, torch, geom
 
@@ -234,6 +251,7 @@ def main(argv=None) -> int:
                     "'' skips them")
     ap.add_argument("--plan-n", type=float, default=1e5, help="N of the sliced-plan row (L = 64); 0 skips it")
     ap.add_argument("--no-tiny", action="store_true", help="skip the fixed cost of a tiny call")
+    ap.add_argument("--embed", default="1000x2048x64", help="collection embedding row, shapes x N x L; '' skips it")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", default="bench-results/core.json", help="where to write the results")
     args = ap.parse_args(argv)
@@ -257,12 +275,14 @@ def main(argv=None) -> int:
               f"| {fmt(r['pot_s'], '.3f')} | {r['floor_s']:.3f} | {fmt(r['floor_threads_s'], '.3f')} "
               f"| {fmt(r['pot_over_geom'], '.1f')}x | {r['geom_over_floor']:.2f}x "
               f"| {fmt(r['geom_over_floor_threads'], '.2f')}x |")
-    batched = tiny = plan = None
+    batched = tiny = plan = embedding = None
     if args.device == "cpu":
         cases = [tuple(int(v) for v in c.split("x")) for c in args.batched.split(",") if c]
         batched = run_batched(cases, args.reps) if cases else None
         tiny = None if args.no_tiny else run_tiny()
         plan = run_plan(int(args.plan_n), 64, args.reps) if args.plan_n else None
+        if args.embed:
+            embedding = run_embedding(*(int(v) for v in args.embed.split("x")), args.reps)
     if batched:
         print("\nBatched small pairs, SW_2 value + gradient of every pair, d = 3, float32: geom in one call, POT in a "
               "loop over the pairs, the plain torch.sort implementation, and np.sort of the same (B L, N) rows\n")
@@ -279,6 +299,12 @@ def main(argv=None) -> int:
         print(f"\nSliced plans, N = M = {plan['n']:,}, L = {plan['L']}: {plan['plan_s']:.3f} s against the SW value "
               f"{plan['sw_value_s']:.3f} s on the same directions ({plan['plan_over_value']:.2f}x) and the "
               f"{threads}-thread sort floor {plan['floor_threads_s']:.3f} s ({plan['plan_over_floor_threads']:.2f}x)")
+    if embedding:
+        e = embedding
+        print(f"\nCollection embeddings, {e['n_shapes']} shapes x {e['n']:,} points, L = {e['L']}, K = N levels: "
+              f"{e['embed_s']:.3f} s against np.sort of the same rows {e['floor_s']:.3f} s on one thread "
+              f"({e['embed_over_floor']:.2f}x) and {e['floor_threads_s']:.3f} s on {e['threads']} "
+              f"({e['embed_over_floor_threads']:.2f}x)")
     if memory:
         gib = 2**30
         print(f"\nPeak resident memory, value + gradient, N = M = {memory['n']:,}, L = {memory['L']}: "
@@ -294,8 +320,8 @@ def main(argv=None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = dict(torch=torch.__version__, pot=ot.__version__, machine=platform.machine(), device=args.device,
                     threads=torch.get_num_threads(), reps=args.reps)
-        write_text(path, json.dumps(dict(meta=meta, speed=speed, batched=batched, tiny=tiny, plan=plan, memory=memory),
-                                    indent=2))
+        doc = dict(meta=meta, speed=speed, batched=batched, tiny=tiny, plan=plan, embedding=embedding, memory=memory)
+        write_text(path, json.dumps(doc, indent=2))
         print(f"\nwrote {path}", file=sys.stderr)
     return 0
 
