@@ -133,6 +133,36 @@ def test_steps_b_and_c_do_their_jobs():
         assert disc() < raised
 
 
+def test_xavier_init_is_glorot_uniform_with_zero_biases():
+    model = adapt.AdaptNet(2, 2, hidden=15, feat_dim=15, seed=0, init="xavier")
+    default = adapt.AdaptNet(2, 2, hidden=15, feat_dim=15, seed=0)
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(layers) == 9
+    for layer in layers:
+        w, bias = layer.weight.detach(), layer.bias.detach()
+        bound = math.sqrt(6.0 / sum(w.shape))
+        assert bool((bias == 0).all()) and float(w.abs().max()) <= bound
+        assert float(w.abs().max()) > 0.8 * bound  # spread over the whole Glorot interval
+    assert not torch.equal(model.F1[0].weight, model.F2[0].weight)
+    assert not torch.equal(model.G[0][0].weight, default.G[0][0].weight)
+    again = adapt.AdaptNet(2, 2, hidden=15, feat_dim=15, seed=0, init="xavier")
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
+
+
+def test_sgd_full_batch_step_is_plain_gradient_descent():
+    # one source-only iteration on the whole source (batch_size >= its size): w - lr * grad of both CEs
+    d = adapt.rotated_moons(40, 30, 10, seed=2)
+    lr = 0.05
+    start = adapt.AdaptNet(2, 2, hidden=8, feat_dim=4, seed=5, init="xavier")
+    _, a, b = start(d.xs)
+    loss = torch.nn.functional.cross_entropy(a, d.ys) + torch.nn.functional.cross_entropy(b, d.ys)
+    grads = torch.autograd.grad(loss, list(start.parameters()))
+    r = adapt.train_adapt(d, "source_only", hidden=8, feat_dim=4, steps=1, batch_size=40, lr=lr, optimizer="sgd",
+                          init="xavier", seed=5)
+    for w, g, got in zip(start.parameters(), grads, r.model.parameters()):
+        torch.testing.assert_close(got, w - lr * g)
+
+
 @pytest.mark.parametrize("method", adapt.METHODS)
 def test_training_is_deterministic(method):
     d = adapt.rotated_moons(50, 50, 20, seed=3)
@@ -157,6 +187,8 @@ def moons():
     (lambda d: adapt.train_adapt(d, lam=-1.0), "lam"),
     (lambda d: adapt.train_adapt(d, ascent=0.0), "ascent"),
     (lambda d: adapt.train_adapt(d, callback="print"), "callback"),
+    (lambda d: adapt.train_adapt(d, optimizer="rmsprop"), "optimizer"),
+    (lambda d: adapt.train_adapt(d, init="he"), "init"),
     (lambda d: adapt.train_adapt(d, "sw", steps=1, scheme="nope"), "scheme"),
     (lambda d: adapt.rotated_moons(0), "n_source"),
     (lambda d: adapt.rotated_moons(degrees=math.inf), "degrees"),
@@ -170,6 +202,7 @@ def moons():
     (lambda d: adapt.swd_discrepancy(_probs(5, 2, 0), "p2", SlicedWassersteinLoss()), "p2"),
     (lambda d: adapt.swd_discrepancy(_probs(5, 2, 0), _probs(5, 2, 1), SlicedWassersteinLoss(p=1)), "loss"),
     (lambda d: adapt.AdaptNet(2, 1), "n_classes"),
+    (lambda d: adapt.AdaptNet(2, 2, init="he"), "init"),
     (lambda d: adapt.AdaptNet(2, 2)(torch.zeros(3, 5)), "x"),
     (lambda d: adapt.accuracy("model", d.xs, d.ys), "model"),
     (lambda d: adapt.accuracy(adapt.AdaptNet(2, 2), d.xs, d.ys[:3]), "y"),

@@ -38,7 +38,7 @@ from torch.nn import functional as F
 
 from geom._checks import as_real_tensor, check_bool, check_int, check_positive_int, check_real, describe
 
-__all__ = ["METHODS", "MOONS_CENTER", "AdaptNet", "AdaptResult", "Domains", "accuracy", "rotate", "rotate_images",
+__all__ = ["INITS", "METHODS", "MOONS_CENTER", "OPTIMIZERS", "AdaptNet", "AdaptResult", "Domains", "accuracy", "rotate", "rotate_images",
            "rotated_moons", "swd_discrepancy", "train_adapt", "transformed_digits"]
 
 METHODS = ("source_only", "sw", "swd")
@@ -48,6 +48,10 @@ MOONS_CENTER = (0.5, 0.25)
 """Centre of scikit-learn's two moons (the midpoint of their bounding box), the centre of rotation."""
 
 TRANSFORMS = ("rotate", "invert")
+INITS = ("default", "xavier")
+"""Initial weights of :class:`AdaptNet`: torch's default of ``nn.Linear``, or Glorot-uniform weights and zero biases."""
+OPTIMIZERS = ("adam", "sgd")
+"""The optimisers of :func:`train_adapt`: Adam, or plain gradient descent (``torch.optim.SGD``, no momentum)."""
 
 
 def _sklearn_datasets():
@@ -181,18 +185,27 @@ class AdaptNet(nn.Module):
         in_dim, n_classes: data dimension and number of classes.
         hidden, feat_dim: widths.
         seed: the initial weights (torch's global RNG is left as it was).
+        init: ``"default"`` (torch's ``nn.Linear``) or ``"xavier"`` (Glorot-uniform weights, zero biases).
     """
 
-    def __init__(self, in_dim: int, n_classes: int, hidden: int = 64, feat_dim: int = 32, seed: int = 0):
+    def __init__(self, in_dim: int, n_classes: int, hidden: int = 64, feat_dim: int = 32, seed: int = 0,
+                 init: str = "default"):
         super().__init__()
         in_dim, n_classes = check_positive_int(in_dim, "in_dim"), check_int(n_classes, "n_classes", minimum=2)
         hidden, feat_dim = check_positive_int(hidden, "hidden"), check_positive_int(feat_dim, "feat_dim")
+        if init not in INITS:
+            raise ValueError(f"init: expected one of {', '.join(map(repr, INITS))}, got {init!r}")
         self.in_dim, self.n_classes = in_dim, n_classes
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(check_int(seed, "seed"))
             self.G = nn.Sequential(_mlp([in_dim, hidden, hidden, feat_dim]), nn.ReLU())
             self.F1 = _mlp([feat_dim, hidden, hidden, n_classes])
             self.F2 = _mlp([feat_dim, hidden, hidden, n_classes])
+            if init == "xavier":
+                for layer in self.modules():
+                    if isinstance(layer, nn.Linear):
+                        nn.init.xavier_uniform_(layer.weight)
+                        nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(features (N, feat_dim), logits of F1 (N, K), logits of F2 (N, K))``."""
@@ -263,8 +276,9 @@ def _batch(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
 
 def train_adapt(domains: Domains, method: str = "swd", *, hidden: int = 64, feat_dim: int = 32, steps: int = 1500,
                 batch_size: int = 128, lr: float = 1e-3, n_generator_steps: int = 4, ascent: float = 1.0, lam: float = 1.0,
-                warmup: int = 0, scheme="mc", n_projections: int = 128, seed: int = 0, progress: bool = False,
-                log_every: int = 50, callback=None, **scheme_options) -> AdaptResult:
+                warmup: int = 0, optimizer: str = "adam", init: str = "default", scheme="mc", n_projections: int = 128,
+                seed: int = 0, progress: bool = False, log_every: int = 50, callback=None,
+                **scheme_options) -> AdaptResult:
     """Train :class:`AdaptNet` on ``domains`` with one of :data:`METHODS` (see the module).
 
     Args:
@@ -272,11 +286,14 @@ def train_adapt(domains: Domains, method: str = "swd", *, hidden: int = 64, feat
         method: ``"source_only"``, ``"sw"`` or ``"swd"``.
         hidden, feat_dim: the networks' widths (the same for every method).
         steps: iterations (each draws one source and one target batch with replacement).
-        batch_size, lr: batches and the Adam step size (one optimiser for ``G``, one for ``F1, F2``).
+        batch_size, lr: batches (the whole source and target when ``batch_size`` is at least their size) and
+            the step size of the optimiser (one for ``G``, one for ``F1, F2``).
         n_generator_steps: repetitions of step C per iteration (``"swd"``).
         ascent: weight of the discrepancy in step B, ``CE - ascent * SWD`` (``"swd"``; the paper: 1).
         lam: weight of the feature SW (``"sw"``).
         warmup: first iterations of step A alone (``"sw"`` and ``"swd"``).
+        optimizer: ``"adam"`` or ``"sgd"`` (plain gradient descent, as the SWD paper's two-moons demo).
+        init: the networks' initial weights, ``"default"`` or ``"xavier"`` (:class:`AdaptNet`).
         scheme, n_projections, **scheme_options: the sliced loss (any registered scheme or instance).
         seed: weights, batches and slicing directions.
         progress: a tqdm bar over the iterations.
@@ -294,14 +311,17 @@ def train_adapt(domains: Domains, method: str = "swd", *, hidden: int = 64, feat
     ascent = check_real(ascent, "ascent", "> 0", lambda v: v > 0)
     warmup, log_every = check_int(warmup, "warmup"), check_positive_int(log_every, "log_every")
     seed, progress = check_int(seed, "seed"), check_bool(progress, "progress")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer: expected one of {', '.join(map(repr, OPTIMIZERS))}, got {optimizer!r}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable (step, model) or None, got {describe(callback)}")
     xs, ys, xt = domains.xs, domains.ys, domains.xt
-    model = AdaptNet(xs.shape[1], domains.n_classes, hidden, feat_dim, seed=seed)
+    model = AdaptNet(xs.shape[1], domains.n_classes, hidden, feat_dim, seed=seed, init=init)
     loss = None if method == "source_only" else _sliced_loss(scheme, n_projections, seed + 1, scheme_options)
     gen = torch.Generator().manual_seed(seed + 2)
-    opt_g = torch.optim.Adam(model.G.parameters(), lr=lr)
-    opt_f = torch.optim.Adam([*model.F1.parameters(), *model.F2.parameters()], lr=lr)
+    make = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
+    opt_g = make(model.G.parameters(), lr=lr)
+    opt_f = make([*model.F1.parameters(), *model.F2.parameters()], lr=lr)
     result = AdaptResult(model, method, loss)
 
     def source_ce(xb, yb):
