@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import kernels
-from .pool import _TASK_ELEMENTS, _argsort_inplace, _Workspace, run_tasks, sort_rows
+from .pool import _TASK_ELEMENTS, _WORKERS, _argsort_inplace, _Workspace, run_tasks, sort_rows
 
 __all__ = ["LinearSlicedCost", "ProjectedCost", "absolute_costs", "centred", "direction_chunks", "rows_cost"]
 
@@ -155,9 +155,11 @@ def absolute_costs(costs: torch.Tensor, scale: torch.Tensor, p: float) -> torch.
     return out.to(costs.dtype)
 
 
-def direction_chunks(L: int, B: int, n_total: int, bytes_per_entry: int = 64):
-    """Ranges ``(l0, l1)`` of directions whose working memory stays near :data:`CHUNK_BYTES`."""
-    step = max(1, min(L, CHUNK_BYTES // max(1, B * n_total * bytes_per_entry)))
+def direction_chunks(L: int, B: int, n_total: int, bytes_per_entry: int = 64, at_least: int = 1):
+    """Ranges ``(l0, l1)`` of directions whose working memory stays near :data:`CHUNK_BYTES`, and of at
+    least ``at_least`` directions (the sort pool's threads: a chunk of one direction and one item would
+    run on one thread; N = M = 1e7 with L = 64 took 4.3x the one-thread sort floor so)."""
+    step = max(at_least, 1, min(L, CHUNK_BYTES // max(1, B * n_total * bytes_per_entry)))
     return [(l0, min(L, l0 + step)) for l0 in range(0, L, step)]
 
 
@@ -246,7 +248,13 @@ def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], 
     return (cost, scale, gx, gy, gwx if need_w[0] else None, gwy if need_w[1] else None)
 
 
-def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, False, False)):
+def _coordinate_rows(x: torch.Tensor) -> np.ndarray:
+    """``(B, D, N)`` numpy copy of ``x (B, N, D)``: a projection row is then one pass over contiguous
+    coordinates."""
+    return np.ascontiguousarray(x.detach().numpy().transpose(0, 2, 1))
+
+
+def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, False, False), rows=None):
     """Costs and per-slice gradients of ``x @ theta.T`` vs ``y @ theta.T`` on CPU, in numpy.
 
     Tasks on the thread pool each take one batch item and a few directions (about
@@ -256,8 +264,7 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, F
     """
     B, N, _ = x.shape
     M, L = y.shape[1], theta.shape[0]
-    # (B, D, N) layout: a projection row is then one pass over contiguous coordinates.
-    xs_, ys_ = (np.ascontiguousarray(t.detach().numpy().transpose(0, 2, 1)) for t in (x, y))
+    xs_, ys_ = rows if rows is not None else (_coordinate_rows(x), _coordinate_rows(y))  # (B, D, N), (B, D, M)
     th = theta.detach().numpy()
     dtype = xs_.dtype
     a_, b_ = (None, None) if uniform else (a.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64))
@@ -303,10 +310,11 @@ def _slices(x, y, theta, a, b, p, uniform, need):
     :func:`rows_cost`."""
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
     cpu = x.device.type == "cpu"
-    for l0, l1 in direction_chunks(theta.shape[0], B, N + M, 16 if cpu else 64):
+    rows = (_coordinate_rows(x), _coordinate_rows(y)) if cpu else None  # copied once for all chunks
+    for l0, l1 in direction_chunks(theta.shape[0], B, N + M, 16 if cpu else 64, at_least=_WORKERS if cpu else 1):
         th = theta[l0:l1]  # (Lc, D)
         if cpu:
-            yield (l0, l1, *_cpu_chunk(x, y, th, a, b, p, uniform, need))
+            yield (l0, l1, *_cpu_chunk(x, y, th, a, b, p, uniform, need, rows))
         else:
             u, v = torch.matmul(th, x.transpose(1, 2)), torch.matmul(th, y.transpose(1, 2))  # (B, Lc, N|M)
             yield (l0, l1, *rows_cost(u, v, a, b, p, uniform, need))
