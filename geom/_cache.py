@@ -1,4 +1,4 @@
-"""geom's persistent cache folder: compiled KeOps formulas and optimised point sets, shared by every
+"""geom's persistent cache folder: compiled KeOps formulas and sort kernels, and optimised point sets, shared by every
 process of a user (``make test``, ``make setup``'s warm-up and a plain ``python -c "import geom"``).
 
 The folder is the first of:
@@ -13,6 +13,8 @@ Inside it:
   sets (pykeops reads it once, at its own import), unless the user set ``KEOPS_CACHE_FOLDER`` (theirs
   always wins) or pykeops was imported first (then its own choice stands). pykeops adds one build folder per
   platform and Python version, so compiled modules of different interpreters never mix;
+* ``numba/``: numba's cache of the compiled sort kernels (``NUMBA_CACHE_DIR``, set by
+  :mod:`geom._ot1d.kernels` before it imports numba, unless the user set it or imported numba first);
 * ``qmc/``: the optimised point sets of :func:`geom_plugins.qmc.energy_points`, one ``.npy`` each.
 
 Arrays are written atomically (:mod:`geom._files`) and read without unpickling; a file that is not
