@@ -256,6 +256,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default="bench-results/core.json", help="where to write the results")
     args = ap.parse_args(argv)
     sizes = [int(float(s)) for s in args.sizes.split(",")]
+    from geom import _keops
+
+    _keops.import_quietly()  # POT imports pykeops through geomloss, which would print a CUDA warning
     import ot
 
     print(f"geom core benchmark on {args.device} ({platform.processor() or platform.machine()}, "
