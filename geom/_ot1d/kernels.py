@@ -1,4 +1,10 @@
-"""Compiled row kernels (numba) around numpy's sort: numpy sorts values fast but has no fast argsort.
+"""Compiled row kernels (numba): the passes around numpy's sort that numpy cannot do in one.
+
+* :func:`argsort_float32`: the order of float32 rows (numpy sorts values fast but has no fast argsort);
+* :func:`merge_rows`: weighted 1-D transport by one merge walk of the two cumulative-weight sequences
+  (cost, largest gap, gradients in the values and the weights), where numpy needed a third sort;
+* :func:`energy_rows`: the 1-D energy distances of sorted pooled rows and their position gradients,
+  ties included.
 
 :func:`argsort_float32` orders float32 rows with their indices by one float64 sort. A float32 converts
 to float64 exactly with 29 low mantissa bits at zero; the column index goes in the low
