@@ -21,15 +21,23 @@ BACKENDS = ("auto", "gram", "keops")
 _BLOCK_ELEMENTS = 1 << 20  # (rows, M) block of the products, one reused buffer that stays in cache
 
 
-def _gram_nearest(x: torch.Tensor, y: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
-    rows = max(1, _BLOCK_ELEMENTS // max(1, y.shape[0]))
-    base = ((y * y).sum(1) + penalty)[None]  # (1, M)
+def product_blocks(x: torch.Tensor, y: torch.Tensor, base: torch.Tensor, alpha: float,
+                   block_elements: int = _BLOCK_ELEMENTS):
+    """For each block of rows ``i``: ``(r0, r1, base + alpha x_i . y^T)``, one fused ``addmm`` per block into
+    one reused buffer of about ``block_elements`` entries (it stays in cache for what the caller does next;
+    a fresh array per block costs its page faults). The block is overwritten by the next one."""
+    rows = max(1, block_elements // max(1, y.shape[0]))
     buf = torch.empty(min(rows, x.shape[0]), y.shape[0], dtype=x.dtype, device=x.device)
-    out = torch.empty(x.shape[0], dtype=torch.int64, device=x.device)
     yt = y.T
-    for r0 in range(0, x.shape[0], rows):  # one fused product per block, |y_j|^2 + p_j - 2 x_i . y_j
+    for r0 in range(0, x.shape[0], rows):
         r1 = min(x.shape[0], r0 + rows)
-        block = torch.addmm(base, x[r0:r1], yt, alpha=-2, out=buf[: r1 - r0])
+        yield r0, r1, torch.addmm(base, x[r0:r1], yt, alpha=alpha, out=buf[: r1 - r0])
+
+
+def _gram_nearest(x: torch.Tensor, y: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    base = ((y * y).sum(1) + penalty)[None]  # (1, M)
+    out = torch.empty(x.shape[0], dtype=torch.int64, device=x.device)
+    for r0, r1, block in product_blocks(x, y, base, -2.0):  # |y_j|^2 + p_j - 2 x_i . y_j
         out[r0:r1] = block.argmin(1)
     return out
 

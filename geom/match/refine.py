@@ -26,13 +26,13 @@ import torch
 from .. import _keops
 from .._checks import check_int, check_real
 from ..spectral import Spectrum
-from ._nn import nearest
+from ._nn import nearest, product_blocks
 
 __all__ = ["entropic_refine", "log_sinkhorn"]
 
 _BLOCK_ELEMENTS = 1 << 20
-"""Logits per block of rows (4 MiB in float32): a block stays in cache between the product, the max,
-the exponential and the sum, and one buffer serves every block."""
+"""Logits per block of rows (4 MiB in float32, :func:`geom.match._nn.product_blocks`): a block stays in
+cache between the product, the max, the exponential and the sum."""
 _FLOOR = -80.0
 """Logits below the row maximum by more than this are raised to it before ``exp``: their terms are
 below 2e-35 of the largest (nothing a float32 sum keeps), and an ``exp`` whose result is subnormal
@@ -43,13 +43,7 @@ def _softmax_blocks(x, y, base, eps, normalise: bool):
     """For each block of rows ``i``, ``(r0, r1, e, m)``: ``e_ij = exp(l_ij - m_i)`` (in a reused buffer)
     with logits ``l_ij = base_j + 2 x_i . y_j / eps`` and ``m_i`` their row maximum; with ``normalise``,
     ``e`` is divided by its row sums (the softmax)."""
-    rows = max(1, _BLOCK_ELEMENTS // max(1, y.shape[0]))
-    buf = torch.empty(min(rows, x.shape[0]), y.shape[0], dtype=x.dtype, device=x.device)
-    yt = y.T
-    for r0 in range(0, x.shape[0], rows):
-        r1 = min(x.shape[0], r0 + rows)
-        e = buf[: r1 - r0]
-        torch.addmm(base, x[r0:r1], yt, alpha=2 / eps, out=e)
+    for r0, r1, e in product_blocks(x, y, base, 2 / eps, _BLOCK_ELEMENTS):
         m = e.amax(1, keepdim=True)
         e.sub_(m).clamp_(min=_FLOOR).exp_()
         if normalise:
