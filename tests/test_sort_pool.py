@@ -92,3 +92,57 @@ def test_argsort_inplace_puts_negative_zero_with_zero():
     assert perm[0].tolist()[0] == 4 and perm[0].tolist()[-1] == 2 and sorted(perm[0].tolist()) == list(range(6))
     np.testing.assert_array_equal(values, row[:, perm[0]])  # the signs of the zeros travel with them
     assert (values[0, 1:5] == 0).all()
+
+
+def _pairing_reference(u, v, p):
+    """Uniform pairing by a stable argsort in float64: cost mean |d|^p and gradients in the unsorted values."""
+    pu, pv = np.argsort(u, axis=1, kind="stable"), np.argsort(v, axis=1, kind="stable")
+    d = np.take_along_axis(u, pu, 1).astype(np.float64) - np.take_along_axis(v, pv, 1)
+    n = u.shape[1]
+    slope = p * np.abs(d) ** (p - 1) * np.sign(d) / n
+    gu, gv = np.empty(u.shape), np.empty(v.shape)
+    np.put_along_axis(gu, pu, slope, 1)
+    np.put_along_axis(gv, pv, -slope, 1)
+    return (np.abs(d) ** p).mean(1), gu, gv
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("want", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("p", [1.0, 1.5, 2.0, 3.0])
+def test_compiled_pairing_equals_a_stable_argsort_pairing(dtype, want, p):
+    from geom._ot1d import line
+
+    rng = np.random.default_rng(7)
+    u = rng.integers(-6, 6, (5, 300)).astype(dtype) / 4  # many ties and duplicates
+    v = rng.standard_normal((5, 300)).astype(dtype)
+    v[:, :40] = 0.0
+    v[:, 40:60] = -0.0
+    cost_ref, gu_ref, gv_ref = _pairing_reference(u, v, p)
+    grads = [np.empty(u.shape, dtype) if w else None for w in want]
+    cost = np.empty(5, dtype)
+    scale = line._pair_uniform(u.copy(), v.copy(), p, cost, *grads, _ot1d._Workspace())
+    assert np.array_equal(scale, np.ones(5))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(cost, cost_ref, rtol=tol)
+    for g, ref in zip(grads, (gu_ref, gv_ref)):
+        if g is not None:  # ties pair in index order on both sides, as the stable argsort does
+            np.testing.assert_allclose(g, ref, rtol=tol, atol=tol * np.abs(ref).max())
+
+
+def test_compiled_pairing_rescues_rows_whose_plain_cost_leaves_the_dtype():
+    from geom._ot1d import line
+
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((3, 64))
+    u = np.stack([base[0] * 1e30, base[1] * 1e-30, base[2]]).astype(np.float32)  # p = 2 overflows, underflows, fine
+    v = np.zeros_like(u)
+    gu = np.empty(u.shape, np.float32)
+    cost = np.empty(3, np.float32)
+    scale = line._pair_uniform(u.copy(), v.copy(), 2.0, cost, gu, None, _ot1d._Workspace())
+    top = np.abs(u.astype(np.float64)).max(1)
+    np.testing.assert_allclose(scale, [top[0], top[1], 1.0], rtol=1e-7)
+    ref = (u.astype(np.float64) ** 2).mean(1)
+    np.testing.assert_allclose(cost * scale**2, ref, rtol=1e-5)  # W_2^2 = scale^2 cost in every row
+    expected = 2 * u.astype(np.float64) / 64  # d W_2^2 / du = scale^2 d cost / du
+    err = np.abs(gu * scale[:, None] ** 2 - expected).max(1) / np.abs(expected).max(1)
+    assert (err < 1e-5).all(), err

@@ -29,7 +29,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["INDEX_BITS", "argsort_float32", "energy_rows", "merge_rows", "warm"]
+__all__ = ["INDEX_BITS", "argsort_float32", "energy_rows", "merge_rows", "pack_keys", "pair_rows", "warm"]
 
 INDEX_BITS = 28
 """Low mantissa bits of a float64 key that carry the index (rows up to 2^28 values)."""
@@ -90,6 +90,63 @@ def _build(numba):
                 perm[r, i] = (b & mask) ^ ((b >> 63) & mask)
                 if write_values:
                     a[r, i] = np.float32(keys[r, i])
+
+    @njit
+    def entry(rows, bits, perms, r, i):
+        """Value (as float64) and column index of place ``i`` of sorted row ``r``: unpacked from a float64
+        key of :func:`pack_keys` where ``bits`` (the keys' int64 view) is given (rounded to float32: the
+        index bits vanish), else read from ``rows`` and ``perms`` (-1 where that is None). The None
+        arguments are types to numba: each combination compiles without these branches."""
+        if bits is not None:
+            b = bits[r, i]
+            return np.float64(np.float32(rows[r, i])), (b & mask) ^ ((b >> 63) & mask)
+        if perms is None:
+            return np.float64(rows[r, i]), np.int64(-1)
+        return np.float64(rows[r, i]), perms[r, i]
+
+    @njit
+    def pair_rows(xs, ys, xbits, ybits, px, py, single, p, scale, cost, gap, gx, gy):
+        """Uniform 1-D transport of sorted rows of one length ``n``, k-th atom to k-th atom, in one pass.
+
+        ``xs``, ``ys`` ``(R, n)``: sorted values, or sorted float64 keys of :func:`pack_keys` (values and
+        orders in one) whose int64 views are ``xbits`` / ``ybits`` (None for values); ``px``, ``py``
+        the orders of value rows whose gradient is wanted, else None; ``single``: the data are float32.
+        ``scale (R,)`` divides each row's gaps. Writes ``cost (R,)`` ``mean |d / scale|^p`` summed in
+        float64 (``d`` the gap in the data's dtype, a float32 difference rounded from its exact float64
+        one: past the dtype's range it is inf), ``gap (R,)`` the largest ``|d|`` and, where ``gx`` /
+        ``gy`` are ``(R, n)`` arrays rather than None, the gradients of the cost in the unsorted
+        values, ``+-p |d / scale|^(p - 1) sign(d) / (n scale)`` at each atom's place."""
+        R, n = xs.shape
+        for r in range(R):
+            sc = scale[r]
+            total = 0.0
+            largest = 0.0
+            for i in range(n):
+                xv, ix = entry(xs, xbits, px, r, i)
+                yv, iy = entry(ys, ybits, py, r, i)
+                d = xv - yv
+                if single:
+                    d = np.float64(np.float32(d))
+                largest = max(largest, abs(d))
+                if sc != 1.0:
+                    d /= sc
+                if p == 2.0:
+                    total += d * d
+                    slope = 2.0 * d
+                elif p == 1.0:
+                    total += abs(d)
+                    slope = np.sign(d)
+                else:
+                    ad = abs(d)
+                    total += ad**p
+                    slope = p * ad ** (p - 1.0) * np.sign(d)
+                g = slope / (n * sc)
+                if gx is not None:
+                    gx[r, ix] = g
+                if gy is not None:
+                    gy[r, iy] = -g
+            cost[r] = total / n
+            gap[r] = largest
 
     @njit
     def levels(w, perm, out):
@@ -232,7 +289,8 @@ def _build(numba):
                     g[r, j] = -2.0 * weight(j, w, n_first, const_a, const_b, use_const) * side
                 k = last + 1
 
-    return {"pack_keys": pack_keys, "unpack_keys": unpack_keys, "merge_rows": merge_rows, "energy_rows": energy_rows}
+    return {"pack_keys": pack_keys, "unpack_keys": unpack_keys, "pair_rows": pair_rows, "merge_rows": merge_rows,
+            "energy_rows": energy_rows}
 
 
 def argsort_float32(a: np.ndarray, perm: np.ndarray, keys: np.ndarray, write_values: bool = True) -> None:
@@ -243,6 +301,17 @@ def argsort_float32(a: np.ndarray, perm: np.ndarray, keys: np.ndarray, write_val
     k["pack_keys"](a, keys)
     keys.sort(axis=-1)
     k["unpack_keys"](keys, perm, a, write_values)
+
+
+def pack_keys(a: np.ndarray, keys: np.ndarray) -> None:
+    """float32 rows ``a (R, n)`` -> float64 ``keys`` (C-contiguous, ``a``'s shape) that sort as the values,
+    ties by index, and carry that index (rows of at most ``2^INDEX_BITS`` values)."""
+    _compiled()["pack_keys"](a, keys)
+
+
+def pair_rows(*args) -> None:
+    """The compiled uniform pairing of sorted rows (see ``_build``'s ``pair_rows`` for its arguments)."""
+    _compiled()["pair_rows"](*args)
 
 
 def merge_rows(*args) -> None:
@@ -264,6 +333,18 @@ def warm() -> int:
             argsort_float32(x, px, np.empty(x.shape))
         else:
             px[:] = np.arange(8)
+        if dtype == np.float32:  # packed keys (with a gradient), or values (without)
+            keys = np.empty(x.shape)
+            pack_keys(x, keys)
+            keys.sort(axis=-1)
+            sides = [(keys, keys.view(np.int64), None), (x, None, None)]
+        else:  # values, with their order or without
+            sides = [(x, None, px), (x, None, None)]
+        for xs, xb, xp in sides:  # every combination the pairing gets
+            for ys, yb, yp in sides:
+                gx, gy = (None if b is None and q is None else np.empty(x.shape, dtype) for b, q in ((xb, xp), (yb, yp)))
+                pair_rows(xs, ys, xb, yb, xp, yp, dtype == np.float32, 2.0, np.ones(1), np.empty(1, dtype),
+                          np.empty(1), gx, gy)
         w = np.full(8, 1 / 8)
         out = [np.empty(1), np.empty(1)] + [np.empty(x.shape) for _ in range(4)] + [np.empty(8), np.empty(8)]
         for need_w in (False, True):

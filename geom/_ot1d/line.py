@@ -15,7 +15,9 @@ linear projections of a point cloud go through :func:`_cpu_chunk`: numpy tasks o
 each projecting, sorting and pairing or merging a few directions with reused work arrays. When the
 permutation is needed, each float32 value and its index are packed into one float64 key and sorted
 together (about half the cost of ``argsort``); the quantile levels are merged by one compiled walk
-per row (:mod:`geom._ot1d.kernels`), linear in ``N + M``: no third sort. On CUDA, and for non-linear projections, :func:`rows_cost` in torch.
+per row (:mod:`geom._ot1d.kernels`), linear in ``N + M``: no third sort. Uniform rows are paired by
+one compiled pass straight from the sorted keys, which writes the cost and the gradient at each
+atom's place: the keys are never unpacked into sorted values and a permutation. On CUDA, and for non-linear projections, :func:`rows_cost` in torch.
 :class:`LinearSlicedCost` walks through directions in chunks, so memory stays bounded whatever
 the number of directions.
 """
@@ -66,7 +68,7 @@ def rows_cost(u, v, a, b, p: float, uniform: bool, need=(False, False, False, Fa
 
     Returns:
         cost ``(B, L)``, scale ``(B, L)`` float64 with ``W_p^p = scale^p cost`` (1 where the plain
-        sum is safe, else the row's largest gap, as in :func:`_pair_sorted`), and a tuple
+        sum is safe, else the row's largest gap, as in :func:`_pair_uniform`), and a tuple
         ``(gu (B, L, N), gv (B, L, M), ga (B, L, N), gb (B, L, M))`` of the gradients of cost, with
         None where not needed.
     """
@@ -172,45 +174,50 @@ def _safe(cost: np.ndarray, n: int, dtype) -> np.ndarray:
     return (cost <= float(fi.max)) & (cost >= n * float(fi.tiny) / float(fi.eps))  # False for NaN
 
 
-def _row_scale(d: np.ndarray) -> np.ndarray:
-    """``(r,)`` largest ``|d|`` of each row, 1 where it is 0: rows divided by it hold values in
-    [-1, 1] with at least one of modulus 1."""
-    m = np.abs(d).max(-1).astype(np.float64)
-    m[m == 0] = 1.0
-    return m
+def _sorted_side(w: np.ndarray, grad, name: str, ws: _Workspace):
+    """Sort the rows of ``w`` for :func:`kernels.pair_rows`: ``(rows, bits, perm)``. Without a gradient
+    the values are sorted in place; float32 rows with one become sorted packed keys (values and order in
+    one float64 sort, never unpacked); other rows are argsorted."""
+    if grad is None:
+        w.sort(axis=-1)
+        return w, None, None
+    if w.dtype == np.float32 and w.shape[-1] <= 1 << kernels.INDEX_BITS:
+        keys = ws.get("keys" + name, w.shape, np.float64)
+        kernels.pack_keys(w, keys)
+        keys.sort(axis=-1)
+        return keys, keys.view(np.int64), None
+    perm = ws.get("p" + name, w.shape, np.int64)
+    _argsort_inplace(w, perm, ws)
+    return w, None, perm
 
 
-def _pair_terms(d: np.ndarray, p: float, slope: np.ndarray) -> np.ndarray:
-    n = d.shape[-1]
-    if p == 2.0:
-        np.multiply(d, 2.0 / n, out=slope)
-        return np.einsum("ij,ij->i", d, d) / n
-    ad = np.abs(d)
-    if p == 1.0:
-        np.sign(d, out=slope)
-        slope /= n
-        return ad.mean(-1)
-    np.multiply((p / n) * ad ** (p - 1.0), np.sign(d), out=slope)
-    return (ad**p).mean(-1)
+def _pair_uniform(u, v, p: float, cost, gu, gv, ws: _Workspace) -> np.ndarray:
+    """Uniform 1-D transport between the rows of ``u`` and ``v`` (equal lengths, sorted here, in place):
+    writes ``cost (r,)`` (``W_p^p = scale^p cost``) and, where ``gu`` / ``gv`` are arrays rather than
+    None, the gradients of the cost in the unsorted values; returns ``scale (r,)``.
 
-
-def _pair_sorted(d: np.ndarray, p: float, slope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of sorted differences ``d`` -> ``(cost, scale)``: ``W_p^p = scale^p cost`` per row with
-    ``cost`` the mean of ``|d / scale|^p``; ``slope`` gets ``d cost / d d``.
-
-    ``scale`` is 1 where ``mean |d|^p`` is safe in ``d``'s dtype (:func:`_safe`); elsewhere (large or
-    small ``p``, huge or tiny gaps) the row is recomputed divided by its largest gap.
+    Sorting and one compiled pass (:func:`kernels.pair_rows`): the k-th atom goes to the k-th. The scale
+    is 1 where ``mean |d|^p`` is safe in the data's dtype (:func:`_safe`); elsewhere (large or small
+    ``p``, huge or tiny gaps) the row is paired again with its gaps divided by the largest.
     """
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # such rows are computed again
-        cost = _pair_terms(d, p, slope)
-    scale = np.ones(d.shape[0])
-    bad = ~_safe(cost, d.shape[-1], d.dtype)
-    if bad.any():
-        scale[bad] = m = _row_scale(d[bad])
-        sub = slope[bad]
-        cost[bad] = _pair_terms((d[bad] / m[:, None]).astype(d.dtype), p, sub)
-        slope[bad] = sub / m[:, None]
-    return cost, scale
+    r, n = u.shape
+    xs, xb, px = _sorted_side(u, gu, "u", ws)
+    ys, yb, py = _sorted_side(v, gv, "v", ws)
+    scale, gap, single = np.ones(r), np.empty(r), u.dtype == np.float32
+    kernels.pair_rows(xs, ys, xb, yb, px, py, single, float(p), scale, cost, gap, gu, gv)
+    bad = np.flatnonzero(~_safe(cost, n, u.dtype))
+    if bad.size:
+        scale[bad] = np.where(gap[bad] > 0, gap[bad], 1.0)
+        xs, ys, px, py, gu_, gv_ = (None if t is None else np.ascontiguousarray(t[bad]) for t in (xs, ys, px, py, gu, gv))
+        xb, yb = (None if b is None else t.view(np.int64) for b, t in ((xb, xs), (yb, ys)))
+        sub_cost = np.empty(bad.size, cost.dtype)
+        kernels.pair_rows(xs, ys, xb, yb, px, py, single, float(p), np.ascontiguousarray(scale[bad]), sub_cost,
+                          np.empty(bad.size), gu_, gv_)
+        cost[bad] = sub_cost
+        for out, g in ((gu, gu_), (gv, gv_)):
+            if out is not None:
+                out[bad] = g
+    return scale
 
 
 def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], ws: _Workspace):
@@ -220,7 +227,7 @@ def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], 
     ``b (M,)`` the float64 weights. Between consecutive breakpoints of the merged levels both
     quantile functions are constant, so the integral is a sum over ``N + M`` pieces, walked in one
     compiled pass per row (:func:`geom._ot1d.kernels.merge_rows`): no third sort. Returns cost and
-    scale ``(r,)`` (``W_p^p = scale^p cost``, as in :func:`_pair_sorted`) and the gradients of cost
+    scale ``(r,)`` (``W_p^p = scale^p cost``, as in :func:`_pair_uniform`) and the gradients of cost
     with respect to ``xs``, ``ys`` and, where ``need_w`` asks, the sorted weights (else None), all in
     sorted order, in reused work arrays.
     """
@@ -277,20 +284,14 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, F
         u, v = ws.get("u", (r, N), dtype), ws.get("v", (r, M), dtype)
         np.matmul(th[l0:l1], xs_[k], out=u)  # (r, N) projections
         np.matmul(th[l0:l1], ys_[k], out=v)
-        pu = ws.get("pu", (r, N), np.int64) if need[0] or not uniform else None
-        pv = ws.get("pv", (r, M), np.int64) if need[1] or not uniform else None
-        for w, pw in ((u, pu), (v, pv)):
-            if pw is None:
-                w.sort(axis=-1)
-            else:
-                _argsort_inplace(w, pw, ws)
-        if uniform:
-            slope = ws.get("slope", (r, N), dtype)
-            cost[k, l0:l1], scale[k, l0:l1] = _pair_sorted(np.subtract(u, v, out=u), p, slope)
-            sorted_grads = (slope, np.negative(slope, out=u), None, None)
-        else:
-            cost[k, l0:l1], scale[k, l0:l1], *sorted_grads = _merge_quantiles(u, v, pu, pv, a_[k], b_[k], p,
-                                                                               need[2:], ws)
+        if uniform:  # sorted, paired and unsorted gradients written in one compiled pass
+            scale[k, l0:l1] = _pair_uniform(u, v, p, cost[k, l0:l1], *(None if g is None else g[k, l0:l1]
+                                                                        for g in grads[:2]), ws)
+            return
+        pu, pv = ws.get("pu", (r, N), np.int64), ws.get("pv", (r, M), np.int64)
+        _argsort_inplace(u, pu, ws)
+        _argsort_inplace(v, pv, ws)
+        cost[k, l0:l1], scale[k, l0:l1], *sorted_grads = _merge_quantiles(u, v, pu, pv, a_[k], b_[k], p, need[2:], ws)
         if r > 1:  # flat indices into the (r, N) and (r, M) blocks
             for perm in (pu, pv):
                 if perm is not None:
