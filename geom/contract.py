@@ -30,6 +30,7 @@ import math
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import pluggy
 import torch
 
@@ -178,7 +179,8 @@ class UnitSphere(DirectionSpace):
         return directions
 
     def _validate(self, directions, name):
-        err = (directions.norm(dim=1) - 1).abs()
+        d = directions.cpu().numpy() if directions.dtype in (torch.float32, torch.float64) else directions.double()
+        err = np.abs(np.linalg.norm(d, axis=1) - 1) if isinstance(d, np.ndarray) else (d.norm(dim=1) - 1).abs()
         if bool((err > self.tolerance).any()):
             k = int(err.argmax())
             raise ValueError(f"{name}: expected unit rows, got row {k} with norm {directions[k].norm().item():.6g}")

@@ -261,13 +261,16 @@ def _coordinate_rows(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().numpy().transpose(0, 2, 1))
 
 
-def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, False, False), rows=None):
+def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, False, False), rows=None, ws=None,
+               reuse=False):
     """Costs and per-slice gradients of ``x @ theta.T`` vs ``y @ theta.T`` on CPU, in numpy.
 
     Tasks on the thread pool each take one batch item and a few directions (about
     :data:`_TASK_ELEMENTS` projected values), project, sort and pair (uniform, N == M) or merge
     quantiles (weighted), and write their costs and gradient rows, so a task's working set stays in
-    cache. Same contract as :func:`rows_cost` for ``u = x @ theta.T``.
+    cache. Same contract as :func:`rows_cost` for ``u = x @ theta.T``. ``rows``: the coordinate rows of
+    ``x`` and ``y`` and ``ws`` the work arrays, when a caller walking through chunks keeps them; with
+    ``reuse`` the gradients are work arrays too, valid until the next call with ``ws``.
     """
     B, N, _ = x.shape
     M, L = y.shape[1], theta.shape[0]
@@ -276,8 +279,9 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, F
     dtype = xs_.dtype
     a_, b_ = (None, None) if uniform else (a.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64))
     cost, scale = np.empty((B, L), dtype), np.empty((B, L))
-    grads = [np.empty((B, L, n), dtype) if wanted else None for wanted, n in zip(need, (N, M, N, M))]
-    ws = _Workspace()
+    ws = _Workspace() if ws is None else ws
+    grads = [None if not wanted else ws.get(f"grad{k}", (B, L, n), dtype) if reuse else np.empty((B, L, n), dtype)
+             for k, (wanted, n) in enumerate(zip(need, (N, M, N, M)))]
 
     def task(k: int, l0: int, l1: int) -> None:
         r = l1 - l0
@@ -306,16 +310,17 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, F
             tuple(None if g is None else torch.from_numpy(g) for g in grads))
 
 
-def _slices(x, y, theta, a, b, p, uniform, need):
+def _slices(x, y, theta, a, b, p, uniform, need, keep=True):
     """Per chunk of directions: ``(l0, l1, cost (B, Lc), scale (B, Lc), (gu, gv, ga, gb))``, as in
-    :func:`rows_cost`."""
+    :func:`rows_cost`; unless ``keep``, a chunk's gradients are overwritten by the next chunk's (CPU)."""
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
     cpu = x.device.type == "cpu"
     rows = (_coordinate_rows(x), _coordinate_rows(y)) if cpu else None  # copied once for all chunks
+    ws = _Workspace()  # and work arrays allocated once (freed and allocated per chunk, they grew the heap)
     for l0, l1 in direction_chunks(theta.shape[0], B, N + M, 16 if cpu else 64, at_least=_WORKERS if cpu else 1):
         th = theta[l0:l1]  # (Lc, D)
         if cpu:
-            yield (l0, l1, *_cpu_chunk(x, y, th, a, b, p, uniform, need, rows))
+            yield (l0, l1, *_cpu_chunk(x, y, th, a, b, p, uniform, need, rows, ws, reuse=not keep))
         else:
             u, v = torch.matmul(th, x.transpose(1, 2)), torch.matmul(th, y.transpose(1, 2))  # (B, Lc, N|M)
             yield (l0, l1, *rows_cost(u, v, a, b, p, uniform, need))
@@ -329,7 +334,19 @@ def centred(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
     dtype (a convex combination: it cannot overflow)."""
     x, y = x.detach(), y.detach()
     c = 0.5 * (torch.matmul(a.detach()[:, None, :].to(x.dtype), x) + torch.matmul(b.detach()[:, None, :].to(x.dtype), y))
-    return x - c, y - c
+    if x.device.type != "cpu":
+        return x - c, y - c
+    return _minus_in_rows(x, c), _minus_in_rows(y, c)
+
+
+def _minus_in_rows(t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``t - c`` for ``t (B, N, D)``, ``c (B, 1, D)`` on CPU, computed into ``(B, D, N)`` storage and
+    returned as its ``(B, N, D)`` view: :func:`_coordinate_rows` of it is then the storage itself, and
+    the call holds one copy of each cloud, not two."""
+    B, N, D = t.shape
+    out = np.empty((B, D, N), dtype=t.numpy().dtype)
+    np.subtract(t.numpy().transpose(0, 2, 1), c.numpy().transpose(0, 2, 1), out=out)
+    return torch.from_numpy(out).transpose(1, 2)
 
 
 def _zero_grads(x, a, b, need, dtype=None):
@@ -384,7 +401,7 @@ class LinearSlicedCost(torch.autograd.Function):
         sums = None if store or not any(need) else _zero_grads(x, a, b, need)  # sum_l of each slice's gradient
         # Gradients come with the sort: compute them now if kept or summed, or needed for theta.
         want = tuple(wanted or (need_t and k < 2) for k, wanted in enumerate(need))
-        for l0, l1, cost, sc, grads in _slices(xc, yc, theta, a, b, p, uniform, want):
+        for l0, l1, cost, sc, grads in _slices(xc, yc, theta, a, b, p, uniform, want, keep=store):
             costs[:, l0:l1], scale[:, l0:l1] = cost, sc
             if need_t:  # d cost_l / d theta_l = sum_i gu_i x_i + sum_j gv_j y_j (either origin: sum gu + sum gv = 0)
                 dtheta[:, l0:l1] = torch.matmul(grads[0], xc) + torch.matmul(grads[1], yc)
@@ -410,7 +427,7 @@ class LinearSlicedCost(torch.autograd.Function):
                 chunks = ctx.saved
                 if chunks is None:
                     chunks = ((l0, l1, g) for l0, l1, _, _, g in _slices(xc, yc, theta, a, b, ctx.p, ctx.uniform,
-                                                                          ctx.need))
+                                                                          ctx.need, keep=False))
                 for l0, l1, grads in chunks:
                     _add_grads(out, grads, grad_costs[:, l0:l1], theta[l0:l1].detach())
         gt = (grad_costs[..., None] * dtheta).sum(0) if dtheta is not None else None

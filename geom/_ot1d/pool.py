@@ -17,7 +17,7 @@ __all__ = ["argsort_projections", "run_tasks", "sort_rows"]
 
 _WORKERS = max(1, min(8, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
-_BLAS = None  # threadpoolctl controller, made on first parallel call
+_BLAS = None  # threadpoolctl controllers of numpy's BLAS, found on first use
 _PARALLEL_MIN = 1 << 16  # elements below which threads cost more than they save
 _TASK_ELEMENTS = 1 << 16  # a task takes one row, or whole rows up to this many elements (measured best)
 
@@ -31,20 +31,30 @@ def _pool() -> ThreadPoolExecutor:
 
 _BLAS_LOCK = threading.Lock()
 _BLAS_USERS = 0  # run_tasks calls in flight, from any thread
-_BLAS_LIMIT = None  # their shared threadpoolctl limiter, restored by the last one out
+_BLAS_SAVED: list = []  # (library controller, its thread count) to restore, set by the first one in
+
+
+def _blas_libraries() -> list:
+    """threadpoolctl's controllers of the BLAS libraries numpy loaded, found once (a scan of the loaded
+    libraries costs about 1 ms; a ctypes call to one of them about 1 us)."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
+    return _BLAS
 
 
 @contextlib.contextmanager
 def _blas_one_thread():
     """numpy's BLAS on one thread while any :func:`run_tasks` call of any thread is in flight."""
-    global _BLAS, _BLAS_USERS, _BLAS_LIMIT
+    global _BLAS_USERS, _BLAS_SAVED
     with _BLAS_LOCK:
         if _BLAS_USERS == 0:
-            if _BLAS is None:
-                from threadpoolctl import ThreadpoolController
-
-                _BLAS = ThreadpoolController()  # the BLAS numpy loaded, found once
-            _BLAS_LIMIT = _BLAS.limit(limits=1, user_api="blas")
+            _BLAS_SAVED = [(lib, lib.get_num_threads()) for lib in _blas_libraries()]
+            for lib, n in _BLAS_SAVED:
+                if n != 1:
+                    lib.set_num_threads(1)
         _BLAS_USERS += 1
     try:
         yield
@@ -52,8 +62,10 @@ def _blas_one_thread():
         with _BLAS_LOCK:
             _BLAS_USERS -= 1
             if _BLAS_USERS == 0:
-                _BLAS_LIMIT.restore_original_limits()
-                _BLAS_LIMIT = None
+                for lib, n in _BLAS_SAVED:
+                    if n != 1:
+                        lib.set_num_threads(n)
+                _BLAS_SAVED = []
 
 
 def run_tasks(task, jobs, elements: int) -> None:
