@@ -25,10 +25,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from . import _ot1d
-from ._checks import _as_int, check_bool, check_memory, check_p, check_positive_int, describe
+from ._checks import _as_int, all_finite, check_bool, check_memory, check_p, check_positive_int, describe
 from ._ot1d import absolute_costs
 from .contract import DirectionSpace, EstimateContext, Representation, SlicingScheme
 from .measures import Measure, measure
@@ -157,7 +158,7 @@ def _check_normal(mu: Measure, nu: Measure) -> None:
 def _finite(mu: Measure, nu: Measure, costs: torch.Tensor, scale: torch.Tensor):
     """``(costs, scale)`` unless a slice is not a number: then the projections of the supports left
     the range of their dtype (coordinates near its largest value), a ValueError naming the measures."""
-    if bool(torch.isfinite(costs.detach()).all()) and bool(torch.isfinite(scale).all()):
+    if all_finite(costs) and all_finite(scale):
         return costs, scale
     top = max(mu.support.detach().abs().max().item(), nu.support.detach().abs().max().item())
     if not math.isfinite(top):  # a scheme's lifting (the measures themselves are checked finite)
@@ -188,11 +189,14 @@ def relative_costs(costs: torch.Tensor, scale: torch.Tensor, p: float) -> tuple[
     """Per-slice ``(costs, scale)`` (``W_p^p = scale^p costs``) -> ``(costs / S^p (B, L), S (B,))``
     with ``S`` the largest per-slice ``W_p`` of each item (1 where all are 0), so that the costs lie
     in [0, 1] and the largest is 1. Done in logarithms, so no ``p`` overflows or underflows."""
-    log_w = scale.log() + costs.detach().double().clamp_min(0).log() / p  # (B, L) log W_p per slice
-    log_s = log_w.amax(-1)  # (B,)
-    log_s = torch.where(torch.isfinite(log_s), log_s, 0.0)  # every slice 0
-    factor = torch.exp(p * (scale.log() - log_s[:, None]))  # (B, L) scale^p / S^p, finite
-    return (costs.double() * factor).to(costs.dtype), log_s.exp()
+    # The constants in numpy (a dozen (B, L) operations: ~1 us each there, ~8 us each in torch).
+    c, log_scale = costs.detach().cpu().double().numpy(), np.log(scale.detach().cpu().double().numpy())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_w = log_scale + np.log(np.maximum(c, 0)) / p  # (B, L) log W_p per slice
+    log_s = log_w.max(-1)  # (B,)
+    log_s[~np.isfinite(log_s)] = 0.0  # every slice 0
+    factor = torch.from_numpy(np.exp(p * (log_scale - log_s[:, None]))).to(costs.device)  # (B, L) scale^p / S^p
+    return (costs.double() * factor).to(costs.dtype), torch.from_numpy(np.exp(log_s)).to(scale.device)
 
 
 @dataclass
@@ -388,7 +392,7 @@ def _scheme_name(scheme: SlicingScheme) -> str:
 
 
 def _check_estimate(mean: torch.Tensor, scheme) -> None:
-    if not bool(torch.isfinite(mean.detach()).all()):
+    if not all_finite(mean):
         k = int((~torch.isfinite(mean.detach())).nonzero()[0, 0])
         raise ValueError(f"scheme {_scheme_name(scheme)}: the estimate of E W_p^p is {mean[k].item()} for item "
                          f"{k}, not a finite number")
@@ -404,7 +408,9 @@ def _root(mean: torch.Tensor, mean_err: torch.Tensor, scale: torch.Tensor | None
     s = scale.to(mean.dtype)
     value = s * root_p(mean, p)
     # delta method: d (m^(1/p)) / dm = m^(1/p - 1) / p; at m = 0 the error of m^(1/p) is m_err^(1/p).
-    m = mean.detach().clamp_min(0)
-    err = mean_err.detach()
-    stderr = s * torch.where(m > 0, err * m.clamp_min(tiny).pow(1.0 / p - 1.0) / p, err.clamp_min(0).pow(1.0 / p))
-    return value, stderr
+    # Detached, so in numpy (eight (B,) operations: ~1 us each there, ~8 us each in torch).
+    m = np.maximum(mean.detach().cpu().numpy(), 0)
+    err = mean_err.detach().cpu().numpy().astype(m.dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the branch not taken may overflow
+        e = np.where(m > 0, err * np.maximum(m, tiny) ** (1.0 / p - 1.0) / p, np.maximum(err, 0) ** (1.0 / p))
+    return value, s.detach() * torch.from_numpy(e.astype(m.dtype, copy=False)).to(mean.device)

@@ -394,21 +394,22 @@ class LinearSlicedCost(torch.autograd.Function):
         per_slice = sum(n for n, wanted in zip((N, M, N, M), need) if wanted) * x.element_size()
         store = any(need) and B * L * per_slice <= STORE_BYTES
         xc, yc = centred(x, y, a, b)  # (B, N, D), (B, M, D)
-        costs = x.new_empty(B, L)
-        scale = torch.empty(B, L, dtype=torch.float64, device=x.device)
+        parts = []  # (cost, scale) per chunk, (B, Lc) each
         dtheta = x.new_zeros(B, L, D) if need_t else None
         saved = []
         sums = None if store or not any(need) else _zero_grads(x, a, b, need)  # sum_l of each slice's gradient
         # Gradients come with the sort: compute them now if kept or summed, or needed for theta.
         want = tuple(wanted or (need_t and k < 2) for k, wanted in enumerate(need))
         for l0, l1, cost, sc, grads in _slices(xc, yc, theta, a, b, p, uniform, want, keep=store):
-            costs[:, l0:l1], scale[:, l0:l1] = cost, sc
+            parts.append((cost, sc))
             if need_t:  # d cost_l / d theta_l = sum_i gu_i x_i + sum_j gv_j y_j (either origin: sum gu + sum gv = 0)
                 dtheta[:, l0:l1] = torch.matmul(grads[0], xc) + torch.matmul(grads[1], yc)
             if store:
                 saved.append((l0, l1, tuple(g if wanted else None for g, wanted in zip(grads, need))))
             elif sums is not None:
                 _add_grads(sums, grads, None, theta[l0:l1].detach())
+        costs, scale = parts[0] if len(parts) == 1 else (torch.cat(t, -1) for t in zip(*parts))
+        costs = costs.to(x.dtype)
         ctx.p, ctx.uniform, ctx.need, ctx.saved, ctx.sums = p, uniform, need, saved if store else None, sums
         ctx.save_for_backward(xc, yc, theta, a, b, dtheta)
         ctx.mark_non_differentiable(scale)
