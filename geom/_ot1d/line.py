@@ -205,8 +205,9 @@ def _pair_uniform(u, v, p: float, cost, gu, gv, ws: _Workspace) -> np.ndarray:
     ys, yb, py = _sorted_side(v, gv, "v", ws)
     scale, gap, single = np.ones(r), np.empty(r), u.dtype == np.float32
     kernels.pair_rows(xs, ys, xb, yb, px, py, single, float(p), scale, cost, gap, gu, gv)
-    bad = np.flatnonzero(~_safe(cost, n, u.dtype))
-    if bad.size:
+    safe = _safe(cost, n, u.dtype)
+    if not safe.all():
+        bad = np.flatnonzero(~safe)
         scale[bad] = np.where(gap[bad] > 0, gap[bad], 1.0)
         xs, ys, px, py, gu_, gv_ = (None if t is None else np.ascontiguousarray(t[bad]) for t in (xs, ys, px, py, gu, gv))
         xb, yb = (None if b is None else t.view(np.int64) for b, t in ((xb, xs), (yb, ys)))
@@ -332,20 +333,22 @@ def centred(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
     origin keep their digits in the projections: float32 clouds around 1e7 with gaps around 1 would
     otherwise lose all of them. Any point among the data serves, so ``c`` is computed in the data's
     dtype (a convex combination: it cannot overflow)."""
-    x, y = x.detach(), y.detach()
-    c = 0.5 * (torch.matmul(a.detach()[:, None, :].to(x.dtype), x) + torch.matmul(b.detach()[:, None, :].to(x.dtype), y))
+    x, y, a, b = (t.detach().to(x.dtype) for t in (x, y, a, b))
     if x.device.type != "cpu":
+        c = 0.5 * (torch.matmul(a[:, None, :], x) + torch.matmul(b[:, None, :], y))
         return x - c, y - c
-    return _minus_in_rows(x, c), _minus_in_rows(y, c)
+    xn, yn = x.numpy(), y.numpy()
+    c = 0.5 * (np.matmul(a.numpy()[:, None, :], xn) + np.matmul(b.numpy()[:, None, :], yn))  # (B, 1, D)
+    return _minus_in_rows(xn, c), _minus_in_rows(yn, c)
 
 
-def _minus_in_rows(t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def _minus_in_rows(t: np.ndarray, c: np.ndarray) -> torch.Tensor:
     """``t - c`` for ``t (B, N, D)``, ``c (B, 1, D)`` on CPU, computed into ``(B, D, N)`` storage and
     returned as its ``(B, N, D)`` view: :func:`_coordinate_rows` of it is then the storage itself, and
     the call holds one copy of each cloud, not two."""
     B, N, D = t.shape
-    out = np.empty((B, D, N), dtype=t.numpy().dtype)
-    np.subtract(t.numpy().transpose(0, 2, 1), c.numpy().transpose(0, 2, 1), out=out)
+    out = np.empty((B, D, N), dtype=t.dtype)
+    np.subtract(t.transpose(0, 2, 1), c.transpose(0, 2, 1), out=out)
     return torch.from_numpy(out).transpose(1, 2)
 
 
