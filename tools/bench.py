@@ -163,21 +163,36 @@ def run_batched(cases, reps: int):
 
 
 def run_tiny(n: int = 128, L: int = 64, calls: int = 2000):
-    """The fixed cost of one small call (value + gradient, B = 1): the median over ``calls`` calls."""
+    """The fixed cost of one small call (value + gradient, B = 1): the median over ``calls`` calls, next
+    to two floors timed the same way: the least autograd round trip (a leaf, ``sum()``, ``backward()``),
+    which any differentiable call pays, and ``np.sort`` of the two projected ``(L, N)`` matrices."""
     import geom
 
     x, y, theta = _batched_problem(1, n, L)
     x, y = x[0], y[0]
-    times = []
-    for k in range(calls + 50):
-        xr = x.clone().requires_grad_()
-        start = time.perf_counter()
-        geom.sliced_wasserstein(xr, y, directions=theta).backward()
-        if k >= 50:  # warm-up calls
-            times.append(time.perf_counter() - start)
-    times = np.array(times)
-    return dict(n=n, L=L, calls=calls, median_us=float(np.median(times) * 1e6),
-                p90_us=float(np.quantile(times, 0.9) * 1e6))
+    u, v = (theta @ x.T).numpy(), (theta @ y.T).numpy()
+
+    def geom_call():
+        geom.sliced_wasserstein(x.clone().requires_grad_(), y, directions=theta).backward()
+
+    def autograd_call():
+        x.clone().requires_grad_().sum().backward()
+
+    def median_us(fn):
+        times = []
+        for k in range(calls + 50):
+            start = time.perf_counter()
+            fn()
+            if k >= 50:  # warm-up calls
+                times.append(time.perf_counter() - start)
+        return np.array(times) * 1e6
+
+    times = median_us(geom_call)
+    autograd = float(np.median(median_us(autograd_call)))
+    sort = float(np.median(median_us(lambda: (np.sort(u, axis=1), np.sort(v, axis=1)))))
+    median = float(np.median(times))
+    return dict(n=n, L=L, calls=calls, median_us=median, p90_us=float(np.quantile(times, 0.9)),
+                autograd_floor_us=autograd, sort_floor_us=sort, over_floors=median / (autograd + sort))
 
 
 def run_plan(n: int, L: int, reps: int):
@@ -297,7 +312,9 @@ def main(argv=None) -> int:
                   f"| {r['floor_s']:.4f} | {r['pot_over_geom']:.1f}x | {r['torch_over_geom']:.1f}x | {r['geom_over_floor']:.2f}x |")
     if tiny:
         print(f"\nFixed cost of a tiny call (N = M = {tiny['n']}, L = {tiny['L']}, B = 1, value + gradient): median "
-              f"{tiny['median_us']:.0f} us, 90th percentile {tiny['p90_us']:.0f} us over {tiny['calls']} calls")
+              f"{tiny['median_us']:.0f} us, 90th percentile {tiny['p90_us']:.0f} us over {tiny['calls']} calls; floors: "
+              f"the least autograd round trip {tiny['autograd_floor_us']:.0f} us, np.sort of both projected rows "
+              f"{tiny['sort_floor_us']:.0f} us; geom / (their sum) = {tiny['over_floors']:.2f}x")
     if plan:
         print(f"\nSliced plans, N = M = {plan['n']:,}, L = {plan['L']}: {plan['plan_s']:.3f} s against the SW value "
               f"{plan['sw_value_s']:.3f} s on the same directions ({plan['plan_over_value']:.2f}x) and the "

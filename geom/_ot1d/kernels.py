@@ -1,6 +1,8 @@
 """Compiled row kernels (numba): the passes around numpy's sort that numpy cannot do in one.
 
 * :func:`argsort_float32`: the order of float32 rows (numpy sorts values fast but has no fast argsort);
+* :func:`pair_rows`: uniform 1-D transport of sorted rows (cost, largest gap, gradients written at each
+  atom's place) read straight from the sorted packed keys of :func:`pack_keys`, which are never unpacked;
 * :func:`merge_rows`: weighted 1-D transport by one merge walk of the two cumulative-weight sequences
   (cost, largest gap, gradients in the values and the weights), where numpy needed a third sort;
 * :func:`energy_rows`: the 1-D energy distances of sorted pooled rows and their position gradients,

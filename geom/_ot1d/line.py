@@ -353,11 +353,14 @@ def _minus_in_rows(t: np.ndarray, c: np.ndarray) -> torch.Tensor:
 
 
 def _zero_grads(x, a, b, need, dtype=None):
-    """Zero gradients of ``(x (B, N, D), y (B, M, D), a (B, N), b (B, M))`` where ``need`` asks, else None."""
+    """Zero gradients of ``(x (B, N, D), y (B, M, D), a (B, N), b (B, M))`` where ``need`` asks, else None.
+    Those of the supports are ``(B, D, N)`` storage seen as ``(B, N, D)``: :func:`_add_grads` adds into
+    that storage by one batched product, in place."""
     B, N, D = x.shape
     M = b.shape[1]
-    return [x.new_zeros(shape, dtype=dtype) if wanted else None
-            for shape, wanted in zip(((B, N, D), (B, M, D), (B, N), (B, M)), need)]
+    shapes = ((B, D, N), (B, D, M), (B, N), (B, M))
+    return [None if not wanted else x.new_zeros(shape, dtype=dtype).transpose(1, 2) if k < 2 else
+            x.new_zeros(shape, dtype=dtype) for k, (shape, wanted) in enumerate(zip(shapes, need))]
 
 
 def _add_grads(out, grads, w, theta) -> None:
@@ -367,8 +370,13 @@ def _add_grads(out, grads, w, theta) -> None:
     for k, g in enumerate(grads):
         if out[k] is None or g is None:
             continue
-        if k < 2:  # support: ((D, Lc) @ (B, Lc, N))^T, 7x faster than (B, N, Lc) @ (Lc, D) with g transposed
-            out[k] += torch.matmul(wth.to(g.dtype).transpose(-1, -2), g).transpose(1, 2).to(out[k].dtype)
+        if k < 2:  # support: (D, Lc) @ (B, Lc, N) into the (B, D, N) storage, no temporary of the gradient's size
+            wt = wth.to(g.dtype).transpose(-1, -2)
+            rows = out[k].transpose(1, 2)
+            if rows.is_contiguous() and rows.dtype == g.dtype:
+                rows.baddbmm_(wt.expand(g.shape[0], *wt.shape[-2:]), g)
+            else:
+                rows += torch.matmul(wt, g).to(rows.dtype)
         elif w is None:  # weights
             out[k] += g.sum(1).to(out[k].dtype)
         else:  # (B, 1, Lc) @ (B, Lc, N)
@@ -397,22 +405,25 @@ class LinearSlicedCost(torch.autograd.Function):
         per_slice = sum(n for n, wanted in zip((N, M, N, M), need) if wanted) * x.element_size()
         store = any(need) and B * L * per_slice <= STORE_BYTES
         xc, yc = centred(x, y, a, b)  # (B, N, D), (B, M, D)
-        parts = []  # (cost, scale) per chunk, (B, Lc) each
+        costs = scale = None
         dtheta = x.new_zeros(B, L, D) if need_t else None
         saved = []
         sums = None if store or not any(need) else _zero_grads(x, a, b, need)  # sum_l of each slice's gradient
         # Gradients come with the sort: compute them now if kept or summed, or needed for theta.
         want = tuple(wanted or (need_t and k < 2) for k, wanted in enumerate(need))
         for l0, l1, cost, sc, grads in _slices(xc, yc, theta, a, b, p, uniform, want, keep=store):
-            parts.append((cost, sc))
+            if (l0, l1) == (0, L):  # one chunk: its costs as they come
+                costs, scale = cost.to(x.dtype), sc
+            else:  # copied at once: chunks kept alive would pin small arrays between the large temporaries
+                if costs is None:  # of the heap, which then grows by one temporary per chunk (1e6 x 1024: 3.4 GiB)
+                    costs, scale = x.new_empty(B, L), torch.empty(B, L, dtype=torch.float64, device=x.device)
+                costs[:, l0:l1], scale[:, l0:l1] = cost, sc
             if need_t:  # d cost_l / d theta_l = sum_i gu_i x_i + sum_j gv_j y_j (either origin: sum gu + sum gv = 0)
                 dtheta[:, l0:l1] = torch.matmul(grads[0], xc) + torch.matmul(grads[1], yc)
             if store:
                 saved.append((l0, l1, tuple(g if wanted else None for g, wanted in zip(grads, need))))
             elif sums is not None:
                 _add_grads(sums, grads, None, theta[l0:l1].detach())
-        costs, scale = parts[0] if len(parts) == 1 else (torch.cat(t, -1) for t in zip(*parts))
-        costs = costs.to(x.dtype)
         ctx.p, ctx.uniform, ctx.need, ctx.saved, ctx.sums = p, uniform, need, saved if store else None, sums
         ctx.save_for_backward(xc, yc, theta, a, b, dtheta)
         ctx.mark_non_differentiable(scale)

@@ -78,7 +78,7 @@ def run_tasks(task, jobs, elements: int) -> None:
     held too: once numpy's BLAS has run on two threads, its idle threads spin for a while, and torch's
     next operations wait for the cores (an SW step on 1024 points in 20-D with 64 directions, value
     and gradient: 11-16 ms with the projection on two BLAS threads, 2.8 ms on one; holding and giving
-    back the threads costs about 8 us).
+    back the threads is a few ctypes calls, a few us).
     """
     jobs = list(jobs)
     with _blas_one_thread():
