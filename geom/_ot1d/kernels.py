@@ -182,18 +182,20 @@ def _build(numba):
         scale|^p`` over the ``N + M`` pieces (``dt`` the mass of a piece, ``d`` the gap between the
         atoms holding it; x breakpoints first on ties), ``gap (R,)`` the largest ``|d|`` of a piece
         with mass, ``gx``, ``gy`` the gradients of the cost in the sorted values and, with
-        ``need_w``, ``gwx``, ``gwy`` those in the sorted weights. ``lx (N,)``, ``ly (M,)`` are work
-        arrays for the levels."""
+        ``need_w``, ``gwx``, ``gwy`` those in the sorted weights. ``lx (N + 1,)``, ``ly (M + 1,)`` are
+        work arrays for the levels and a sentinel each."""
         R, N = xs.shape
         M = ys.shape[1]
         for r in range(R):
-            total_x = levels(a, px[r], lx)
-            total_y = levels(b, py[r], ly)
+            total_x = levels(a, px[r], lx[:N])
+            total_y = levels(b, py[r], ly[:M])
             gx[r] = 0.0
             gy[r] = 0.0
             if need_w:
                 gwx[r] = 0.0
                 gwy[r] = 0.0
+            lx[N] = 2.0  # sentinels above every level: the walk needs no test for an exhausted side
+            ly[M] = 2.0
             sc = scale[r]
             i = 0
             j = 0
@@ -203,20 +205,19 @@ def _build(numba):
             last_ck = 0.0
             last_side = -1
             last_at = 0
-            for _ in range(N + M):
-                if i < N and (j >= M or lx[i] <= ly[j]):
-                    t, side, at = lx[i], 0, i
-                else:
-                    t, side, at = ly[j], 1, j
+            for _ in range(N + M):  # written without data-dependent branches: which side comes next is random
+                xi = lx[i]
+                yj = ly[j]
+                take_x = xi <= yj  # x breakpoints first on ties
+                t = min(xi, yj)
                 ia = min(i, N - 1)
                 ja = min(j, M - 1)
                 dt = t - prev
                 prev = t
                 d = np.float64(xs[r, ia] - ys[r, ja])  # in the data's dtype: a gap past its range is inf
-                if dt > 0.0:
-                    largest = max(largest, abs(d))
-                elif sc != 1.0:
-                    d = 0.0  # a piece without mass costs nothing; its gap may exceed the scale
+                has_mass = dt > 0.0
+                largest = max(largest, abs(d) if has_mass else 0.0)
+                d = d if has_mass or sc == 1.0 else 0.0  # no mass, no cost; its gap may exceed the scale
                 d /= sc
                 if p == 2.0:
                     ck = d * d
@@ -237,16 +238,15 @@ def _build(numba):
                         gwx[r, last_at] += last_ck - ck
                     elif last_side == 1:
                         gwy[r, last_at] += last_ck - ck
-                    last_ck, last_side, last_at = ck, side, at
-                if side == 0:
-                    i += 1
-                else:
-                    j += 1
+                    last_ck, last_side, last_at = ck, 0 if take_x else 1, i if take_x else j
+                step = np.int64(take_x)
+                i += step
+                j += 1 - step
             cost[r] = total
             gap[r] = largest
             if need_w:
-                level_gradient(gwx[r], lx, total_x)
-                level_gradient(gwy[r], ly, total_y)
+                level_gradient(gwx[r], lx[:N], total_x)
+                level_gradient(gwy[r], ly[:M], total_y)
 
     @njit
     def weight(j, w, n_first, const_a, const_b, use_const):
@@ -348,7 +348,7 @@ def warm() -> int:
                 pair_rows(xs, ys, xb, yb, xp, yp, dtype == np.float32, 2.0, np.ones(1), np.empty(1, dtype),
                           np.empty(1), gx, gy)
         w = np.full(8, 1 / 8)
-        out = [np.empty(1), np.empty(1)] + [np.empty(x.shape) for _ in range(4)] + [np.empty(8), np.empty(8)]
+        out = [np.empty(1), np.empty(1)] + [np.empty(x.shape) for _ in range(4)] + [np.empty(9), np.empty(9)]
         for need_w in (False, True):
             merge_rows(x, x, px, px, w, w, 2.0, np.ones(1), need_w, *out)
         for use_const in (False, True):

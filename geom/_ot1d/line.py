@@ -239,7 +239,7 @@ def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], 
     gx, gy = ws.get("gx", (r, N), np.float64), ws.get("gy", (r, M), np.float64)
     gwx = ws.get("gwx", (r, N), np.float64) if want_w else ws.get("gw0", (0, 0), np.float64)
     gwy = ws.get("gwy", (r, M), np.float64) if want_w else gwx
-    lx, ly = ws.get("lx", (N,), np.float64), ws.get("ly", (M,), np.float64)
+    lx, ly = ws.get("lx", (N + 1,), np.float64), ws.get("ly", (M + 1,), np.float64)  # levels and a sentinel
     kernels.merge_rows(xs, ys, px, py, a, b, float(p), scale, want_w, cost, gap, gx, gy, gwx, gwy, lx, ly)
     bad = ~_safe(cost, N + M, xs.dtype)
     if bad.any():  # W_p^p = scale^p sum dt |d / scale|^p, scale the largest gap of a piece with mass
