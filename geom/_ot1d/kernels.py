@@ -31,7 +31,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["INDEX_BITS", "argsort_float32", "energy_rows", "merge_rows", "pack_keys", "pair_rows", "warm"]
+__all__ = ["INDEX_BITS", "argsort_float32", "energy_rows", "merge_rows", "pack_keys", "pair_rows", "unsort_rows", "warm"]
 
 INDEX_BITS = 28
 """Low mantissa bits of a float64 key that carry the index (rows up to 2^28 values)."""
@@ -149,6 +149,14 @@ def _build(numba):
                     gy[r, iy] = -g
             cost[r] = total / n
             gap[r] = largest
+
+    @njit
+    def unsort_rows(values, perm, out):
+        """``out[r, perm[r, i]] = values[r, i]``: rows in sorted order back to the order of their atoms."""
+        R, n = values.shape
+        for r in range(R):
+            for i in range(n):
+                out[r, perm[r, i]] = values[r, i]
 
     @njit
     def levels(w, perm, out):
@@ -292,7 +300,7 @@ def _build(numba):
                 k = last + 1
 
     return {"pack_keys": pack_keys, "unpack_keys": unpack_keys, "pair_rows": pair_rows, "merge_rows": merge_rows,
-            "energy_rows": energy_rows}
+            "unsort_rows": unsort_rows, "energy_rows": energy_rows}
 
 
 def argsort_float32(a: np.ndarray, perm: np.ndarray, keys: np.ndarray, write_values: bool = True) -> None:
@@ -314,6 +322,11 @@ def pack_keys(a: np.ndarray, keys: np.ndarray) -> None:
 def pair_rows(*args) -> None:
     """The compiled uniform pairing of sorted rows (see ``_build``'s ``pair_rows`` for its arguments)."""
     _compiled()["pair_rows"](*args)
+
+
+def unsort_rows(values: np.ndarray, perm: np.ndarray, out: np.ndarray) -> None:
+    """``out[r, perm[r, i]] = values[r, i]`` for ``(R, n)`` rows (``perm`` int64, each row a permutation)."""
+    _compiled()["unsort_rows"](values, perm, out)
 
 
 def merge_rows(*args) -> None:
@@ -351,6 +364,7 @@ def warm() -> int:
         out = [np.empty(1), np.empty(1)] + [np.empty(x.shape) for _ in range(4)] + [np.empty(9), np.empty(9)]
         for need_w in (False, True):
             merge_rows(x, x, px, px, w, w, 2.0, np.ones(1), need_w, *out)
+        unsort_rows(out[2], px, np.empty(x.shape, dtype))  # float64 gradients into the data's dtype
         for use_const in (False, True):
             energy_rows(x, px, w, 4, 0.25, 0.25, use_const, True, np.empty(1), np.empty(x.shape))
     return len(_compiled())
