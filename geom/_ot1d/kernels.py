@@ -2,7 +2,7 @@
 
 * :func:`argsort_float32`: the order of float32 rows (numpy sorts values fast but has no fast argsort);
 * :func:`pair_rows`: uniform 1-D transport of sorted rows (cost, largest gap, gradients written at each
-  atom's place) read straight from the sorted packed keys of :func:`pack_keys`, which are never unpacked;
+  atom's place) read straight from the packed keys of :func:`sorted_keys`, which are never unpacked;
 * :func:`merge_rows`: weighted 1-D transport by one merge walk of the two cumulative-weight sequences
   (cost, largest gap, gradients in the values and the weights), where numpy needed a third sort;
 * :func:`energy_rows`: the 1-D energy distances of sorted pooled rows and their position gradients,
@@ -31,7 +31,8 @@ import threading
 
 import numpy as np
 
-__all__ = ["INDEX_BITS", "argsort_float32", "energy_rows", "merge_rows", "pack_keys", "pair_rows", "unsort_rows", "warm"]
+__all__ = ["INDEX_BITS", "argsort_float32", "energy_rows", "merge_rows", "pair_rows", "sorted_keys", "unsort_rows",
+           "warm"]
 
 INDEX_BITS = 28
 """Low mantissa bits of a float64 key that carry the index (rows up to 2^28 values)."""
@@ -96,7 +97,7 @@ def _build(numba):
     @njit
     def entry(rows, bits, perms, r, i):
         """Value (as float64) and column index of place ``i`` of sorted row ``r``: unpacked from a float64
-        key of :func:`pack_keys` where ``bits`` (the keys' int64 view) is given (rounded to float32: the
+        key of :func:`sorted_keys` where ``bits`` (the keys' int64 view) is given (rounded to float32: the
         index bits vanish), else read from ``rows`` and ``perms`` (-1 where that is None). The None
         arguments are types to numba: each combination compiles without these branches."""
         if bits is not None:
@@ -110,7 +111,7 @@ def _build(numba):
     def pair_rows(xs, ys, xbits, ybits, px, py, single, p, scale, cost, gap, gx, gy):
         """Uniform 1-D transport of sorted rows of one length ``n``, k-th atom to k-th atom, in one pass.
 
-        ``xs``, ``ys`` ``(R, n)``: sorted values, or sorted float64 keys of :func:`pack_keys` (values and
+        ``xs``, ``ys`` ``(R, n)``: sorted values, or float64 keys of :func:`sorted_keys` (values and
         orders in one) whose int64 views are ``xbits`` / ``ybits`` (None for values); ``px``, ``py``
         the orders of value rows whose gradient is wanted, else None; ``single``: the data are float32.
         ``scale (R,)`` divides each row's gaps. Writes ``cost (R,)`` ``mean |d / scale|^p`` summed in
@@ -307,16 +308,16 @@ def argsort_float32(a: np.ndarray, perm: np.ndarray, keys: np.ndarray, write_val
     """The order of each float32 row of ``a (R, n)`` into ``perm`` (int64), ties by index, through the
     float64 work array ``keys`` (C-contiguous, ``a``'s shape); with ``write_values`` the rows of ``a``
     are sorted in place. Rows of at most ``2^INDEX_BITS`` values."""
-    k = _compiled()
-    k["pack_keys"](a, keys)
-    keys.sort(axis=-1)
-    k["unpack_keys"](keys, perm, a, write_values)
+    _compiled()["unpack_keys"](sorted_keys(a, keys), perm, a, write_values)
 
 
-def pack_keys(a: np.ndarray, keys: np.ndarray) -> None:
-    """float32 rows ``a (R, n)`` -> float64 ``keys`` (C-contiguous, ``a``'s shape) that sort as the values,
-    ties by index, and carry that index (rows of at most ``2^INDEX_BITS`` values)."""
+def sorted_keys(a: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """float32 rows ``a (R, n)`` -> ``keys`` (float64, C-contiguous, ``a``'s shape) filled with packed
+    value-index keys and sorted by row: the values in order, ties by index, each carrying its index
+    (rows of at most ``2^INDEX_BITS`` values). Returns ``keys``."""
     _compiled()["pack_keys"](a, keys)
+    keys.sort(axis=-1)
+    return keys
 
 
 def pair_rows(*args) -> None:
@@ -349,15 +350,14 @@ def warm() -> int:
         else:
             px[:] = np.arange(8)
         if dtype == np.float32:  # packed keys (with a gradient), or values (without)
-            keys = np.empty(x.shape)
-            pack_keys(x, keys)
-            keys.sort(axis=-1)
+            keys = sorted_keys(x, np.empty(x.shape))
             sides = [(keys, keys.view(np.int64), None), (x, None, None)]
         else:  # values, with their order or without
             sides = [(x, None, px), (x, None, None)]
         for xs, xb, xp in sides:  # every combination the pairing gets
             for ys, yb, yp in sides:
-                gx, gy = (None if b is None and q is None else np.empty(x.shape, dtype) for b, q in ((xb, xp), (yb, yp)))
+                gx, gy = (None if b is None and q is None else np.empty(x.shape, dtype)
+                          for b, q in ((xb, xp), (yb, yp)))
                 pair_rows(xs, ys, xb, yb, xp, yp, dtype == np.float32, 2.0, np.ones(1), np.empty(1, dtype),
                           np.empty(1), gx, gy)
         w = np.full(8, 1 / 8)

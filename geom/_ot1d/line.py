@@ -17,7 +17,8 @@ permutation is needed, each float32 value and its index are packed into one floa
 together (about half the cost of ``argsort``); the quantile levels are merged by one compiled walk
 per row (:mod:`geom._ot1d.kernels`), linear in ``N + M``: no third sort. Uniform rows are paired by
 one compiled pass straight from the sorted keys, which writes the cost and the gradient at each
-atom's place: the keys are never unpacked into sorted values and a permutation. On CUDA, and for non-linear projections, :func:`rows_cost` in torch.
+atom's place: the keys are never unpacked into sorted values and a permutation. On CUDA, and for
+non-linear projections, :func:`rows_cost` in torch.
 :class:`LinearSlicedCost` walks through directions in chunks, so memory stays bounded whatever
 the number of directions.
 """
@@ -182,9 +183,7 @@ def _sorted_side(w: np.ndarray, grad, name: str, ws: _Workspace):
         w.sort(axis=-1)
         return w, None, None
     if w.dtype == np.float32 and w.shape[-1] <= 1 << kernels.INDEX_BITS:
-        keys = ws.get("keys" + name, w.shape, np.float64)
-        kernels.pack_keys(w, keys)
-        keys.sort(axis=-1)
+        keys = kernels.sorted_keys(w, ws.get("keys" + name, w.shape, np.float64))
         return keys, keys.view(np.int64), None
     perm = ws.get("p" + name, w.shape, np.int64)
     _argsort_inplace(w, perm, ws)
@@ -209,7 +208,8 @@ def _pair_uniform(u, v, p: float, cost, gu, gv, ws: _Workspace) -> np.ndarray:
     if not safe.all():
         bad = np.flatnonzero(~safe)
         scale[bad] = np.where(gap[bad] > 0, gap[bad], 1.0)
-        xs, ys, px, py, gu_, gv_ = (None if t is None else np.ascontiguousarray(t[bad]) for t in (xs, ys, px, py, gu, gv))
+        xs, ys, px, py, gu_, gv_ = (None if t is None else np.ascontiguousarray(t[bad])
+                                    for t in (xs, ys, px, py, gu, gv))
         xb, yb = (None if b is None else t.view(np.int64) for b, t in ((xb, xs), (yb, ys)))
         sub_cost = np.empty(bad.size, cost.dtype)
         kernels.pair_rows(xs, ys, xb, yb, px, py, single, float(p), np.ascontiguousarray(scale[bad]), sub_cost,
