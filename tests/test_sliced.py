@@ -417,6 +417,40 @@ def test_tiny_chunks_and_backward_recomputation_change_nothing(monkeypatch, case
     _assert_all_equal(_value_and_grads(x, y, a, b, theta, p), reference, exact=False)
 
 
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+@pytest.mark.parametrize("case", CASES)
+def test_wide_clouds_projected_by_blocks_give_the_per_task_results(monkeypatch, case, p):
+    """From ``WIDE`` dimensions the clouds keep their (B, N, D) layout and each chunk is projected by
+    blocks before the tasks sort; values and every gradient (stored, summed in the forward pass and
+    re-sorted in backward) are those of the per-task projections, to the data's rounding."""
+    x, y, a, b, theta = _case(*case)
+    reference = _value_and_grads(x, y, a, b, theta, p)
+    monkeypatch.setattr(ot1d, "WIDE", 1)  # every dimension is wide
+    _assert_all_equal(_value_and_grads(x, y, a, b, theta, p), reference, exact=False)
+    monkeypatch.setattr(ot1d, "STORE_BYTES", 0)  # summed in the forward pass, or sorted again in backward
+    _assert_all_equal(_value_and_grads(x, y, a, b, theta, p), reference, exact=False)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gradcheck_in_a_wide_dimension(weighted):
+    """gradcheck of the costs w.r.t. points and directions in 40 dimensions (the block projections),
+    and a support gradient laid out as the support, (N, D) contiguous."""
+    assert 40 >= ot1d.WIDE
+    n, m = (7, 7) if not weighted else (7, 10)
+    x, y = cloud(21, n, 40), cloud(22, m, 40) + 0.3
+    wa, wb = (positive_weights(21, n), positive_weights(22, m)) if weighted else (None, None)
+    theta = 1.3 * unit_directions(23, 4, 40)
+
+    def costs(xx, yy, th):
+        return sliced_costs(geom.measure(xx, weights=wa), geom.measure(yy, weights=wb), th, 2.0)
+
+    inputs = tuple(t.clone().requires_grad_(True) for t in (x, y, theta))
+    assert torch.autograd.gradcheck(costs, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
+    xr = x.clone().requires_grad_(True)
+    (gx,) = torch.autograd.grad(costs(xr, y, theta).sum(), (xr,))
+    assert gx.is_contiguous()
+
+
 @pytest.mark.parametrize("scheme", ["mc", "qmc"])
 @pytest.mark.parametrize("case", CASES)
 def test_gradients_summed_in_the_forward_pass_equal_the_stored_ones_without_a_second_sort(monkeypatch, case, scheme):
