@@ -140,9 +140,9 @@ def _build(numba):
                     total += abs(d)
                     slope = np.sign(d)
                 else:
-                    ad = abs(d)
-                    total += ad**p
-                    slope = p * ad ** (p - 1.0) * np.sign(d)
+                    lower = abs(d) ** (p - 1.0)  # one power: |d|^p = |d|^(p - 1) |d|
+                    total += lower * abs(d)
+                    slope = p * lower * np.sign(d)
                 g = slope / (n * sc)
                 if gx is not None:
                     gx[r, ix] = g
@@ -235,9 +235,9 @@ def _build(numba):
                     ck = abs(d)
                     slope = np.sign(d)
                 else:
-                    ad = abs(d)
-                    ck = ad**p
-                    slope = p * ad ** (p - 1.0) * np.sign(d)
+                    lower = abs(d) ** (p - 1.0)  # one power: |d|^p = |d|^(p - 1) |d|
+                    ck = lower * abs(d)
+                    slope = p * lower * np.sign(d)
                 total += dt * ck
                 g = dt * slope / sc
                 gx[r, ia] += g
