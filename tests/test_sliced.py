@@ -431,6 +431,29 @@ def test_wide_clouds_projected_by_blocks_give_the_per_task_results(monkeypatch, 
     _assert_all_equal(_value_and_grads(x, y, a, b, theta, p), reference, exact=False)
 
 
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+@pytest.mark.parametrize("unit", [1.0, 1e-30])  # 1e-30: every row is rescued by its scale in float32
+def test_weighted_gradient_of_one_side_equals_that_of_both(p, unit):
+    """The merge walk compiled without the other side's gradient gives the same gradient and value."""
+    x = (cloud(31, 30, 3) * unit).float()
+    y = ((cloud(32, 23, 3) + 0.4) * unit).float()
+    a, b = positive_weights(31, 30).float(), positive_weights(32, 23).float()
+    theta = unit_directions(33, 20, 3).float()
+
+    def grads(want_x, want_y):
+        xr, yr = x.clone().requires_grad_(want_x), y.clone().requires_grad_(want_y)
+        value = geom.sliced_wasserstein(geom.measure(xr, weights=a), geom.measure(yr, weights=b), p=p,
+                                        directions=theta)
+        inputs = [t for t, want in ((xr, want_x), (yr, want_y)) if want]
+        return value.detach(), torch.autograd.grad(value, inputs)
+
+    value, (gx, gy) = grads(True, True)
+    for want_x, want_y, expected in ((True, False, gx), (False, True, gy)):
+        v, (g,) = grads(want_x, want_y)
+        assert torch.equal(v, value)
+        assert torch.equal(g, expected)
+
+
 @pytest.mark.parametrize("weighted", [False, True])
 def test_gradcheck_in_a_wide_dimension(weighted):
     """gradcheck of the costs w.r.t. points and directions in 40 dimensions (the block projections),

@@ -190,16 +190,18 @@ def _build(numba):
         float64 weights; ``scale (R,)`` divides each row's gaps. Writes ``cost (R,)`` ``sum dt |d /
         scale|^p`` over the ``N + M`` pieces (``dt`` the mass of a piece, ``d`` the gap between the
         atoms holding it; x breakpoints first on ties), ``gap (R,)`` the largest ``|d|`` of a piece
-        with mass, ``gx``, ``gy`` the gradients of the cost in the sorted values and, with
-        ``need_w``, ``gwx``, ``gwy`` those in the sorted weights. ``lx (N + 1,)``, ``ly (M + 1,)`` are
-        work arrays for the levels and a sentinel each."""
+        with mass, ``gx``, ``gy`` the gradients of the cost in the sorted values (None: not wanted,
+        a variant compiled without them) and, with ``need_w``, ``gwx``, ``gwy`` those in the sorted
+        weights. ``lx (N + 1,)``, ``ly (M + 1,)`` are work arrays for the levels and a sentinel each."""
         R, N = xs.shape
         M = ys.shape[1]
         for r in range(R):
             total_x = levels(a, px[r], lx[:N])
             total_y = levels(b, py[r], ly[:M])
-            gx[r] = 0.0
-            gy[r] = 0.0
+            if gx is not None:
+                gx[r] = 0.0
+            if gy is not None:
+                gy[r] = 0.0
             if need_w:
                 gwx[r] = 0.0
                 gwy[r] = 0.0
@@ -240,8 +242,10 @@ def _build(numba):
                     slope = p * lower * np.sign(d)
                 total += dt * ck
                 g = dt * slope / sc
-                gx[r, ia] += g
-                gy[r, ja] -= g
+                if gx is not None:
+                    gx[r, ia] += g
+                if gy is not None:
+                    gy[r, ja] -= g
                 if need_w:  # moving a level moves mass between the piece ending there and the next
                     if last_side == 0:
                         gwx[r, last_at] += last_ck - ck
@@ -364,6 +368,8 @@ def warm() -> int:
         out = [np.empty(1), np.empty(1)] + [np.empty(x.shape) for _ in range(4)] + [np.empty(9), np.empty(9)]
         for need_w in (False, True):
             merge_rows(x, x, px, px, w, w, 2.0, np.ones(1), need_w, *out)
+        for gx, gy in ((out[2], None), (None, out[3])):  # the gradient of one side only
+            merge_rows(x, x, px, px, w, w, 2.0, np.ones(1), False, *out[:2], gx, gy, *out[4:])
         unsort_rows(out[2], px, np.empty(x.shape, dtype))  # float64 gradients into the data's dtype
         for use_const in (False, True):
             energy_rows(x, px, w, 4, 0.25, 0.25, use_const, True, np.empty(1), np.empty(x.shape))

@@ -226,7 +226,8 @@ def _pair_uniform(u, v, p: float, cost, gu, gv, ws: _Workspace) -> np.ndarray:
     return scale
 
 
-def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], ws: _Workspace):
+def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], ws: _Workspace,
+                     need_v: tuple[bool, bool] = (True, True)):
     """W_p^p between weighted 1-D measures by merging their cumulative-weight sequences.
 
     ``xs (r, N)``, ``ys (r, M)`` are sorted rows, ``px``, ``py`` their permutations and ``a (N,)``,
@@ -234,14 +235,17 @@ def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], 
     quantile functions are constant, so the integral is a sum over ``N + M`` pieces, walked in one
     compiled pass per row (:func:`geom._ot1d.kernels.merge_rows`): no third sort. Returns cost and
     scale ``(r,)`` (``W_p^p = scale^p cost``, as in :func:`_pair_uniform`) and the gradients of cost
-    with respect to ``xs``, ``ys`` and, where ``need_w`` asks, the sorted weights (else None), all in
-    sorted order, in reused work arrays.
+    with respect to ``xs``, ``ys`` where ``need_v`` asks and the sorted weights where ``need_w`` asks
+    (else None), all in sorted order, in reused work arrays.
     """
     r, N = xs.shape
     M = ys.shape[1]
     want_w = any(need_w)
     cost, gap, scale = np.empty(r), np.empty(r), np.ones(r)
-    gx, gy = ws.get("gx", (r, N), np.float64), ws.get("gy", (r, M), np.float64)
+    if not any(need_v):  # the walk writes the gradient of one side at least
+        need_v = (True, False)
+    gx, gy = (ws.get(name, (r, n), np.float64) if wanted else None
+              for name, n, wanted in (("gx", N, need_v[0]), ("gy", M, need_v[1])))
     gwx = ws.get("gwx", (r, N), np.float64) if want_w else ws.get("gw0", (0, 0), np.float64)
     gwy = ws.get("gwy", (r, M), np.float64) if want_w else gwx
     lx, ly = ws.get("lx", (N + 1,), np.float64), ws.get("ly", (M + 1,), np.float64)  # levels and a sentinel
@@ -250,12 +254,15 @@ def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], 
     if bad.any():  # W_p^p = scale^p sum dt |d / scale|^p, scale the largest gap of a piece with mass
         rows = np.flatnonzero(bad)
         scale[rows] = np.where(gap[rows] > 0, gap[rows], 1.0)
-        sub = [np.ascontiguousarray(t[rows]) for t in (xs, ys, px, py, gx, gy)]
+        sub = [None if t is None else np.ascontiguousarray(t[rows]) for t in (xs, ys, px, py, gx, gy)]
         sub_w = [np.ascontiguousarray(t[rows]) for t in (gwx, gwy)] if want_w else [gwx, gwy]
         sub_cost = np.empty(len(rows))
         kernels.merge_rows(*sub[:4], a, b, float(p), np.ascontiguousarray(scale[rows]), want_w, sub_cost,
                            np.empty(len(rows)), sub[4], sub[5], *sub_w, lx, ly)
-        cost[rows], gx[rows], gy[rows] = sub_cost, sub[4], sub[5]
+        cost[rows] = sub_cost
+        for out, g in ((gx, sub[4]), (gy, sub[5])):
+            if out is not None:
+                out[rows] = g
         if want_w:
             gwx[rows], gwy[rows] = sub_w
     return (cost, scale, gx, gy, gwx if need_w[0] else None, gwy if need_w[1] else None)
@@ -308,7 +315,8 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, F
         pu, pv = ws.get("pu", (r, N), np.int64), ws.get("pv", (r, M), np.int64)
         _argsort_inplace(u, pu, ws)
         _argsort_inplace(v, pv, ws)
-        cost[k, l0:l1], scale[k, l0:l1], *sorted_grads = _merge_quantiles(u, v, pu, pv, a_[k], b_[k], p, need[2:], ws)
+        cost[k, l0:l1], scale[k, l0:l1], *sorted_grads = _merge_quantiles(u, v, pu, pv, a_[k], b_[k], p, need[2:], ws,
+                                                                          need[:2])
         for out, perm, values in zip(grads, (pu, pv, pu, pv), sorted_grads):
             if out is not None:  # unsort, compiled (numpy's flat fancy assignment took about 2x)
                 kernels.unsort_rows(values, perm, out[k, l0:l1])
