@@ -256,14 +256,21 @@ def test_bad_input_errors():
         mmd_flow(x, y, steps=3, callback=3)
 
 
+@pytest.mark.parametrize("wide", [False, True])
 @pytest.mark.parametrize("weight_grads", [True, False])
 @pytest.mark.parametrize("uniform", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_numpy_and_torch_kernels_agree(dtype, uniform, weight_grads):
+def test_numpy_and_torch_kernels_agree(monkeypatch, dtype, uniform, weight_grads, wide):
     # The CPU path (the compiled kernel without weight gradients, numpy with them; ties in both) and
     # the torch path (CUDA) on the same data, with weights, N != M, batches and many ties (integer
-    # points), several directions per task.
+    # points), several directions per task. ``wide``: the path of wide dimensions (projections by
+    # blocks first, supports in their (B, N, D) layout), with a buffer of three slices between products.
     from geom._ot1d import energy as mmd
+    from geom._ot1d import line
+
+    if wide:
+        monkeypatch.setattr(line, "WIDE", 1)
+        monkeypatch.setattr(mmd, "_BUFFER_WIDE", 3 * 65)
 
     g = torch.Generator().manual_seed(12)
     x = torch.randint(-3, 4, (2, 40, 3), generator=g).to(dtype)

@@ -327,20 +327,20 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, F
             tuple(None if g is None else torch.from_numpy(g) for g in grads))
 
 
-def _project_blocks(th: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``x @ th.T`` and ``y @ th.T`` as ``(B, L, N)``, ``(B, L, M)``: on the sort pool, each thread one
+def _project_blocks(th: np.ndarray, *clouds: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``t @ th.T`` as ``(B, L, N)`` for each cloud ``t (B, N, D)``: on the sort pool, each thread one
     large product (a block of directions of one item; BLAS on one thread, see :func:`run_tasks`). numpy's
     BLAS on its own threads left them spinning after the product, and the sorting tasks that followed
     ran at half speed (N = 1e4, d = 32, L = 256: 79 against 41 ms)."""
-    B, L = x.shape[0], th.shape[0]
-    out = np.empty((B, L, x.shape[1]), th.dtype), np.empty((B, L, y.shape[1]), th.dtype)
+    B, L = clouds[0].shape[0], th.shape[0]
+    out = tuple(np.empty((B, L, t.shape[1]), th.dtype) for t in clouds)
     step = -(-L // max(1, -(-_WORKERS // B)))  # directions per block: every thread gets one
 
     def block(k: int, l0: int) -> None:
-        for t, o in zip((x, y), out):
+        for t, o in zip(clouds, out):
             np.matmul(th[l0 : l0 + step], t[k].T, out=o[k, l0 : l0 + step])
 
-    run_tasks(block, ((k, l0) for k in range(B) for l0 in range(0, L, step)), B * L * (x.shape[1] + y.shape[1]))
+    run_tasks(block, ((k, l0) for k in range(B) for l0 in range(0, L, step)), B * L * sum(t.shape[1] for t in clouds))
     return out
 
 
