@@ -266,10 +266,10 @@ def test_numpy_and_torch_kernels_agree(monkeypatch, dtype, uniform, weight_grads
     # points), several directions per task. ``wide``: the path of wide dimensions (projections by
     # blocks first, supports in their (B, N, D) layout), with a buffer of three slices between products.
     from geom._ot1d import energy as mmd
-    from geom._ot1d import line
+    from geom._ot1d import pool
 
     if wide:
-        monkeypatch.setattr(line, "WIDE", 1)
+        monkeypatch.setattr(pool, "WIDE", 1)
         monkeypatch.setattr(mmd, "_BUFFER_WIDE", 3 * 65)
 
     g = torch.Generator().manual_seed(12)

@@ -425,7 +425,7 @@ def test_wide_clouds_projected_by_blocks_give_the_per_task_results(monkeypatch, 
     re-sorted in backward) are those of the per-task projections, to the data's rounding."""
     x, y, a, b, theta = _case(*case)
     reference = _value_and_grads(x, y, a, b, theta, p)
-    monkeypatch.setattr(ot1d, "WIDE", 1)  # every dimension is wide
+    monkeypatch.setattr(ot1d.pool, "WIDE", 1)  # every dimension is wide
     _assert_all_equal(_value_and_grads(x, y, a, b, theta, p), reference, exact=False)
     monkeypatch.setattr(ot1d, "STORE_BYTES", 0)  # summed in the forward pass, or sorted again in backward
     _assert_all_equal(_value_and_grads(x, y, a, b, theta, p), reference, exact=False)
@@ -458,7 +458,7 @@ def test_weighted_gradient_of_one_side_equals_that_of_both(p, unit):
 def test_gradcheck_in_a_wide_dimension(weighted):
     """gradcheck of the costs w.r.t. points and directions in 40 dimensions (the block projections),
     and a support gradient laid out as the support, (N, D) contiguous."""
-    assert 40 >= ot1d.WIDE
+    assert 40 >= ot1d.pool.WIDE
     n, m = (7, 7) if not weighted else (7, 10)
     x, y = cloud(21, n, 40), cloud(22, m, 40) + 0.3
     wa, wb = (positive_weights(21, n), positive_weights(22, m)) if weighted else (None, None)

@@ -146,3 +146,21 @@ def test_compiled_pairing_rescues_rows_whose_plain_cost_leaves_the_dtype():
     expected = 2 * u.astype(np.float64) / 64  # d W_2^2 / du = scale^2 d cost / du
     err = np.abs(gu * scale[:, None] ** 2 - expected).max(1) / np.abs(expected).max(1)
     assert (err < 1e-5).all(), err
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("d", [3, 40])
+def test_argsort_projections_orders_every_row_in_either_layout(monkeypatch, d, dtype):
+    """Each returned row is a permutation that sorts the projections (recomputed in float64) up to the
+    data's rounding, with per-task products below ``WIDE`` dimensions and blocks of directions from
+    there on, both forced here."""
+    g = torch.Generator().manual_seed(7)
+    x = (torch.randn(2, 300, d, generator=g, dtype=torch.float64) + 5.0).to(dtype)  # off the origin
+    theta = torch.nn.functional.normalize(torch.randn(9, d, generator=g, dtype=torch.float64), dim=1).to(dtype)
+    u = torch.einsum("ld,bnd->bln", theta.double(), x.double())  # (B, L, N)
+    tol = (1e-5 if dtype == torch.float32 else 1e-13) * float(x.abs().max()) * d ** 0.5
+    for wide in (1, 10**9):
+        monkeypatch.setattr(_ot1d, "WIDE", wide)
+        perm = _ot1d.argsort_projections(x, theta)
+        assert torch.equal(perm.sort(-1).values, torch.arange(300).expand_as(perm))
+        assert float(u.gather(-1, perm).diff(dim=-1).min()) >= -tol

@@ -13,19 +13,18 @@ import threading
 import numpy as np
 import torch
 
-from . import kernels
-from . import line
-from .line import _project_blocks, centred, direction_chunks
-from .pool import _TASK_ELEMENTS, _argsort_inplace, _Workspace, run_tasks, sort_rows
+from . import kernels, pool
+from .line import centred, direction_chunks
+from .pool import _TASK_ELEMENTS, _argsort_inplace, _project_blocks, _Workspace, run_tasks, sort_rows
 
 __all__ = ["SlicedEnergy"]
 
 _BUFFER = 8
 """Slices whose support gradients a thread keeps in point order before adding them up in one product."""
 _BUFFER_WIDE = 1 << 21
-"""From :data:`geom._ot1d.line.WIDE` dimensions on, a thread buffers up to this many gradient values (16 MiB) before
-its product: each flush writes the whole (D, K) float64 sum, so eight slices a flush made the sums
-bound by memory (N = M = 1e4, d = 1024, L = 256: 1.15 s of tasks a call)."""
+"""From :data:`geom._ot1d.pool.WIDE` dimensions on, a thread buffers up to this many gradient values
+(16 MiB) before its product: each flush writes the whole (D, K) float64 sum, so eight slices a flush
+made the sums bound by memory (N = M = 1e4, d = 1024, L = 256: 1.15 s of tasks a call)."""
 
 
 def _energy_rows(s: torch.Tensor, w: torch.Tensor, need_s: bool, need_w: bool):
@@ -91,10 +90,10 @@ def _untie(s: np.ndarray, gap: np.ndarray, below: np.ndarray, above: np.ndarray)
 
 def _pooled(x, y, a, b):
     """Numpy ``(B, D, N + M)`` pooled supports (coordinates contiguous; ``(B, N + M, D)`` from
-    :data:`geom._ot1d.line.WIDE` dimensions on), ``(B, N + M)`` float64 ``(a, -b)`` and, per batch item, ``(a_0, b_0)``
-    when both weight vectors are constant (else None)."""
+    :data:`geom._ot1d.pool.WIDE` dimensions on), ``(B, N + M)`` float64 ``(a, -b)`` and, per batch
+    item, ``(a_0, b_0)`` when both weight vectors are constant (else None)."""
     pooled = torch.cat([x, y], 1).detach().numpy()
-    if x.shape[-1] < line.WIDE:
+    if x.shape[-1] < pool.WIDE:
         pooled = np.ascontiguousarray(pooled.transpose(0, 2, 1))
     a_, b_ = a.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64)
     const = [(a_[k, 0], b_[k, 0]) if (a_[k] == a_[k, 0]).all() and (b_[k] == b_[k, 0]).all() else None
@@ -118,14 +117,14 @@ def _cpu_chunk(x, y, theta, a, b, need=(False,) * 4, up=None):
     pooled, w, const = _pooled(x, y, a, b)  # (B, D, K) or wide (B, K, D), (B, K), [(a_0, b_0) or None]
     dtype = pooled.dtype
     th = theta.detach().numpy().astype(dtype)
-    projected = _project_blocks(th, pooled)[0] if D >= line.WIDE else None  # (B, Lc, K), see line.WIDE
+    projected = _project_blocks(th, pooled)[0] if D >= pool.WIDE else None  # (B, Lc, K), see pool.WIDE
     th64 = th.astype(np.float64)
     energy = np.empty((B, L), dtype)
     need_s, need_w = need[0] or need[1], need[2] or need[3]
     ups = None if up is None else up.detach().numpy().astype(np.float64)  # (B, Lc)
     ws = _Workspace()
     step = max(1, _TASK_ELEMENTS // K)  # directions per task
-    rows = max(step, _BUFFER if D < line.WIDE else min(L, _BUFFER_WIDE // K))  # slices per buffered product
+    rows = max(step, _BUFFER if D < pool.WIDE else min(L, _BUFFER_WIDE // K))  # slices per buffered product
     c0, c1 = (0 if need[0] else N), (K if need[1] else N)  # columns whose support gradient is needed
     sums: dict[int, list] = {}  # per thread: [(B, D, c1 - c0) support sums, (B, K) weight sums, buffer]
     lock = threading.Lock()

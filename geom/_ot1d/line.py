@@ -28,18 +28,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import kernels
-from .pool import _TASK_ELEMENTS, _WORKERS, _argsort_inplace, _Workspace, run_tasks, sort_rows
+from . import kernels, pool
+from .pool import _TASK_ELEMENTS, _WORKERS, _argsort_inplace, _project_blocks, _Workspace, run_tasks, sort_rows
 
 __all__ = ["LinearSlicedCost", "ProjectedCost", "absolute_costs", "centred", "direction_chunks", "rows_cost"]
 
 CHUNK_BYTES = 1 << 27  # working memory of one chunk of directions (~128 MiB)
 STORE_BYTES = 1 << 29  # keep per-slice gradients for backward up to this size, else recompute
-WIDE = 32
-"""From this dimension on (CPU), one matrix product on all threads projects a chunk of directions before
-the tasks sort: products of a few directions on one thread each are bound by arithmetic there (N = 1e4,
-d = 1024: 72 against 20 ns per projected value; at d = 8, 0.43 against 0.31, and below 1e4 points the
-per-task products win). The clouds then keep their (B, N, D) layout."""
 
 
 def _pow_and_slope(d: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -288,7 +283,7 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, F
     B, N, _ = x.shape
     M, L = y.shape[1], theta.shape[0]
     th = theta.detach().numpy()
-    if x.shape[-1] >= WIDE:  # (B, Lc, N), (B, Lc, M) projections first, a block of directions per thread
+    if x.shape[-1] >= pool.WIDE:  # (B, Lc, N), (B, Lc, M) projections first, a block of directions per thread
         projected = _project_blocks(th, x.detach().numpy(), y.detach().numpy())
     else:
         projected = None
@@ -327,29 +322,12 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, F
             tuple(None if g is None else torch.from_numpy(g) for g in grads))
 
 
-def _project_blocks(th: np.ndarray, *clouds: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``t @ th.T`` as ``(B, L, N)`` for each cloud ``t (B, N, D)``: on the sort pool, each thread one
-    large product (a block of directions of one item; BLAS on one thread, see :func:`run_tasks`). numpy's
-    BLAS on its own threads left them spinning after the product, and the sorting tasks that followed
-    ran at half speed (N = 1e4, d = 32, L = 256: 79 against 41 ms)."""
-    B, L = clouds[0].shape[0], th.shape[0]
-    out = tuple(np.empty((B, L, t.shape[1]), th.dtype) for t in clouds)
-    step = -(-L // max(1, -(-_WORKERS // B)))  # directions per block: every thread gets one
-
-    def block(k: int, l0: int) -> None:
-        for t, o in zip(clouds, out):
-            np.matmul(th[l0 : l0 + step], t[k].T, out=o[k, l0 : l0 + step])
-
-    run_tasks(block, ((k, l0) for k in range(B) for l0 in range(0, L, step)), B * L * sum(t.shape[1] for t in clouds))
-    return out
-
-
 def _slices(x, y, theta, a, b, p, uniform, need, keep=True):
     """Per chunk of directions: ``(l0, l1, cost (B, Lc), scale (B, Lc), (gu, gv, ga, gb))``, as in
     :func:`rows_cost`; unless ``keep``, a chunk's gradients are overwritten by the next chunk's (CPU)."""
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
     cpu = x.device.type == "cpu"
-    wide = x.shape[-1] >= WIDE
+    wide = x.shape[-1] >= pool.WIDE
     rows = (_coordinate_rows(x), _coordinate_rows(y)) if cpu and not wide else None  # copied once for all chunks
     ws = _Workspace()  # and work arrays allocated once (freed and allocated per chunk, they grew the heap)
     per_entry = (20 if wide else 16) if cpu else 64  # bytes: wide chunks hold their projections
@@ -367,15 +345,16 @@ def centred(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
     Sliced distances do not change when both measures move together, and coordinates near the
     origin keep their digits in the projections: float32 clouds around 1e7 with gaps around 1 would
     otherwise lose all of them. Any point among the data serves, so ``c`` is computed in the data's
-    dtype (a convex combination: it cannot overflow). On CPU below :data:`WIDE` dimensions the result
-    lies in the (B, D, N) layout the per-task projections read (:func:`_minus_in_rows`)."""
+    dtype (a convex combination: it cannot overflow). On CPU below :data:`~geom._ot1d.pool.WIDE`
+    dimensions the result lies in the (B, D, N) layout the per-task projections read
+    (:func:`_minus_in_rows`)."""
     x, y, a, b = (t.detach().to(x.dtype) for t in (x, y, a, b))
     if x.device.type != "cpu":
         c = 0.5 * (torch.matmul(a[:, None, :], x) + torch.matmul(b[:, None, :], y))
         return x - c, y - c
     xn, yn = x.numpy(), y.numpy()
     c = 0.5 * (np.matmul(a.numpy()[:, None, :], xn) + np.matmul(b.numpy()[:, None, :], yn))  # (B, 1, D)
-    if x.shape[-1] >= WIDE:  # a transposing subtraction takes 6x a plain one at d = 1024
+    if x.shape[-1] >= pool.WIDE:  # a transposing subtraction takes 6x a plain one at d = 1024
         return torch.from_numpy(xn - c), torch.from_numpy(yn - c)
     return _minus_in_rows(xn, c), _minus_in_rows(yn, c)
 
@@ -393,8 +372,8 @@ def _minus_in_rows(t: np.ndarray, c: np.ndarray) -> torch.Tensor:
 def _zero_grads(x, a, b, need, dtype=None):
     """Zero gradients of ``(x (B, N, D), y (B, M, D), a (B, N), b (B, M))`` where ``need`` asks, else None.
     Those of the supports are laid out as the (centred) support ``x``: ``(B, D, N)`` storage seen as
-    ``(B, N, D)`` below :data:`WIDE` dimensions on CPU, else ``(B, N, D)``; :func:`_add_grads` adds into
-    either by one batched product, in place."""
+    ``(B, N, D)`` below :data:`~geom._ot1d.pool.WIDE` dimensions on CPU, else ``(B, N, D)``;
+    :func:`_add_grads` adds into either by one batched product, in place."""
     B, N, D = x.shape
     M = b.shape[1]
     rows = x.dim() == 3 and x.transpose(1, 2).is_contiguous()
