@@ -14,6 +14,7 @@ dataset items of any sizes into one padded batch (the ``collate_fn`` of a DataLo
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import numpy as np
@@ -64,7 +65,7 @@ class Measure:
     @property
     def dim(self) -> int:
         """Dimension of the ambient space of one support point (``D`` for point clouds)."""
-        return self.support[0, 0].numel()
+        return math.prod(self.support.shape[2:])  # from the shape: indexing a tensor costs ~10 us
 
     @property
     def dtype(self) -> torch.dtype:
