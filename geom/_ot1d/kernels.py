@@ -4,7 +4,8 @@
 * :func:`pair_rows`: uniform 1-D transport of sorted rows (cost, largest gap, gradients written at each
   atom's place) read straight from the packed keys of :func:`sorted_keys`, which are never unpacked;
 * :func:`merge_rows`: weighted 1-D transport by one merge walk of the two cumulative-weight sequences
-  (cost, largest gap, gradients in the values and the weights), where numpy needed a third sort;
+  (cost, largest gap, gradients in the values at each atom's place and in the sorted weights), read
+  from the same sorted keys, where numpy needed a third sort;
 * :func:`energy_rows`: the 1-D energy distances of sorted pooled rows and their position gradients,
   ties included.
 
@@ -160,14 +161,14 @@ def _build(numba):
                 out[r, perm[r, i]] = values[r, i]
 
     @njit
-    def levels(w, perm, out):
-        """``out`` = the cumulative sums of ``w[perm]`` divided by their total (the last is exactly 1);
-        returns the total."""
+    def levels(w, rows, bits, perms, r, out):
+        """``out`` = the cumulative sums of the weights ``w`` of sorted row ``r``'s atoms (read as by
+        :func:`entry`) divided by their total (the last is exactly 1); returns the total."""
         s = 0.0
-        for i in range(perm.shape[0]):
-            s += w[perm[i]]
+        for i in range(out.shape[0]):
+            s += w[entry(rows, bits, perms, r, i)[1]]
             out[i] = s
-        for i in range(perm.shape[0]):
+        for i in range(out.shape[0]):
             out[i] /= s
         return s
 
@@ -183,25 +184,27 @@ def _build(numba):
             g[k] = (suffix - at_levels) / total
 
     @njit
-    def merge_rows(xs, ys, px, py, a, b, p, scale, need_w, cost, gap, gx, gy, gwx, gwy, lx, ly):
+    def merge_rows(xs, ys, xbits, ybits, px, py, a, b, single, p, scale, need_w, cost, gap, gx, gy, gwx, gwy, lx, ly):
         """Weighted 1-D transport, row by row, by one merge of the two cumulative-weight sequences.
 
-        ``xs (R, N)``, ``ys (R, M)`` sorted values with orders ``px``, ``py``; ``a (N,)``, ``b (M,)``
-        float64 weights; ``scale (R,)`` divides each row's gaps. Writes ``cost (R,)`` ``sum dt |d /
-        scale|^p`` over the ``N + M`` pieces (``dt`` the mass of a piece, ``d`` the gap between the
-        atoms holding it; x breakpoints first on ties), ``gap (R,)`` the largest ``|d|`` of a piece
-        with mass, ``gx``, ``gy`` the gradients of the cost in the sorted values (None: not wanted,
-        a variant compiled without them) and, with ``need_w``, ``gwx``, ``gwy`` those in the sorted
-        weights. ``lx (N + 1,)``, ``ly (M + 1,)`` are work arrays for the levels and a sentinel each."""
+        ``xs (R, N)``, ``ys (R, M)``: sorted rows, as :func:`pair_rows` takes them (float64 keys of
+        :func:`sorted_keys` with their int64 views ``xbits`` / ``ybits``, or values with their orders
+        ``px`` / ``py``); ``a (N,)``, ``b (M,)`` float64 weights; ``single``: the data are float32;
+        ``scale (R,)`` divides each row's gaps. Writes ``cost (R,)`` ``sum dt |d / scale|^p`` over the
+        ``N + M`` pieces (``dt`` the mass of a piece, ``d`` the gap between the atoms holding it, in
+        the data's dtype; x breakpoints first on ties), ``gap (R,)`` the largest ``|d|`` of a piece
+        with mass, ``gx``, ``gy`` the gradients of the cost in the values at each atom's place (None:
+        not wanted, a variant compiled without them) and, with ``need_w`` (orders given), ``gwx``,
+        ``gwy`` those in the sorted weights. ``lx (N + 1,)``, ``ly (M + 1,)`` are work arrays for the
+        levels and a sentinel each.
+
+        An atom's pieces are consecutive, so its gradient is summed in a register and stored at its
+        place at every piece (the last store holds the sum): no read-modify-write, no unsort pass."""
         R, N = xs.shape
         M = ys.shape[1]
         for r in range(R):
-            total_x = levels(a, px[r], lx[:N])
-            total_y = levels(b, py[r], ly[:M])
-            if gx is not None:
-                gx[r] = 0.0
-            if gy is not None:
-                gy[r] = 0.0
+            total_x = levels(a, xs, xbits, px, r, lx[:N])
+            total_y = levels(b, ys, ybits, py, r, ly[:M])
             if need_w:
                 gwx[r] = 0.0
                 gwy[r] = 0.0
@@ -213,6 +216,8 @@ def _build(numba):
             prev = 0.0
             total = 0.0
             largest = 0.0
+            acc_x = 0.0
+            acc_y = 0.0
             last_ck = 0.0
             last_side = -1
             last_at = 0
@@ -225,7 +230,10 @@ def _build(numba):
                 ja = min(j, M - 1)
                 dt = t - prev
                 prev = t
-                d = np.float64(xs[r, ia] - ys[r, ja])  # in the data's dtype: a gap past its range is inf
+                xv, ix = entry(xs, xbits, px, r, ia)
+                yv, iy = entry(ys, ybits, py, r, ja)
+                # in the data's dtype: a gap past its range is inf
+                d = np.float64(np.float32(xv) - np.float32(yv)) if single else xv - yv
                 has_mass = dt > 0.0
                 largest = max(largest, abs(d) if has_mass else 0.0)
                 d = d if has_mass or sc == 1.0 else 0.0  # no mass, no cost; its gap may exceed the scale
@@ -242,10 +250,16 @@ def _build(numba):
                     slope = p * lower * np.sign(d)
                 total += dt * ck
                 g = dt * slope / sc
+                sum_x = acc_x + g
+                sum_y = acc_y - g
                 if gx is not None:
-                    gx[r, ia] += g
+                    gx[r, ix] = sum_x
                 if gy is not None:
-                    gy[r, ja] -= g
+                    gy[r, iy] = sum_y
+                # a new atom starts after a breakpoint of its side, except after the last (the pieces
+                # that follow it have no mass and stay with the last atom)
+                acc_x = 0.0 if take_x and i < N - 1 else sum_x
+                acc_y = 0.0 if not take_x and j < M - 1 else sum_y
                 if need_w:  # moving a level moves mass between the piece ending there and the next
                     if last_side == 0:
                         gwx[r, last_at] += last_ck - ck
@@ -365,12 +379,18 @@ def warm() -> int:
                 pair_rows(xs, ys, xb, yb, xp, yp, dtype == np.float32, 2.0, np.ones(1), np.empty(1, dtype),
                           np.empty(1), gx, gy)
         w = np.full(8, 1 / 8)
-        out = [np.empty(1), np.empty(1)] + [np.empty(x.shape) for _ in range(4)] + [np.empty(9), np.empty(9)]
-        for need_w in (False, True):
-            merge_rows(x, x, px, px, w, w, 2.0, np.ones(1), need_w, *out)
-        for gx, gy in ((out[2], None), (None, out[3])):  # the gradient of one side only
-            merge_rows(x, x, px, px, w, w, 2.0, np.ones(1), False, *out[:2], gx, gy, *out[4:])
-        unsort_rows(out[2], px, np.empty(x.shape, dtype))  # float64 gradients into the data's dtype
+        cost, gap, gw, lx = (np.empty(1, dtype), np.empty(1), np.empty(x.shape), np.empty(9))
+        g = np.empty(x.shape, dtype)  # support gradients in the data's dtype, at the atoms' places
+        single = dtype == np.float32
+        merges = [(x, px, None)]  # values with orders (float64 data, or weight gradients wanted)
+        if single:  # packed keys
+            keys = sorted_keys(x, np.empty(x.shape))
+            merges.append((keys, None, keys.view(np.int64)))
+        for xs, xp, xb in merges:
+            for gx, gy in ((g, g), (g, None), (None, g), (None, None)):  # which sides' gradients
+                merge_rows(xs, xs, xb, xb, xp, xp, w, w, single, 2.0, np.ones(1), xp is not None, cost, gap, gx, gy,
+                           gw, gw, lx, lx)
+        unsort_rows(gw, px, np.empty(x.shape, dtype))  # float64 weight gradients into the data's dtype
         for use_const in (False, True):
             energy_rows(x, px, w, 4, 0.25, 0.25, use_const, True, np.empty(1), np.empty(x.shape))
     return len(_compiled())

@@ -15,9 +15,10 @@ linear projections of a point cloud go through :func:`_cpu_chunk`: numpy tasks o
 each projecting, sorting and pairing or merging a few directions with reused work arrays. When the
 permutation is needed, each float32 value and its index are packed into one float64 key and sorted
 together (about half the cost of ``argsort``); the quantile levels are merged by one compiled walk
-per row (:mod:`geom._ot1d.kernels`), linear in ``N + M``: no third sort. Uniform rows are paired by
-one compiled pass straight from the sorted keys, which writes the cost and the gradient at each
-atom's place: the keys are never unpacked into sorted values and a permutation. On CUDA, and for
+per row (:mod:`geom._ot1d.kernels`), linear in ``N + M``: no third sort. Uniform rows are paired, and
+weighted rows merged, by one compiled pass straight from the sorted keys, which writes the cost and
+the gradient at each atom's place: the keys are never unpacked into sorted values and a permutation
+(except where weight gradients are wanted: those come in sorted order). On CUDA, and for
 non-linear projections, :func:`rows_cost` in torch.
 :class:`LinearSlicedCost` walks through directions in chunks, so memory stays bounded whatever
 the number of directions.
@@ -221,46 +222,57 @@ def _pair_uniform(u, v, p: float, cost, gu, gv, ws: _Workspace) -> np.ndarray:
     return scale
 
 
-def _merge_quantiles(xs, ys, px, py, a, b, p: float, need_w: tuple[bool, bool], ws: _Workspace,
-                     need_v: tuple[bool, bool] = (True, True)):
-    """W_p^p between weighted 1-D measures by merging their cumulative-weight sequences.
+def _merge_quantiles(u, v, a, b, p: float, cost, grads, ws: _Workspace) -> np.ndarray:
+    """Weighted 1-D transport between the rows of ``u (r, N)`` and ``v (r, M)`` (sorted here, in place)
+    with the float64 weights ``a (N,)``, ``b (M,)``: writes ``cost (r,)`` (``W_p^p = scale^p cost``)
+    and, where ``grads = (gu, gv, ga, gb)`` holds arrays rather than None, the gradients of the cost in
+    the values and the weights at each atom's place; returns ``scale (r,)``.
 
-    ``xs (r, N)``, ``ys (r, M)`` are sorted rows, ``px``, ``py`` their permutations and ``a (N,)``,
-    ``b (M,)`` the float64 weights. Between consecutive breakpoints of the merged levels both
-    quantile functions are constant, so the integral is a sum over ``N + M`` pieces, walked in one
-    compiled pass per row (:func:`geom._ot1d.kernels.merge_rows`): no third sort. Returns cost and
-    scale ``(r,)`` (``W_p^p = scale^p cost``, as in :func:`_pair_uniform`) and the gradients of cost
-    with respect to ``xs``, ``ys`` where ``need_v`` asks and the sorted weights where ``need_w`` asks
-    (else None), all in sorted order, in reused work arrays.
+    Between consecutive breakpoints of the merged cumulative-weight levels both quantile functions are
+    constant, so the integral is a sum over ``N + M`` pieces, walked in one compiled pass per row
+    (:func:`kernels.merge_rows`): no third sort. float32 rows are read as sorted packed keys, as the
+    uniform pairing reads them, unless weight gradients are wanted (those come in sorted order and go
+    back through the permutations). The scale is as in :func:`_pair_uniform`: the largest gap of a piece
+    with mass, where the plain sum is not safe.
     """
-    r, N = xs.shape
-    M = ys.shape[1]
-    want_w = any(need_w)
-    cost, gap, scale = np.empty(r), np.empty(r), np.ones(r)
-    if not any(need_v):  # the walk writes the gradient of one side at least
-        need_v = (True, False)
-    gx, gy = (ws.get(name, (r, n), np.float64) if wanted else None
-              for name, n, wanted in (("gx", N, need_v[0]), ("gy", M, need_v[1])))
+    r, N = u.shape
+    M = v.shape[1]
+    gu, gv, ga, gb = grads
+    want_w = ga is not None or gb is not None
+    single = u.dtype == np.float32
+    if single and not want_w and max(N, M) <= 1 << kernels.INDEX_BITS:
+        sides = [kernels.sorted_keys(w, ws.get("keys" + name, w.shape, np.float64)) for w, name in ((u, "u"), (v, "v"))]
+        xs, ys, xb, yb, px, py = *sides, sides[0].view(np.int64), sides[1].view(np.int64), None, None
+    else:
+        px, py = ws.get("pu", (r, N), np.int64), ws.get("pv", (r, M), np.int64)
+        _argsort_inplace(u, px, ws)
+        _argsort_inplace(v, py, ws)
+        xs, ys, xb, yb = u, v, None, None
+    gap, scale = np.empty(r), np.ones(r)
     gwx = ws.get("gwx", (r, N), np.float64) if want_w else ws.get("gw0", (0, 0), np.float64)
     gwy = ws.get("gwy", (r, M), np.float64) if want_w else gwx
     lx, ly = ws.get("lx", (N + 1,), np.float64), ws.get("ly", (M + 1,), np.float64)  # levels and a sentinel
-    kernels.merge_rows(xs, ys, px, py, a, b, float(p), scale, want_w, cost, gap, gx, gy, gwx, gwy, lx, ly)
-    bad = ~_safe(cost, N + M, xs.dtype)
+    kernels.merge_rows(xs, ys, xb, yb, px, py, a, b, single, float(p), scale, want_w, cost, gap, gu, gv, gwx, gwy,
+                       lx, ly)
+    bad = ~_safe(cost, N + M, u.dtype)
     if bad.any():  # W_p^p = scale^p sum dt |d / scale|^p, scale the largest gap of a piece with mass
         rows = np.flatnonzero(bad)
         scale[rows] = np.where(gap[rows] > 0, gap[rows], 1.0)
-        sub = [None if t is None else np.ascontiguousarray(t[rows]) for t in (xs, ys, px, py, gx, gy)]
+        sub = [None if t is None else np.ascontiguousarray(t[rows]) for t in (xs, ys, px, py, gu, gv)]
+        sub_bits = [None if bits is None else t.view(np.int64) for bits, t in ((xb, sub[0]), (yb, sub[1]))]
         sub_w = [np.ascontiguousarray(t[rows]) for t in (gwx, gwy)] if want_w else [gwx, gwy]
-        sub_cost = np.empty(len(rows))
-        kernels.merge_rows(*sub[:4], a, b, float(p), np.ascontiguousarray(scale[rows]), want_w, sub_cost,
-                           np.empty(len(rows)), sub[4], sub[5], *sub_w, lx, ly)
+        sub_cost = np.empty(len(rows), cost.dtype)
+        kernels.merge_rows(sub[0], sub[1], *sub_bits, sub[2], sub[3], a, b, single, float(p),
+                           np.ascontiguousarray(scale[rows]), want_w, sub_cost, np.empty(len(rows)), sub[4], sub[5],
+                           *sub_w, lx, ly)
         cost[rows] = sub_cost
-        for out, g in ((gx, sub[4]), (gy, sub[5])):
+        for out, g in ((gu, sub[4]), (gv, sub[5])) + (tuple(zip((gwx, gwy), sub_w)) if want_w else ()):
             if out is not None:
                 out[rows] = g
-        if want_w:
-            gwx[rows], gwy[rows] = sub_w
-    return (cost, scale, gx, gy, gwx if need_w[0] else None, gwy if need_w[1] else None)
+    for out, perm, values in ((ga, px, gwx), (gb, py, gwy)):
+        if out is not None:  # unsort, compiled (numpy's flat fancy assignment took about 2x)
+            kernels.unsort_rows(values, perm, out)
+    return scale
 
 
 def _coordinate_rows(x: torch.Tensor) -> np.ndarray:
@@ -307,14 +319,8 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, F
             scale[k, l0:l1] = _pair_uniform(u, v, p, cost[k, l0:l1], *(None if g is None else g[k, l0:l1]
                                                                         for g in grads[:2]), ws)
             return
-        pu, pv = ws.get("pu", (r, N), np.int64), ws.get("pv", (r, M), np.int64)
-        _argsort_inplace(u, pu, ws)
-        _argsort_inplace(v, pv, ws)
-        cost[k, l0:l1], scale[k, l0:l1], *sorted_grads = _merge_quantiles(u, v, pu, pv, a_[k], b_[k], p, need[2:], ws,
-                                                                          need[:2])
-        for out, perm, values in zip(grads, (pu, pv, pu, pv), sorted_grads):
-            if out is not None:  # unsort, compiled (numpy's flat fancy assignment took about 2x)
-                kernels.unsort_rows(values, perm, out[k, l0:l1])
+        scale[k, l0:l1] = _merge_quantiles(u, v, a_[k], b_[k], p, cost[k, l0:l1],
+                                           [None if g is None else g[k, l0:l1] for g in grads], ws)
 
     step = max(1, _TASK_ELEMENTS // max(N, M))
     run_tasks(task, ((k, l0, min(L, l0 + step)) for k in range(B) for l0 in range(0, L, step)), B * L * (N + M))
