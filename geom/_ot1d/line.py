@@ -176,14 +176,15 @@ def _safe(cost: np.ndarray, n: int, dtype) -> np.ndarray:
     return (cost <= float(fi.max)) & (cost >= n * float(fi.tiny) / float(fi.eps))  # False for NaN
 
 
-def _sorted_side(w: np.ndarray, grad, name: str, ws: _Workspace):
-    """Sort the rows of ``w`` for :func:`kernels.pair_rows`: ``(rows, bits, perm)``. Without a gradient
-    the values are sorted in place; float32 rows with one become sorted packed keys (values and order in
-    one float64 sort, never unpacked); other rows are argsorted."""
-    if grad is None:
+def _sorted_side(w: np.ndarray, order: bool, name: str, ws: _Workspace, packed: bool = True):
+    """Sort the rows of ``w`` for :func:`kernels.pair_rows` and :func:`kernels.merge_rows`: ``(rows,
+    bits, perm)``. Where the atoms' ``order`` is not needed the values are sorted in place; float32 rows
+    become sorted packed keys (values and order in one float64 sort, never unpacked) unless ``packed`` is
+    False; other rows are argsorted."""
+    if not order:
         w.sort(axis=-1)
         return w, None, None
-    if w.dtype == np.float32 and w.shape[-1] <= 1 << kernels.INDEX_BITS:
+    if packed and w.dtype == np.float32 and w.shape[-1] <= 1 << kernels.INDEX_BITS:
         keys = kernels.sorted_keys(w, ws.get("keys" + name, w.shape, np.float64))
         return keys, keys.view(np.int64), None
     perm = ws.get("p" + name, w.shape, np.int64)
@@ -201,8 +202,8 @@ def _pair_uniform(u, v, p: float, cost, gu, gv, ws: _Workspace) -> np.ndarray:
     ``p``, huge or tiny gaps) the row is paired again with its gaps divided by the largest.
     """
     r, n = u.shape
-    xs, xb, px = _sorted_side(u, gu, "u", ws)
-    ys, yb, py = _sorted_side(v, gv, "v", ws)
+    xs, xb, px = _sorted_side(u, gu is not None, "u", ws)
+    ys, yb, py = _sorted_side(v, gv is not None, "v", ws)
     scale, gap, single = np.ones(r), np.empty(r), u.dtype == np.float32
     kernels.pair_rows(xs, ys, xb, yb, px, py, single, float(p), scale, cost, gap, gu, gv)
     safe = _safe(cost, n, u.dtype)
@@ -240,14 +241,9 @@ def _merge_quantiles(u, v, a, b, p: float, cost, grads, ws: _Workspace) -> np.nd
     gu, gv, ga, gb = grads
     want_w = ga is not None or gb is not None
     single = u.dtype == np.float32
-    if single and not want_w and max(N, M) <= 1 << kernels.INDEX_BITS:
-        sides = [kernels.sorted_keys(w, ws.get("keys" + name, w.shape, np.float64)) for w, name in ((u, "u"), (v, "v"))]
-        xs, ys, xb, yb, px, py = *sides, sides[0].view(np.int64), sides[1].view(np.int64), None, None
-    else:
-        px, py = ws.get("pu", (r, N), np.int64), ws.get("pv", (r, M), np.int64)
-        _argsort_inplace(u, px, ws)
-        _argsort_inplace(v, py, ws)
-        xs, ys, xb, yb = u, v, None, None
+    packed = not want_w and max(N, M) <= 1 << kernels.INDEX_BITS  # both sides alike: the compiled variants
+    xs, xb, px = _sorted_side(u, True, "u", ws, packed)
+    ys, yb, py = _sorted_side(v, True, "v", ws, packed)
     gap, scale = np.empty(r), np.ones(r)
     gwx = ws.get("gwx", (r, N), np.float64) if want_w else ws.get("gw0", (0, 0), np.float64)
     gwy = ws.get("gwy", (r, M), np.float64) if want_w else gwx
@@ -382,11 +378,14 @@ def _zero_grads(x, a, b, need, dtype=None):
     :func:`_add_grads` adds into either by one batched product, in place."""
     B, N, D = x.shape
     M = b.shape[1]
-    rows = x.dim() == 3 and x.transpose(1, 2).is_contiguous()
-    shapes = ((B, D, N), (B, D, M)) if rows else ((B, N, D), (B, M, D))
-    return [None if not wanted else (lambda t: t.transpose(1, 2) if rows else t)(x.new_zeros(shape, dtype=dtype))
-            if k < 2 else x.new_zeros(shape, dtype=dtype)
-            for k, (shape, wanted) in enumerate(zip(shapes + ((B, N), (B, M)), need))]
+    rows = x.transpose(1, 2).is_contiguous()
+
+    def support(n: int) -> torch.Tensor:
+        return x.new_zeros((B, D, n), dtype=dtype).transpose(1, 2) if rows else x.new_zeros((B, n, D), dtype=dtype)
+
+    zeros = (lambda: support(N), lambda: support(M), lambda: x.new_zeros((B, N), dtype=dtype),
+             lambda: x.new_zeros((B, M), dtype=dtype))
+    return [make() if wanted else None for make, wanted in zip(zeros, need)]
 
 
 def _add_grads(out, grads, w, theta) -> None:
@@ -396,15 +395,16 @@ def _add_grads(out, grads, w, theta) -> None:
     for k, g in enumerate(grads):
         if out[k] is None or g is None:
             continue
-        if k < 2:  # support: (D, Lc) @ (B, Lc, N) into its storage, no temporary of the gradient's size
-            wt = wth.to(g.dtype).transpose(-1, -2)
+        if k < 2:  # support: into its storage by one batched product, no temporary of the gradient's size
+            B, Lc, D = g.shape[0], g.shape[1], wth.shape[-1]
+            wt = wth.to(g.dtype).expand(B, Lc, D)
             rows = out[k].transpose(1, 2)
-            if rows.is_contiguous() and rows.dtype == g.dtype:  # (B, D, N) storage
-                rows.baddbmm_(wt.expand(g.shape[0], *wt.shape[-2:]), g)
-            elif out[k].is_contiguous() and out[k].dtype == g.dtype:  # (B, N, D)
-                out[k].baddbmm_(g.transpose(1, 2), wt.transpose(-1, -2).expand(g.shape[0], *wt.shape[-2:][::-1]))
+            if rows.is_contiguous() and rows.dtype == g.dtype:  # (B, D, N) storage: (D, Lc) @ (Lc, N)
+                rows.baddbmm_(wt.transpose(1, 2), g)
+            elif out[k].is_contiguous() and out[k].dtype == g.dtype:  # (B, N, D): (N, Lc) @ (Lc, D)
+                out[k].baddbmm_(g.transpose(1, 2), wt)
             else:
-                rows += torch.matmul(wt, g).to(rows.dtype)
+                rows += torch.matmul(wt.transpose(1, 2), g).to(rows.dtype)
         elif w is None:  # weights
             out[k] += g.sum(1).to(out[k].dtype)
         else:  # (B, 1, Lc) @ (B, Lc, N)
