@@ -190,13 +190,25 @@ def relative_costs(costs: torch.Tensor, scale: torch.Tensor, p: float) -> tuple[
     with ``S`` the largest per-slice ``W_p`` of each item (1 where all are 0), so that the costs lie
     in [0, 1] and the largest is 1. Done in logarithms, so no ``p`` overflows or underflows."""
     # The constants in numpy (a dozen (B, L) operations: ~1 us each there, ~8 us each in torch).
-    c, log_scale = costs.detach().cpu().double().numpy(), np.log(scale.detach().cpu().double().numpy())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_w = log_scale + np.log(np.maximum(c, 0)) / p  # (B, L) log W_p per slice
-    log_s = log_w.max(-1)  # (B,)
-    log_s[~np.isfinite(log_s)] = 0.0  # every slice 0
-    factor = torch.from_numpy(np.exp(p * (log_scale - log_s[:, None]))).to(costs.device)  # (B, L) scale^p / S^p
-    return (costs.double() * factor).to(costs.dtype), torch.from_numpy(np.exp(log_s)).to(scale.device)
+    c, sc = costs.detach().cpu().numpy().astype(np.float64), scale.detach().cpu().numpy().astype(np.float64)
+    big = c.max(-1)  # (B,)
+    if bool((sc == 1).all() and ((big > 0) & (big < np.inf)).all()):  # unscaled slices: S^p = max costs
+        factor, top = 1.0 / big[:, None], big ** (1.0 / p)
+    else:  # in logarithms, so no p overflows or underflows
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_w = np.log(sc) + np.log(np.maximum(c, 0)) / p  # (B, L) log W_p per slice
+        log_s = log_w.max(-1)  # (B,)
+        log_s[~np.isfinite(log_s)] = 0.0  # every slice 0
+        factor, top = np.exp(p * (np.log(sc) - log_s[:, None])), np.exp(log_s)  # (B, L) scale^p / S^p, (B,) S
+    top = torch.from_numpy(top).to(scale.device)
+    if costs.dtype == torch.float32 and bool(((factor >= _F32.tiny) & (factor <= _F32.max)).all()):
+        factor = factor.astype(np.float32)  # one autograd node, not three; a float32 factor costs an ulp
+    elif costs.dtype != torch.float64:  # factors beyond float32 (or another dtype): the product in float64
+        return (costs.double() * torch.from_numpy(factor).to(costs.device)).to(costs.dtype), top
+    return costs * torch.from_numpy(factor).to(costs.device), top
+
+
+_F32 = np.finfo(np.float32)
 
 
 @dataclass
@@ -406,11 +418,14 @@ def _root(mean: torch.Tensor, mean_err: torch.Tensor, scale: torch.Tensor | None
         scale = torch.ones(mean.shape, dtype=torch.float64, device=mean.device)
     tiny = torch.finfo(mean.dtype).tiny
     s = scale.to(mean.dtype)
-    value = s * root_p(mean, p)
-    # delta method: d (m^(1/p)) / dm = m^(1/p - 1) / p; at m = 0 the error of m^(1/p) is m_err^(1/p).
-    # Detached, so in numpy (eight (B,) operations: ~1 us each there, ~8 us each in torch).
-    m = np.maximum(mean.detach().cpu().numpy(), 0)
+    # The delta method, d (m^(1/p)) / dm = m^(1/p - 1) / p, and at m = 0 the error of m^(1/p) is
+    # m_err^(1/p). Detached, so in numpy (eight (B,) operations: ~1 us each there, ~8 us each in torch).
+    m = mean.detach().cpu().numpy()
     err = mean_err.detach().cpu().numpy().astype(m.dtype, copy=False)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the branch not taken may overflow
-        e = np.where(m > 0, err * np.maximum(m, tiny) ** (1.0 / p - 1.0) / p, np.maximum(err, 0) ** (1.0 / p))
+    if bool((m >= tiny).all()):  # root_p's guards are four autograd nodes (~8 us each, both ways) idle here
+        value, e = s * mean.pow(1.0 / p), err * m ** (1.0 / p - 1.0) / p
+    else:
+        value, m = s * root_p(mean, p), np.maximum(m, 0)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the branch not taken may overflow
+            e = np.where(m > 0, err * np.maximum(m, tiny) ** (1.0 / p - 1.0) / p, np.maximum(err, 0) ** (1.0 / p))
     return value, s.detach() * torch.from_numpy(e.astype(m.dtype, copy=False)).to(mean.device)

@@ -266,3 +266,60 @@ def test_surface_samples_that_would_exhaust_memory_are_refused_up_front(tmp_path
     with pytest.raises(ValueError, match="n_samples: this needs about"):
         geom.measure(path, n_samples=10**10)
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.5])
+def test_relative_costs_are_the_same_whatever_unit_the_slices_come_in(dtype, p):
+    """Per-slice ``(costs, scale)`` and ``(costs / k^p, k)`` are the same W_p^p: the relative costs, their
+    unit and their gradient agree, whether every scale is 1 or not (two ways of computing them)."""
+    from geom.sliced import relative_costs
+
+    g = torch.Generator().manual_seed(int(10 * p))
+    c = torch.rand(3, 17, generator=g, dtype=F64) * 10.0 ** torch.randint(-6, 6, (3, 1), generator=g)
+    k = 0.5 + 3.5 * torch.rand(3, 17, generator=g, dtype=F64)
+    plain = c.to(dtype).clone().requires_grad_()
+    scaled = (c / k**p).to(dtype).requires_grad_()
+    rel, top = relative_costs(plain, torch.ones_like(c), p)
+    rel_k, top_k = relative_costs(scaled, k, p)
+    tol = dict(rtol=1e-5, atol=0) if dtype == torch.float32 else dict(rtol=1e-12, atol=0)
+    torch.testing.assert_close(rel_k, rel, **tol)
+    torch.testing.assert_close(top_k, top, **tol)
+    torch.testing.assert_close(rel.detach().amax(-1), torch.ones(3, dtype=dtype), **tol)
+    w = torch.rand(3, 17, generator=g, dtype=dtype)
+    (rel * w).sum().backward()
+    (rel_k * w).sum().backward()
+    torch.testing.assert_close(scaled.grad, plain.grad * k.to(dtype) ** p, **tol)  # d rel / d c = 1 / S^p
+
+
+def test_float32_relative_costs_whose_factor_leaves_float32_stay_exact():
+    """Subnormal float32 costs: the factor 1 / max lies beyond float32, and the product is taken in float64."""
+    from geom.sliced import relative_costs
+
+    c = torch.tensor([[1e-41, 2e-41, 4e-41]], dtype=torch.float32)
+    rel, _ = relative_costs(c, torch.ones(1, 3, dtype=F64), 1.0)
+    assert rel.dtype == torch.float32
+    torch.testing.assert_close(rel, c.double() / c.double().max(), check_dtype=False, rtol=1e-6, atol=0)
+    assert rel.max().item() == 1.0
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+def test_an_item_at_distance_zero_leaves_the_others_of_its_batch_unchanged(p):
+    """A batch item with SW = 0 takes the guarded root (and logarithmic relative costs); the other items
+    get the same value, stderr and gradient as when compared alone."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 40, 3, generator=g, dtype=F64)
+    y = torch.randn(2, 40, 3, generator=g, dtype=F64) + 0.5
+    y[0] = x[0]  # item 0: the same cloud
+    theta = unit_rows(32, 3, 4)
+    xb = x.clone().requires_grad_()
+    both = geom.sliced_wasserstein(xb, y, p=p, directions=theta, return_result=True)
+    both.value.sum().backward()
+    x1 = x[1].clone().requires_grad_()
+    alone = geom.sliced_wasserstein(x1, y[1], p=p, directions=theta, return_result=True)
+    alone.value.backward()
+    assert both.value[0].item() == 0.0 and both.stderr[0].item() == 0.0
+    torch.testing.assert_close(both.value[1], alone.value, rtol=1e-13, atol=0)
+    torch.testing.assert_close(both.stderr[1], alone.stderr, rtol=1e-12, atol=0)
+    torch.testing.assert_close(xb.grad[1], x1.grad, rtol=1e-12, atol=1e-15)
+    assert torch.isfinite(xb.grad[0]).all()

@@ -371,44 +371,37 @@ def _minus_in_rows(t: np.ndarray, c: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(out).transpose(1, 2)
 
 
-def _zero_grads(x, a, b, need, dtype=None):
-    """Zero gradients of ``(x (B, N, D), y (B, M, D), a (B, N), b (B, M))`` where ``need`` asks, else None.
-    Those of the supports are laid out as the (centred) support ``x``: ``(B, D, N)`` storage seen as
-    ``(B, N, D)`` below :data:`~geom._ot1d.pool.WIDE` dimensions on CPU, else ``(B, N, D)``;
-    :func:`_add_grads` adds into either by one batched product, in place."""
-    B, N, D = x.shape
-    M = b.shape[1]
-    rows = x.transpose(1, 2).is_contiguous()
-
-    def support(n: int) -> torch.Tensor:
-        return x.new_zeros((B, D, n), dtype=dtype).transpose(1, 2) if rows else x.new_zeros((B, n, D), dtype=dtype)
-
-    zeros = (lambda: support(N), lambda: support(M), lambda: x.new_zeros((B, N), dtype=dtype),
-             lambda: x.new_zeros((B, M), dtype=dtype))
-    return [make() if wanted else None for make, wanted in zip(zeros, need)]
-
-
-def _add_grads(out, grads, w, theta) -> None:
+def _add_grads(out, grads, w, theta, rows: bool) -> None:
     """``out[k] += sum_l w_l g_l theta_l`` (supports) and ``sum_l w_l g_l`` (weights) over a chunk of
-    slices with per-slice gradients ``grads``; ``w (B, Lc)`` the weights of the slices (None: 1)."""
+    slices with per-slice gradients ``grads``, for each input whose ``out[k]`` is not False; ``w (B, Lc)``
+    the weights of the slices (None: 1). ``out`` holds, per input of ``(x, y, a, b)``, False (not wanted),
+    True (wanted, no chunk added yet: it becomes this chunk's sum) or the sum so far. Support gradients
+    lie in ``(B, D, N)`` storage seen as ``(B, N, D)`` where ``rows`` (the layout of the centred clouds on
+    CPU below :data:`~geom._ot1d.pool.WIDE` dimensions), else in ``(B, N, D)``; later chunks add into
+    that storage by one batched product, in place (no temporary of the gradient's size)."""
     wth = theta if w is None else w[..., None] * theta  # (Lc, D) or (B, Lc, D): weights folded in
     for k, g in enumerate(grads):
-        if out[k] is None or g is None:
+        if out[k] is False or g is None:
             continue
-        if k < 2:  # support: into its storage by one batched product, no temporary of the gradient's size
+        first = out[k] is True
+        if k < 2:  # support
             B, Lc, D = g.shape[0], g.shape[1], wth.shape[-1]
             wt = wth.to(g.dtype).expand(B, Lc, D)
-            rows = out[k].transpose(1, 2)
-            if rows.is_contiguous() and rows.dtype == g.dtype:  # (B, D, N) storage: (D, Lc) @ (Lc, N)
-                rows.baddbmm_(wt.transpose(1, 2), g)
-            elif out[k].is_contiguous() and out[k].dtype == g.dtype:  # (B, N, D): (N, Lc) @ (Lc, D)
-                out[k].baddbmm_(g.transpose(1, 2), wt)
+            if rows:  # (D, Lc) @ (Lc, N)
+                if first:
+                    out[k] = torch.matmul(wt.transpose(1, 2), g).transpose(1, 2)
+                else:
+                    out[k].transpose(1, 2).baddbmm_(wt.transpose(1, 2), g)
+            elif first:  # (N, Lc) @ (Lc, D)
+                out[k] = torch.matmul(g.transpose(1, 2), wt)
             else:
-                rows += torch.matmul(wt.transpose(1, 2), g).to(rows.dtype)
-        elif w is None:  # weights
-            out[k] += g.sum(1).to(out[k].dtype)
-        else:  # (B, 1, Lc) @ (B, Lc, N)
-            out[k] += torch.matmul(w[:, None, :].to(g.dtype), g)[:, 0].to(out[k].dtype)
+                out[k].baddbmm_(g.transpose(1, 2), wt)
+        else:  # weights: (B, 1, Lc) @ (B, Lc, N)
+            total = g.sum(1) if w is None else torch.matmul(w[:, None, :].to(g.dtype), g)[:, 0]
+            if first:
+                out[k] = total
+            else:
+                out[k] += total
 
 
 class LinearSlicedCost(torch.autograd.Function):
@@ -436,7 +429,8 @@ class LinearSlicedCost(torch.autograd.Function):
         costs = scale = None
         dtheta = x.new_zeros(B, L, D) if need_t else None
         saved = []
-        sums = None if store or not any(need) else _zero_grads(xc, a, b, need)  # sum_l of each slice's gradient
+        rows = xc.transpose(1, 2).is_contiguous()  # the layout of the support gradients (_add_grads)
+        sums = None if store or not any(need) else list(need)  # sum_l of each slice's gradient
         # Gradients come with the sort: compute them now if kept or summed, or needed for theta.
         want = tuple(wanted or (need_t and k < 2) for k, wanted in enumerate(need))
         for l0, l1, cost, sc, grads in _slices(xc, yc, theta, a, b, p, uniform, want, keep=store):
@@ -451,8 +445,8 @@ class LinearSlicedCost(torch.autograd.Function):
             if store:
                 saved.append((l0, l1, tuple(g if wanted else None for g, wanted in zip(grads, need))))
             elif sums is not None:
-                _add_grads(sums, grads, None, theta[l0:l1].detach())
-        ctx.p, ctx.uniform, ctx.need, ctx.saved, ctx.sums = p, uniform, need, saved if store else None, sums
+                _add_grads(sums, grads, None, theta[l0:l1].detach(), rows)
+        ctx.p, ctx.uniform, ctx.need, ctx.saved, ctx.sums, ctx.rows = p, uniform, need, saved if store else None, sums, rows
         ctx.save_for_backward(xc, yc, theta, a, b, dtheta)
         ctx.mark_non_differentiable(scale)
         return costs, scale
@@ -463,19 +457,20 @@ class LinearSlicedCost(torch.autograd.Function):
         xc, yc, theta, a, b, dtheta = ctx.saved_tensors
         if ctx.sums is not None and bool((grad_costs == grad_costs[:, :1]).all()):  # one factor per item
             w = grad_costs[:, 0]
-            out = [None if g is None else g * w.view(-1, *([1] * (g.dim() - 1))).to(g.dtype) for g in ctx.sums]
+            out = [g * w.view(-1, *([1] * (g.dim() - 1))).to(g.dtype) if wanted else None
+                   for g, wanted in zip(ctx.sums, ctx.need)]
         else:
-            out = _zero_grads(xc, a, b, ctx.need, grad_costs.dtype)
+            out = list(ctx.need)
             if any(ctx.need):
                 chunks = ctx.saved
                 if chunks is None:
                     chunks = ((l0, l1, g) for l0, l1, _, _, g in _slices(xc, yc, theta, a, b, ctx.p, ctx.uniform,
                                                                           ctx.need, keep=False))
                 for l0, l1, grads in chunks:
-                    _add_grads(out, grads, grad_costs[:, l0:l1], theta[l0:l1].detach())
+                    _add_grads(out, grads, grad_costs[:, l0:l1], theta[l0:l1].detach(), ctx.rows)
         gt = (grad_costs[..., None] * dtheta).sum(0) if dtheta is not None else None
         ctx.saved = ctx.sums = None
-        gx, gy, ga, gb = out
+        gx, gy, ga, gb = (g if torch.is_tensor(g) else None for g in out)
         return gx, gy, gt, ga, gb, None, None
 
 
