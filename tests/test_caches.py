@@ -261,3 +261,34 @@ def test_a_real_keops_compilation_is_announced_once_per_cache(tmp_path):
     second = run_python(code, env)
     assert second.returncode == 0, second.stderr
     assert "geom:" not in second.stderr
+
+
+KERNEL_CALLS = """
+import sys, json, torch, geom
+from geom._ot1d import kernels
+g = torch.Generator().manual_seed(0)
+x, y = torch.randn(50, 3, generator=g), torch.randn(40, 3, generator=g)
+for a, b in ((x, x + 1), (x, y)):  # the uniform pairing and the weighted merge, value and gradient
+    geom.sliced_wasserstein(a.clone().requires_grad_(), b, n_projections=16, seed=1).backward()
+geom.sliced_energy_distance(x, y, n_projections=16, seed=1)
+stats = {name: (sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))
+         for name, f in kernels._compiled().items()}
+print(json.dumps(stats))
+"""
+
+
+def test_a_second_process_loads_every_kernel_from_the_cache(tmp_path):
+    """numba's cache key hashes a kernel's closure, and a closure over another compiled function hashed
+    differently in every process: the pairing, the merge and the energy compiled again in each one."""
+    import json
+
+    env = {"GEOM_CACHE_DIR": str(tmp_path / "geom-cache"), "NUMBA_CACHE_DIR": None}
+    first = run_python(KERNEL_CALLS, env)
+    assert first.returncode == 0, first.stderr
+    used = {name for name, (hits, misses) in json.loads(first.stdout.splitlines()[-1]).items() if hits + misses}
+    assert {"pack_keys", "pair_rows", "merge_rows", "energy_rows"} <= used
+    second = run_python(KERNEL_CALLS, env)
+    assert second.returncode == 0, second.stderr
+    stats = json.loads(second.stdout.splitlines()[-1])
+    assert {name: misses for name, (_, misses) in stats.items() if misses} == {}
+    assert all(stats[name][0] > 0 for name in used)
