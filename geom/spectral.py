@@ -32,11 +32,14 @@ Descriptors (Sun, Ovsjanikov & Guibas 2009; Aubry, Schlickewei & Cremers 2011):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from ._checks import as_host_array, check_int, check_real, describe
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 __all__ = ["Spectrum", "check_connected", "cotangent_laplacian", "eigenpairs", "hks", "laplacian", "mesh_arrays",
            "robust_laplacian", "spectrum", "wks"]
@@ -93,6 +96,7 @@ def cotangent_laplacian(vertices, faces) -> tuple[sp.csr_matrix, np.ndarray]:
         rows += [a, b]
         cols += [b, a]
         vals += [cot / 2, cot / 2]
+    import scipy.sparse as sp  # imported on first use: geom's plugin load stays light
     w = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(V, V)).tocsr()
     laplacian = (sp.diags(np.asarray(w.sum(1)).ravel()) - w).tocsr()
     mass = np.bincount(f.ravel(), weights=np.repeat(area / 3, 3), minlength=V)  # (V,)
@@ -123,6 +127,8 @@ def robust_laplacian(vertices, faces=None, *, mollify_factor: float = 1e-5,
     else:
         v, f = mesh_arrays(vertices, faces)
         L, M = rl.mesh_laplacian(v, f, mollify_factor=mollify)
+    import scipy.sparse as sp  # imported on first use: geom's plugin load stays light
+
     return sp.csr_matrix(L, dtype=np.float64), np.asarray(M.diagonal(), dtype=np.float64)
 
 
@@ -150,7 +156,7 @@ def n_components(stiffness) -> int:
     """Number of connected components of the graph of ``stiffness``'s nonzero entries."""
     import scipy.sparse.csgraph
 
-    return int(scipy.sparse.csgraph.connected_components(sp.csr_matrix(stiffness) != 0, directed=False)[0])
+    return int(scipy.sparse.csgraph.connected_components(scipy.sparse.csr_matrix(stiffness) != 0, directed=False)[0])
 
 
 def check_connected(stiffness, name: str = "mesh") -> None:
@@ -175,6 +181,8 @@ def eigenpairs(stiffness, mass, k: int, *, solver: str = "auto", seed: int = 0) 
         ``(k,)`` eigenvalues, ascending, and ``(n, k)`` eigenvectors, ``M``-orthonormal, each with its
         first entry of (near-)largest magnitude positive.
     """
+    import scipy.sparse as sp  # imported on first use: geom's plugin load stays light
+
     L = sp.csr_matrix(stiffness, dtype=np.float64)
     mass = np.asarray(mass, dtype=np.float64)
     n = L.shape[0]

@@ -40,8 +40,9 @@ import math
 import warnings
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 import geom
@@ -51,6 +52,9 @@ from geom.spectral import SOLVERS, cotangent_laplacian, eigenpairs, n_components
 from geom.spectral import laplacian as mesh_laplacian
 from geom.spectral import mesh_arrays as _mesh_arrays
 from geom.sliced import absolute_costs, finish_slices, make_generator, prepare_slices, relative_costs, scaled_costs
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 __all__ = [
     "CollectionTestResult",
@@ -84,6 +88,8 @@ class SpectralDomain:
 
     def __init__(self, stiffness, mass, *, n_eigenpairs=20, weighting="biharmonic", t=1.0, s=1.0,
                  solver="auto", seed=0):
+        import scipy.sparse as sp  # imported on first use: geom's plugin load stays light
+
         self.stiffness = sp.csr_matrix(stiffness, dtype=np.float64)
         self.mass = np.asarray(mass, dtype=np.float64)
         if not (np.isfinite(self.stiffness.data).all() and np.isfinite(self.mass).all()):
@@ -165,6 +171,8 @@ class SpectralDomain:
 
 
 def _as_matrix(obj, name: str) -> sp.csr_matrix:
+    import scipy.sparse as sp  # imported on first use: geom's plugin load stays light
+
     if sp.issparse(obj):
         a = sp.csr_matrix(obj)
     else:
@@ -214,6 +222,8 @@ class GraphDomain(SpectralDomain):
             i, j = (asym > 1e-10 * scale).nonzero()
             raise ValueError(f"adjacency: expected a symmetric matrix, got adjacency[{i[0]}, {j[0]}] = "
                              f"{a[i[0], j[0]]:.6g} but adjacency[{j[0]}, {i[0]}] = {a[j[0], i[0]]:.6g}")
+        import scipy.sparse as sp  # imported on first use: geom's plugin load stays light
+
         a = a - sp.diags(a.diagonal())
         a.eliminate_zeros()
         self.adjacency = a

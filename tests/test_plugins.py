@@ -334,3 +334,13 @@ def test_register_rejects_bad_names_and_crossed_kinds(restore_registry):
     with pytest.raises(TypeError, match=r"cls: expected a subclass of geom\.Representation"):
         geom.register_representation("test-crossed", SignedAxes)
     assert "test-crossed" not in geom.representations()
+
+
+def test_loading_every_plugin_leaves_the_heavy_libraries_for_first_use():
+    """The registry imports every plugin on first use (every command and every first call pays it): scipy's
+    sparse matrices (~0.2 s) and numba (~0.25 s) wait for the code that needs them."""
+    code = ("import sys, geom; geom.registry.get_representation('points'); geom.schemes(); "
+            "bad = [m for m in ('scipy.sparse', 'numba', 'ot', 'trimesh', 'matplotlib') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
