@@ -721,3 +721,22 @@ def test_fit_runs_before_directions_and_lift_changes_what_directions_act_on():
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
     geom.sliced_wasserstein(x, y, scheme=scheme, directions=r.directions)  # given directions: no fit
     assert len(scheme.fitted) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_clouds_of_different_sizes_take_the_same_transport_with_or_without_weight_gradients(dtype):
+    """Uniform clouds of different sizes merge equal weights as levels (i + 1) / n; asking for the weights'
+    gradient makes the merge gather them instead. Value and support gradients agree."""
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(61, 3, generator=g, dtype=dtype), torch.randn(47, 3, generator=g, dtype=dtype) + 0.3
+    theta = torch.randn(24, 3, generator=g, dtype=dtype)
+    theta = theta / theta.norm(dim=1, keepdim=True)
+    grads = []
+    for weights in (None, torch.ones(61, dtype=dtype, requires_grad=True)):
+        xs, ys = x.clone().requires_grad_(), y.clone().requires_grad_()
+        value = geom.sliced_wasserstein(geom.measure(xs, weights=weights), ys, directions=theta)
+        value.backward()
+        grads.append((value.detach(), xs.grad, ys.grad))
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-14)
+    for plain, gathered in zip(*grads):
+        torch.testing.assert_close(plain, gathered, **tol)

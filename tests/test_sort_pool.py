@@ -164,3 +164,37 @@ def test_argsort_projections_orders_every_row_in_either_layout(monkeypatch, d, d
         perm = _ot1d.argsort_projections(x, theta)
         assert torch.equal(perm.sort(-1).values, torch.arange(300).expand_as(perm))
         assert float(u.gather(-1, perm).diff(dim=-1).min()) >= -tol
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("equal", ["x", "y", "both"])
+@pytest.mark.parametrize("want", [(False, False), (True, False), (False, True), (True, True)])
+def test_merge_of_equal_weights_given_as_none_equals_the_merge_of_the_weights(dtype, equal, want):
+    """A side whose weights are all equal goes to the merge as None: its levels are (i + 1) / n and, without
+    a gradient, its values are sorted alone. Cost and gradients are those of the merge of the weights."""
+    from geom._ot1d import line
+
+    rng = np.random.default_rng(11)
+    N, M = 240, 170
+    u = rng.integers(-5, 5, (4, N)).astype(dtype) / 4  # ties within and across the sides
+    v = rng.integers(-5, 5, (4, M)).astype(dtype) / 4
+    a, b = np.full(N, 1.0 / N), np.full(M, 1.0 / M)
+
+    def merge(wa, wb):
+        grads = [np.empty(u.shape, dtype) if want[0] else None, np.empty(v.shape, dtype) if want[1] else None,
+                 None, None]
+        cost = np.empty(4, dtype)
+        scale = line._merge_quantiles(u.copy(), v.copy(), wa, wb, 2.0, cost, grads, _ot1d._Workspace())
+        return cost, scale, grads[:2]
+
+    ref_cost, ref_scale, ref_grads = merge(a, b)
+    cost, scale, grads = merge(None if equal in ("x", "both") else a, None if equal in ("y", "both") else b)
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(cost, ref_cost, rtol=tol)
+    np.testing.assert_array_equal(scale, ref_scale)
+    # the levels differ by the rounding of a running sum, up to N ulps: a piece's mass, and the gradient
+    # of a small piece, move by about N eps times the largest gradient's slope
+    atol = max(tol, N * np.finfo(np.float64).eps * N)
+    for g, ref in zip(grads, ref_grads):
+        if g is not None:
+            np.testing.assert_allclose(g, ref, rtol=tol, atol=atol * np.abs(ref).max())

@@ -121,7 +121,14 @@ def unsort_rows(values, perm, out):
 @_njit
 def levels(w, rows, bits, perms, r, out):
     """``out`` = the cumulative sums of the weights ``w`` of sorted row ``r``'s atoms (read as by
-    :func:`entry`) divided by their total (the last is exactly 1); returns the total."""
+    :func:`entry`) divided by their total (the last is exactly 1); returns the total. ``w`` None: equal
+    weights, the levels ``(i + 1) / n`` (the atoms' order is then not read, and a side without a
+    gradient needs none)."""
+    n = out.shape[0]
+    if w is None:
+        for i in range(n):
+            out[i] = (i + 1) / n
+        return 1.0
     s = 0.0
     for i in range(out.shape[0]):
         s += w[entry(rows, bits, perms, r, i)[1]]
@@ -149,7 +156,8 @@ def merge_rows(xs, ys, xbits, ybits, px, py, a, b, single, p, scale, need_w, cos
 
     ``xs (R, N)``, ``ys (R, M)``: sorted rows, as :func:`pair_rows` takes them (float64 keys of
     :func:`sorted_keys` with their int64 views ``xbits`` / ``ybits``, or values with their orders
-    ``px`` / ``py``); ``a (N,)``, ``b (M,)`` float64 weights; ``single``: the data are float32;
+    ``px`` / ``py``, or values alone for a side with equal weights and no gradient); ``a (N,)``, ``b (M,)``
+    float64 weights (None: equal weights); ``single``: the data are float32;
     ``scale (R,)`` divides each row's gaps. Writes ``cost (R,)`` ``sum dt |d / scale|^p`` over the
     ``N + M`` pieces (``dt`` the mass of a piece, ``d`` the gap between the atoms holding it, in
     the data's dtype; x breakpoints first on ties), ``gap (R,)`` the largest ``|d|`` of a piece

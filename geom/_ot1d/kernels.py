@@ -127,14 +127,19 @@ def warm() -> int:
         cost, gap, gw, lx = (np.empty(1, dtype), np.empty(1), np.empty(x.shape), np.empty(9))
         g = np.empty(x.shape, dtype)  # support gradients in the data's dtype, at the atoms' places
         single = dtype == np.float32
-        merges = [(x, px, None)]  # values with orders (float64 data, or weight gradients wanted)
+        ordered = [(x, None, px)]  # values with orders (float64 data, or weight gradients wanted)
         if single:  # packed keys
             keys = sorted_keys(x, np.empty(x.shape))
-            merges.append((keys, None, keys.view(np.int64)))
-        for xs, xp, xb in merges:
-            for gx, gy in ((g, g), (g, None), (None, g), (None, None)):  # which sides' gradients
-                merge_rows(xs, xs, xb, xb, xp, xp, w, w, single, 2.0, np.ones(1), xp is not None, cost, gap, gx, gy,
-                           gw, gw, lx, lx)
+            ordered.append((keys, keys.view(np.int64), None))
+        for rows, bits, perm in ordered:  # a side: ordered, with its weights and with or without a gradient
+            sides = [(rows, bits, perm, w, g), (rows, bits, perm, w, None)]
+            if bits is not None or not single:  # or its values alone: equal weights, no gradient of any kind
+                sides.append((x, None, None, None, None))
+            for xs, xb, xp, a, gx in sides:  # every combination the merge gets
+                for ys, yb, yp, b, gy in sides:
+                    need_w = perm is not None and a is not None and b is not None
+                    merge_rows(xs, ys, xb, yb, xp, yp, a, b, single, 2.0, np.ones(1), need_w, cost, gap, gx, gy, gw,
+                               gw, lx, lx)
         unsort_rows(gw, px, np.empty(x.shape, dtype))  # float64 weight gradients into the data's dtype
         for use_const in (False, True):
             energy_rows(x, px, w, 4, 0.25, 0.25, use_const, True, np.empty(1), np.empty(x.shape))

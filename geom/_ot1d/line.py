@@ -225,9 +225,10 @@ def _pair_uniform(u, v, p: float, cost, gu, gv, ws: _Workspace) -> np.ndarray:
 
 def _merge_quantiles(u, v, a, b, p: float, cost, grads, ws: _Workspace) -> np.ndarray:
     """Weighted 1-D transport between the rows of ``u (r, N)`` and ``v (r, M)`` (sorted here, in place)
-    with the float64 weights ``a (N,)``, ``b (M,)``: writes ``cost (r,)`` (``W_p^p = scale^p cost``)
-    and, where ``grads = (gu, gv, ga, gb)`` holds arrays rather than None, the gradients of the cost in
-    the values and the weights at each atom's place; returns ``scale (r,)``.
+    with the float64 weights ``a (N,)``, ``b (M,)`` (None: equal weights, see :func:`_merge_weights`):
+    writes ``cost (r,)`` (``W_p^p = scale^p cost``) and, where ``grads = (gu, gv, ga, gb)`` holds arrays
+    rather than None, the gradients of the cost in the values and the weights at each atom's place;
+    returns ``scale (r,)``.
 
     Between consecutive breakpoints of the merged cumulative-weight levels both quantile functions are
     constant, so the integral is a sum over ``N + M`` pieces, walked in one compiled pass per row
@@ -242,8 +243,8 @@ def _merge_quantiles(u, v, a, b, p: float, cost, grads, ws: _Workspace) -> np.nd
     want_w = ga is not None or gb is not None
     single = u.dtype == np.float32
     packed = not want_w and max(N, M) <= 1 << kernels.INDEX_BITS  # both sides alike: the compiled variants
-    xs, xb, px = _sorted_side(u, True, "u", ws, packed)
-    ys, yb, py = _sorted_side(v, True, "v", ws, packed)
+    xs, xb, px = _sorted_side(u, gu is not None or a is not None, "u", ws, packed)
+    ys, yb, py = _sorted_side(v, gv is not None or b is not None, "v", ws, packed)
     gap, scale = np.empty(r), np.ones(r)
     gwx = ws.get("gwx", (r, N), np.float64) if want_w else ws.get("gw0", (0, 0), np.float64)
     gwy = ws.get("gwy", (r, M), np.float64) if want_w else gwx
@@ -269,6 +270,15 @@ def _merge_quantiles(u, v, a, b, p: float, cost, grads, ws: _Workspace) -> np.nd
         if out is not None:  # unsort, compiled (numpy's flat fancy assignment took about 2x)
             kernels.unsort_rows(values, perm, out)
     return scale
+
+
+def _merge_weights(w: torch.Tensor, gradient: bool) -> list:
+    """Per batch item, the float64 weights :func:`_merge_quantiles` merges, or None where they are all
+    equal and no ``gradient`` of this side is wanted (of its support or of either side's weights): the
+    side's values are then sorted alone, with no order, and its levels are ``(i + 1) / n`` (two clouds of
+    different sizes with uniform weights, value and gradient of 1e5 against 8e4 points, L = 64: 78-81 -> 70 ms)."""
+    w = w.detach().numpy().astype(np.float64)
+    return [None if not gradient and row.min() == row.max() else row for row in w]
 
 
 def _coordinate_rows(x: torch.Tensor) -> np.ndarray:
@@ -297,7 +307,7 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, F
         projected = None
         xs_, ys_ = rows if rows is not None else (_coordinate_rows(x), _coordinate_rows(y))  # (B, D, N), (B, D, M)
     dtype = th.dtype
-    a_, b_ = (None, None) if uniform else (a.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64))
+    a_, b_ = (None, None) if uniform else [_merge_weights(w, any(need[k] for k in (side, 2, 3))) for side, w in enumerate((a, b))]
     cost, scale = np.empty((B, L), dtype), np.empty((B, L))
     ws = _Workspace() if ws is None else ws
     grads = [None if not wanted else ws.get(f"grad{k}", (B, L, n), dtype) if reuse else np.empty((B, L, n), dtype)
