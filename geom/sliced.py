@@ -185,6 +185,9 @@ def sliced_value(mu: Measure, nu: Measure, directions: torch.Tensor, p: float) -
     return value if value.ndim else value[None]
 
 
+_F32 = np.finfo(np.float32)
+
+
 def relative_costs(costs: torch.Tensor, scale: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-slice ``(costs, scale)`` (``W_p^p = scale^p costs``) -> ``(costs / S^p (B, L), S (B,))``
     with ``S`` the largest per-slice ``W_p`` of each item (1 where all are 0), so that the costs lie
@@ -195,20 +198,18 @@ def relative_costs(costs: torch.Tensor, scale: torch.Tensor, p: float) -> tuple[
     if bool((sc == 1).all() and ((big > 0) & (big < np.inf)).all()):  # unscaled slices: S^p = max costs
         factor, top = 1.0 / big[:, None], big ** (1.0 / p)
     else:  # in logarithms, so no p overflows or underflows
+        log_scale = np.log(sc)
         with np.errstate(divide="ignore", invalid="ignore"):
-            log_w = np.log(sc) + np.log(np.maximum(c, 0)) / p  # (B, L) log W_p per slice
+            log_w = log_scale + np.log(np.maximum(c, 0)) / p  # (B, L) log W_p per slice
         log_s = log_w.max(-1)  # (B,)
         log_s[~np.isfinite(log_s)] = 0.0  # every slice 0
-        factor, top = np.exp(p * (np.log(sc) - log_s[:, None])), np.exp(log_s)  # (B, L) scale^p / S^p, (B,) S
+        factor, top = np.exp(p * (log_scale - log_s[:, None])), np.exp(log_s)  # (B, L) scale^p / S^p, (B,) S
     top = torch.from_numpy(top).to(scale.device)
     if costs.dtype == torch.float32 and bool(((factor >= _F32.tiny) & (factor <= _F32.max)).all()):
         factor = factor.astype(np.float32)  # one autograd node, not three; a float32 factor costs an ulp
     elif costs.dtype != torch.float64:  # factors beyond float32 (or another dtype): the product in float64
         return (costs.double() * torch.from_numpy(factor).to(costs.device)).to(costs.dtype), top
     return costs * torch.from_numpy(factor).to(costs.device), top
-
-
-_F32 = np.finfo(np.float32)
 
 
 @dataclass

@@ -275,8 +275,8 @@ def _merge_quantiles(u, v, a, b, p: float, cost, grads, ws: _Workspace) -> np.nd
 def _merge_weights(w: torch.Tensor, gradient: bool) -> list:
     """Per batch item, the float64 weights :func:`_merge_quantiles` merges, or None where they are all
     equal and no ``gradient`` of this side is wanted (of its support or of either side's weights): the
-    side's values are then sorted alone, with no order, and its levels are ``(i + 1) / n`` (two clouds of
-    different sizes with uniform weights, value and gradient of 1e5 against 8e4 points, L = 64: 78-81 -> 70 ms)."""
+    side's values are then sorted alone, with no order, and its levels are ``(i + 1) / n`` (two uniform
+    clouds of different sizes, value and gradient of 1e5 against 8e4 points, L = 64: 78-81 -> 70 ms)."""
     w = w.detach().numpy().astype(np.float64)
     return [None if not gradient and row.min() == row.max() else row for row in w]
 
@@ -307,7 +307,9 @@ def _cpu_chunk(x, y, theta, a, b, p: float, uniform: bool, need=(False, False, F
         projected = None
         xs_, ys_ = rows if rows is not None else (_coordinate_rows(x), _coordinate_rows(y))  # (B, D, N), (B, D, M)
     dtype = th.dtype
-    a_, b_ = (None, None) if uniform else [_merge_weights(w, any(need[k] for k in (side, 2, 3))) for side, w in enumerate((a, b))]
+    a_, b_ = (None, None)
+    if not uniform:  # a side's gradient: of its support, or of either side's weights
+        a_, b_ = (_merge_weights(w, need[side] or need[2] or need[3]) for side, w in enumerate((a, b)))
     cost, scale = np.empty((B, L), dtype), np.empty((B, L))
     ws = _Workspace() if ws is None else ws
     grads = [None if not wanted else ws.get(f"grad{k}", (B, L, n), dtype) if reuse else np.empty((B, L, n), dtype)
@@ -456,7 +458,8 @@ class LinearSlicedCost(torch.autograd.Function):
                 saved.append((l0, l1, tuple(g if wanted else None for g, wanted in zip(grads, need))))
             elif sums is not None:
                 _add_grads(sums, grads, None, theta[l0:l1].detach(), rows)
-        ctx.p, ctx.uniform, ctx.need, ctx.saved, ctx.sums, ctx.rows = p, uniform, need, saved if store else None, sums, rows
+        ctx.p, ctx.uniform, ctx.need, ctx.rows = p, uniform, need, rows
+        ctx.saved, ctx.sums = saved if store else None, sums
         ctx.save_for_backward(xc, yc, theta, a, b, dtheta)
         ctx.mark_non_differentiable(scale)
         return costs, scale
