@@ -191,8 +191,9 @@ def run_batched(cases, reps: int):
 
 def run_tiny(n: int = 128, L: int = 64, calls: int = 2000):
     """The fixed cost of one small call (value + gradient, B = 1): the median over ``calls`` calls, next
-    to two floors timed the same way: the least autograd round trip (a leaf, ``sum()``, ``backward()``),
-    which any differentiable call pays, and ``np.sort`` of the two projected ``(L, N)`` matrices."""
+    to floors timed the same way: the least autograd round trip (a leaf, ``sum()``, ``backward()``),
+    which any differentiable call pays, ``np.sort`` of the two projected ``(L, N)`` matrices, and the
+    sorts geom does there (:func:`row_sorts` with the first cloud's order)."""
     import geom
 
     x, y, theta = _batched_problem(1, n, L)
@@ -217,9 +218,11 @@ def run_tiny(n: int = 128, L: int = 64, calls: int = 2000):
     times = median_us(geom_call)
     autograd = float(np.median(median_us(autograd_call)))
     sort = float(np.median(median_us(lambda: (np.sort(u, axis=1), np.sort(v, axis=1)))))
+    own = float(np.median(median_us(row_sorts(u, v, 1, (True, False)))))  # x's order for its gradient
     median = float(np.median(times))
     return dict(n=n, L=L, calls=calls, median_us=median, p90_us=float(np.quantile(times, 0.9)),
-                autograd_floor_us=autograd, sort_floor_us=sort, over_floors=median / (autograd + sort))
+                autograd_floor_us=autograd, sort_floor_us=sort, own_sort_floor_us=own,
+                over_floors=median / (autograd + sort), over_own_floors=median / (autograd + own))
 
 
 def run_plan(n: int, L: int, reps: int):
@@ -263,18 +266,21 @@ n, L, d = int(sys.argv[1]), int(sys.argv[2]), 3
 g = torch.Generator().manual_seed(0)
 x = torch.randn(n, d, generator=g, requires_grad=True); y = torch.randn(n, d, generator=g) + 1
 base = peak_rss()
+geom.sliced_wasserstein(x[:64], y[:64], n_projections=4, seed=0).backward()  # numba, its kernels, the pool
+loaded = peak_rss()
 t = time.perf_counter()
 v = geom.sliced_wasserstein(x, y, n_projections=L, seed=0); v.backward()
 t = time.perf_counter() - t
-print(base, peak_rss(), t, v.item())
+print(base, loaded, peak_rss(), t, v.item())
 """
 
 
 def run_memory(n: int, L: int):
     out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(n), str(L)], check=True, capture_output=True,
                          text=True).stdout.split()
-    base, peak, seconds, value = int(out[0]), int(out[1]), float(out[2]), float(out[3])
-    return dict(n=n, L=L, d=3, peak_rss_bytes=peak, baseline_rss_bytes=base, seconds=seconds, value=value,
+    base, loaded, peak, seconds, value = int(out[0]), int(out[1]), int(out[2]), float(out[3]), float(out[4])
+    return dict(n=n, L=L, d=3, peak_rss_bytes=peak, baseline_rss_bytes=base, kernels_rss_bytes=loaded,
+                seconds=seconds, value=value,
                 inputs_bytes=2 * n * 3 * 4, projections_if_materialised_bytes=2 * n * L * 4)
 
 
@@ -344,7 +350,9 @@ def main(argv=None) -> int:
         print(f"\nFixed cost of a tiny call (N = M = {tiny['n']}, L = {tiny['L']}, B = 1, value + gradient): median "
               f"{tiny['median_us']:.0f} us, 90th percentile {tiny['p90_us']:.0f} us over {tiny['calls']} calls; floors: "
               f"the least autograd round trip {tiny['autograd_floor_us']:.0f} us, np.sort of both projected rows "
-              f"{tiny['sort_floor_us']:.0f} us; geom / (their sum) = {tiny['over_floors']:.2f}x")
+              f"{tiny['sort_floor_us']:.0f} us; geom / (their sum) = {tiny['over_floors']:.2f}x; the sorts geom does "
+              f"(packed keys for the first cloud's order) {tiny['own_sort_floor_us']:.0f} us; geom / (autograd + "
+              f"those) = {tiny['over_own_floors']:.2f}x")
     if plan:
         print(f"\nSliced plans, N = M = {plan['n']:,}, L = {plan['L']}: {plan['plan_s']:.3f} s against the SW value "
               f"{plan['sw_value_s']:.3f} s on the same directions ({plan['plan_over_value']:.2f}x) and the "
@@ -359,6 +367,7 @@ def main(argv=None) -> int:
         gib = 2**30
         print(f"\nPeak resident memory, value + gradient, N = M = {memory['n']:,}, L = {memory['L']}: "
               f"{memory['peak_rss_bytes'] / gib:.2f} GiB (after imports and data: {memory['baseline_rss_bytes'] / gib:.2f} GiB; "
+              f"with numba, its kernels and the sort pool loaded by a small call: {memory['kernels_rss_bytes'] / gib:.2f} GiB; "
               f"all projections at once would take {memory['projections_if_materialised_bytes'] / gib:.1f} GiB); "
               f"{memory['seconds']:.1f} s")
     if args.json:
