@@ -8,7 +8,7 @@ Four registered generators (``root`` must be ``None``; each reads no files):
   whose rows correspond (:func:`geom_datasets.shapes.bend`).
 - ``"sphere-mixtures"`` (:class:`SphereMixtures`): clouds on S^(d-1) from mixtures of von Mises-Fisher
   distributions, drawn with Wood's sampler (A. T. A. Wood, *Simulation of the von Mises Fisher
-  distribution*, 1994; :func:`geom_plugins.dsw.sample_von_mises_fisher`); a class is a mixture.
+  distribution*, 1994; :func:`geom.directions.von_mises_fisher`); a class is a mixture.
 - ``"spd"`` (:class:`SPDEnsembles`): covariance matrices of simulated multichannel signals with class
   structure: Wishart samples with class-dependent scale matrices, or class-specific mixing matrices
   applied to white sources with random powers plus sensor noise (:func:`geom_plugins.spd.covariances`).
@@ -316,14 +316,14 @@ class SphereMixtures(_Generated):
         self.means = means / np.linalg.norm(means, axis=-1, keepdims=True)
 
     def _draw(self, index: int) -> tuple[torch.Tensor, np.ndarray, int]:
-        from geom_plugins.dsw import sample_von_mises_fisher
+        from geom.directions import von_mises_fisher
 
         index = self._index(index)
         rng = self._item_rng(index)
         label = index % self.n_classes
         counts = rng.multinomial(self.n_points, np.full(self.n_components, 1.0 / self.n_components))  # (K,)
         g = _torch_generator(rng)
-        parts = [sample_von_mises_fisher(torch.from_numpy(self.means[label, k]), self.kappa, int(n), generator=g)
+        parts = [von_mises_fisher(torch.from_numpy(self.means[label, k]), self.kappa, int(n), generator=g)
                  for k, n in enumerate(counts) if n > 0]
         component = np.repeat(np.arange(self.n_components), counts)  # (n_points,)
         order = rng.permutation(self.n_points)

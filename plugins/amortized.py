@@ -8,7 +8,7 @@ For every pair ``(X_b, Y_b)`` of a batch an amortized model ``f_psi`` (:mod:`geo
 permuting their points) predicts a unit vector ``epsilon_b = f_psi(X_b, Y_b)``:
 
 * ``"amortized-vmf-dsw"`` (amortized v-DSW): the ``L`` directions of item ``b`` are drawn from
-  ``vMF(epsilon_b, kappa)`` by :func:`geom_plugins.dsw.sample_von_mises_fisher` (reparameterised, so
+  ``vMF(epsilon_b, kappa)`` by :func:`geom.directions.von_mises_fisher` (reparameterised, so
   differentiable in ``epsilon_b``), and the value is the Monte Carlo v-DSW at that location,
   ``(mean_l W_p^p(theta_bl#X_b, theta_bl#Y_b))^(1/p)``; a metric for every location (the paper's point);
 * ``"amortized-max"`` (amortized max-SW): ``epsilon_b`` itself is the slice: ``W_p`` along it (ask
@@ -43,7 +43,7 @@ to ``sigma_b epsilon_b`` (``h_b = (u - sigma_b epsilon_b) / |u - sigma_b epsilon
 ``sigma_b = -sign(u . epsilon_b)`` that keeps ``|u - sigma_b epsilon_b| >= sqrt 2``, the sampler's own
 choice of reference), :meth:`lift` maps item ``b``'s points by ``Q_b^T = Q_b`` (differentiable in the
 points and in ``epsilon_b``, hence in ``psi``), and :meth:`directions` draws the ``L`` shared
-``Z_l = sample_von_mises_fisher(u, kappa, L)`` (``"amortized-max"``: ``Z_l = u``). Each item's slices
+``Z_l = von_mises_fisher(u, kappa, L)`` (``"amortized-max"``: ``Z_l = u``). Each item's slices
 have exactly the law ``vMF(epsilon_b, kappa)`` (and its max slice is exactly ``epsilon_b``); the items
 share the underlying draws, as every item of a batch shares plain SW's directions. The cost is plain
 SW's at the same ``L`` (one sort per slice and item, ``d``-dimensional projections) plus a ``(d, d)``
@@ -79,7 +79,7 @@ from geom._checks import check_bool, check_real
 from geom.directions import uniform_directions
 from geom.losses.amortized import VARIANTS, amortized_model
 from geom.measures import Measure
-from geom_plugins.dsw import sample_von_mises_fisher
+from geom.directions import von_mises_fisher
 
 __all__ = ["AmortizedMaxSliced", "AmortizedVonMisesFisher"]
 
@@ -191,7 +191,7 @@ class AmortizedVonMisesFisher(_Amortized):
         self.kappa = check_real(kappa, "kappa", "> 0", lambda v: v > 0)
 
     def _draw(self, n, loc, generator):
-        return sample_von_mises_fisher(loc, self.kappa, n, generator=generator)
+        return von_mises_fisher(loc, self.kappa, n, generator=generator)
 
 
 class AmortizedMaxSliced(_Amortized):

@@ -21,7 +21,7 @@ Optimization for Sliced Wasserstein Point-Cloud Reconstruction*, ICML 2023 (v-DS
     v-DSW_p(mu, nu; kappa) = max_{epsilon in S^(d-1)} (E_{theta ~ vMF(epsilon, kappa)} W_p^p)^(1/p)
 
 The location ``epsilon`` is climbed by Adam through a reparameterised von Mises-Fisher sampler
-(:func:`sample_von_mises_fisher`: Wood's 1994 rejection sampler for the cosine to the location, a
+(:func:`geom.directions.von_mises_fisher`: Wood's 1994 rejection sampler for the cosine to the location, a
 uniform tangent direction, and a Householder reflection that carries the reference axis onto
 ``epsilon``, differentiable in ``epsilon``). The paper's amortised self-attention network that
 predicts ``epsilon`` from the two point clouds is not part of this scheme: ``epsilon`` is optimised
@@ -43,87 +43,16 @@ Options (both): ``n_steps`` (int >= 0, default 20) ascent steps per call of ``fi
 
 from __future__ import annotations
 
-import math
 
 import torch
 
 import geom
 from geom._checks import check_int, check_memory, check_positive_int, check_real, describe
 from geom.ascent import ProjectedAscent
-from geom.directions import uniform_directions
+from geom.directions import uniform_directions, von_mises_fisher
 from geom.sliced import direction_space, sliced_value
 
-__all__ = ["Distributional", "VonMisesFisherDSW", "sample_von_mises_fisher"]
-
-
-def _wood_cosines(n: int, dim: int, kappa: float, generator) -> torch.Tensor:
-    """``(n,)`` float64 ``1 - w``, one minus the cosines ``w = theta . epsilon`` of vMF(epsilon, kappa)
-    on S^(dim-1) (Wood, 1994). Kept as ``1 - w``, with ``x0 = 1 - delta`` and ``b`` computed without
-    ``kappa^2``: every finite ``kappa`` keeps its digits (``1 - w`` is about ``(dim - 1) / (2 kappa)``)."""
-    if dim == 1:  # S^0 = {-1, +1}: P(+epsilon) = e^k / (e^k + e^-k)
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
-        return torch.where(u < 1.0 / (1.0 + math.exp(-2.0 * kappa)), 0.0, 2.0)
-    m = dim - 1
-    r = m / (2.0 * kappa)
-    b = r / (1.0 + math.sqrt(1.0 + r * r))  # m / (2 kappa + sqrt(4 kappa^2 + m^2))
-    delta = 2.0 * b / (1.0 + b)  # 1 - x0
-    log_norm = math.log(delta) + math.log(2.0 - delta)  # log(1 - x0^2)
-    out = torch.empty(n, dtype=torch.float64)
-    pending = torch.arange(n)
-    while pending.numel():  # vectorised rejection: redraw only the rejected ones
-        k = pending.numel()
-        chi = torch.randn(k, 2, m, generator=generator, dtype=torch.float64).square().sum(-1)  # (k, 2)
-        z = chi[:, 0] / chi.sum(-1)  # Beta(m/2, m/2)
-        log_u = torch.rand(k, generator=generator, dtype=torch.float64).log()
-        y = 2.0 * b * z / (1.0 - (1.0 - b) * z)  # 1 - w
-        # kappa (w - x0) + m log((1 - x0 w) / (1 - x0^2)) >= log u, each term without cancellation
-        ok = kappa * (delta - y) + m * (torch.log(delta + y - delta * y) - log_norm) >= log_u
-        out[pending[ok]] = y[ok]
-        pending = pending[~ok]
-    return out
-
-
-def sample_von_mises_fisher(loc: torch.Tensor, kappa: float, n: int, *, generator=None) -> torch.Tensor:
-    """``n`` samples of the von Mises-Fisher distribution ``vMF(loc, kappa)`` on S^(d-1), differentiable in ``loc``.
-
-    Density ``proportional to exp(kappa * loc^T theta)``. The cosine ``w = loc^T theta`` comes from
-    Wood's rejection sampler (A. T. A. Wood, *Simulation of the von Mises Fisher distribution*, 1994),
-    the tangent part is uniform; the sample is built around a reference axis ``r = -sign(loc_0) e_0``
-    and carried to ``loc`` by the Householder reflection ``H = I - 2 h h^T``, ``h = (r - loc)/|r - loc|``
-    (``|r - loc| >= sqrt 2``, so ``H`` is smooth in ``loc``). The mean of ``w`` is
-    ``A_d(kappa) = I_{d/2}(kappa) / I_{d/2-1}(kappa)``.
-
-    Args:
-        loc: ``(d,)`` location (normalised here; gradients flow through the normalisation).
-        kappa: concentration ``> 0``.
-        n: number of samples.
-        generator: the randomness (CPU ``torch.Generator``); the samples take ``loc``'s dtype and device.
-
-    Returns:
-        ``(n, d)`` unit rows.
-
-    >>> import torch
-    >>> g = torch.Generator().manual_seed(0)
-    >>> theta = sample_von_mises_fisher(torch.tensor([0.0, 0.0, 1.0]), 50.0, 4, generator=g)
-    >>> bool((theta[:, 2] > 0.5).all())
-    True
-    """
-    kappa = check_real(kappa, "kappa", "> 0", lambda v: v > 0)
-    n = check_positive_int(n, "n")
-    if not isinstance(loc, torch.Tensor) or loc.ndim != 1 or loc.shape[0] < 1 or not loc.is_floating_point():
-        raise TypeError(f"loc: expected a floating (d,) tensor, got {describe(loc)}")
-    d = loc.shape[0]
-    loc = loc / loc.norm()
-    y = _wood_cosines(n, d, kappa, generator)  # (n,) 1 - w
-    tangent = uniform_directions(n, d - 1, generator) if d > 1 else torch.empty(n, 0, dtype=torch.float64)  # (n, d-1)
-    s = 1.0 if float(loc[0].detach()) <= 0 else -1.0  # reference axis r = s e_0, on the far side from loc
-    sine = (y * (2.0 - y)).clamp_min(0).sqrt()  # (n,) sqrt(1 - w^2)
-    x = torch.cat([s * (1.0 - y)[:, None], sine[:, None] * tangent], 1)  # (n, d)
-    x = x.to(dtype=loc.dtype, device=loc.device)
-    r = torch.zeros_like(loc)
-    r[0] = s
-    h = (r - loc) / (r - loc).norm()  # (d,)
-    return x - 2.0 * (x @ h)[:, None] * h  # (n, d): H x, with H r = loc
+__all__ = ["Distributional", "VonMisesFisherDSW"]
 
 
 class _Learned(geom.SlicingScheme):
@@ -247,7 +176,7 @@ class VonMisesFisherDSW(_Learned):
         v = loc.to(dtype=mu.dtype, device=mu.device).clone().requires_grad_(True)  # (d,), theta ~ vMF(v / |v|, kappa)
 
         def sample():
-            return sample_von_mises_fisher(v, self.kappa, self.n_samples, generator=generator)
+            return von_mises_fisher(v, self.kappa, self.n_samples, generator=generator)
 
         def renormalise():
             with torch.no_grad():
@@ -263,7 +192,7 @@ class VonMisesFisherDSW(_Learned):
         loc = self.location_
         if loc is None or loc.shape[0] != dim:
             loc = uniform_directions(1, dim, generator)[0]
-        return sample_von_mises_fisher(loc, self.kappa, n, generator=generator)
+        return von_mises_fisher(loc, self.kappa, n, generator=generator)
 
 
 @geom.hookimpl

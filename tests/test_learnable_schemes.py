@@ -14,7 +14,7 @@ from scipy.special import ive
 import geom
 import geom.testing
 from geom.sliced import sliced_costs
-from geom_plugins.dsw import Distributional, VonMisesFisherDSW, sample_von_mises_fisher
+from geom_plugins.dsw import Distributional, VonMisesFisherDSW
 from geom_plugins.maxsliced import MaxSliced
 
 SCHEMES = [MaxSliced, Distributional, VonMisesFisherDSW]
@@ -258,62 +258,6 @@ def test_fit_runs_under_no_grad(cls, pair):
         value = geom.sliced_wasserstein(x, y, scheme=cls(), n_projections=64, seed=0)
     mc = geom.sliced_wasserstein(x, y, n_projections=2000, seed=0)
     assert value.item() > mc.item()
-
-
-# --- the von Mises-Fisher sampler -----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("d", [1, 2, 3, 10])
-@pytest.mark.parametrize("kappa", [0.5, 5.0, 200.0])
-def test_vmf_sampler_moments(d, kappa):
-    g = torch.Generator().manual_seed(10 * d + int(kappa))
-    loc = torch.randn(d, generator=g, dtype=F64)
-    loc = loc / loc.norm()
-    n = 20000
-    theta = sample_von_mises_fisher(loc, kappa, n, generator=g)
-    assert theta.shape == (n, d)
-    assert torch.allclose(theta.norm(dim=1), torch.ones(n, dtype=F64), atol=1e-12)
-    cosines = theta @ loc  # (n,)
-    A = ive(d / 2, kappa) / ive(d / 2 - 1, kappa)  # mean cosine of vMF on S^(d-1)
-    var = 1 - (d - 1) * A / kappa - A * A  # Var(cos) = E cos^2 - A^2, with E cos^2 = 1 - (d - 1) A / kappa
-    assert abs(cosines.mean().item() - A) <= 5 * math.sqrt(var / n) + 1e-12
-    # the mean resultant points at loc: its tangent part is Monte Carlo noise of variance (1 - E c^2) / n
-    R = theta.mean(0)
-    tangent = (R - (R @ loc) * loc).norm().item()
-    assert tangent <= 5 * math.sqrt((1 - cosines.square().mean().item()) / n) + 1e-12
-    assert R @ loc > 0
-
-
-def test_vmf_sampler_is_differentiable_in_the_location():
-    """Reparameterised gradient of E[a^T theta] = A_d(kappa) a^T loc equals A_d(kappa) (I - loc loc^T) a."""
-    d, kappa = 4, 3.0
-    a = torch.tensor([0.3, -1.0, 0.5, 2.0], dtype=F64)
-    loc = torch.tensor([0.5, 0.5, -0.5, 0.5], dtype=F64)
-    A = ive(d / 2, kappa) / ive(d / 2 - 1, kappa)
-    expected = A * (a - (a @ loc) * loc)
-    g = torch.Generator().manual_seed(0)
-    grads = []
-    for _ in range(20):
-        v = loc.clone().requires_grad_(True)
-        (gv,) = torch.autograd.grad((sample_von_mises_fisher(v, kappa, 2000, generator=g) @ a).mean(), v)
-        grads.append(gv)
-    grads = torch.stack(grads)  # (20, d)
-    err = grads.std(0) / math.sqrt(20)
-    assert ((grads.mean(0) - expected).abs() <= 5 * err + 1e-9).all()
-
-
-def test_vmf_sampler_seed_and_errors():
-    loc = torch.tensor([0.0, 1.0, 0.0], dtype=F64)
-    one = sample_von_mises_fisher(loc, 2.0, 50, generator=torch.Generator().manual_seed(0))
-    two = sample_von_mises_fisher(loc, 2.0, 50, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(one, two)
-    for kappa in (0, -1.0, math.inf, math.nan):
-        with pytest.raises(ValueError, match="kappa"):
-            sample_von_mises_fisher(loc, kappa, 5)
-    with pytest.raises(TypeError, match="kappa"):
-        sample_von_mises_fisher(loc, "large", 5)
-    with pytest.raises(TypeError, match="loc"):
-        sample_von_mises_fisher([0.0, 1.0], 1.0, 5)
 
 
 # --- bad options ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import torch
 
 import geom
 import geom.testing
-from geom.directions import haar_rotation, uniform_directions
+from geom.directions import haar_rotation, uniform_directions, von_mises_fisher
 from geom.learn import pacbayes as pb
 from geom_plugins.pacbayes import PacBayes
 
@@ -80,7 +80,7 @@ def test_vmf_kl_matches_quadrature(d, kappa):
 def test_vmf_kl_matches_monte_carlo_in_d3():
     # in d = 3 the density is kappa / (4 pi sinh kappa) e^(kappa w): KL = E[log q] + log(4 pi)
     kappa, g = 4.0, torch.Generator().manual_seed(3)
-    theta = pb.sample_vmf(torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), kappa, 200_000, generator=g)
+    theta = von_mises_fisher(torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), kappa, 200_000, generator=g)
     log_q = math.log(kappa / (4 * math.pi * math.sinh(kappa))) + kappa * theta[:, 2]
     values = log_q + math.log(4 * math.pi)
     estimate, err = float(values.mean()), float(values.std() / math.sqrt(values.numel()))
@@ -103,53 +103,6 @@ def test_mixture_kl_bound_is_the_weighted_sum():
     w, k = torch.tensor([0.25, 0.75], dtype=torch.float64), torch.tensor([2.0, 9.0], dtype=torch.float64)
     expected = 0.25 * float(pb.vmf_kl_uniform(2.0, 6)) + 0.75 * float(pb.vmf_kl_uniform(9.0, 6))
     assert float(pb.mixture_kl_bound(w, k, 6)) == pytest.approx(expected, rel=1e-12)
-
-
-# ----------------------------------------------------------------------------------- reparameterised draws
-
-
-@pytest.mark.parametrize("d, kappa", [(2, 3.0), (3, 0.5), (10, 20.0)])
-def test_sample_vmf_has_the_vmf_mean_and_its_location_gradient(d, kappa):
-    # E[theta] = A_d(kappa) m, so d/dloc E[a^T theta] = A_d(kappa) (I - m m^T) a / |loc|
-    g = torch.Generator().manual_seed(d)
-    loc = torch.randn(d, generator=g, dtype=torch.float64).mul(2.0).requires_grad_(True)
-    a = torch.randn(d, generator=g, dtype=torch.float64)
-    theta = pb.sample_vmf(loc, kappa, 100_000, generator=g)
-    assert torch.allclose(theta.detach().norm(dim=1), torch.ones(100_000, dtype=torch.float64), atol=1e-12)
-    A = float(pb.mean_cosine(kappa, d))
-    m = (loc / loc.norm()).detach()
-    err = 5 / math.sqrt(theta.shape[0])  # every coordinate of theta is in [-1, 1]
-    assert torch.allclose(theta.detach().mean(0), A * m, atol=err)
-    (grad,) = torch.autograd.grad((theta @ a).mean(), loc)
-    expected = A * (a - (a @ m) * m) / loc.detach().norm()
-    assert torch.allclose(grad, expected, atol=3 * a.norm() * err)
-
-
-def test_sample_vmf_is_reproducible_and_leaves_the_global_rng():
-    loc = torch.tensor([0.3, -1.0, 0.5, 2.0], dtype=torch.float64)
-    state = torch.random.get_rng_state()
-    one = pb.sample_vmf(loc, 7.0, 16, generator=torch.Generator().manual_seed(5))
-    two = pb.sample_vmf(loc, 7.0, 16, generator=torch.Generator().manual_seed(5))
-    assert torch.equal(one, two) and torch.equal(state, torch.random.get_rng_state())
-
-
-@pytest.mark.parametrize("d, kappa", [(2, 3.0), (3, 0.7), (10, 20.0), (40, 8.0)])
-def test_kappa_gradient_is_the_derivative_of_the_mean_cosine(d, kappa):
-    # E[w] = A_d(kappa), so the mean of the implicit dw/dkappa is A_d'(kappa) (finite differences of the Bessel ratio)
-    loc = torch.zeros(d, dtype=torch.float64)
-    loc[0] = 1.0
-    k = torch.tensor(kappa, dtype=torch.float64, requires_grad=True)
-    theta = pb.sample_vmf(loc, k, 40_000, generator=torch.Generator().manual_seed(d))
-    w = theta[:, 0]
-    (total,) = torch.autograd.grad(w.sum(), k)
-    mean_slope = float(total) / w.numel()
-    with torch.no_grad():  # per-sample slopes for the Monte Carlo error: dw/dk = dtheta_0 / dk
-        y = 1 - w.detach()
-        per = pb._cosine_slope(y, kappa, d)
-    assert float(per.mean()) == pytest.approx(mean_slope, rel=1e-9)
-    h = 1e-5 * kappa
-    exact = float((pb.mean_cosine(kappa + h, d) - pb.mean_cosine(kappa - h, d)) / (2 * h))
-    assert abs(mean_slope - exact) < 5 * float(per.std()) / math.sqrt(w.numel()) + 1e-9
 
 
 # ----------------------------------------------------------------------------------- learning and the scheme

@@ -64,13 +64,9 @@ grid bound proper, preferably on held-out samples)::
     J(rho) = sum_k w_k mean_s W_p^p(theta_ks) - 2 sqrt((KL_conv(rho) + log(G/delta)) Delta^(2p) (1/n + 1/m) / 8)
 
 with ``S`` draws ``theta_ks`` per component (stratified: the weights enter exactly). The draws are
-reparameterised: :func:`sample_vmf` draws the cosine to the location by Wood's rejection sampler (SciPy's
-``vonmises_fisher``) and the tangent part by projecting a Gaussian vector (differentiable in the location),
-and adds the gradient in ``kappa``, which the rejection sampler does not have, by implicit reparameterisation (M. Figurnov, S.
-Mohamed, A. Mnih, *Implicit Reparameterization Gradients*, NeurIPS 2018): the cosine ``w`` to the location
-has ``dw/dkappa = -(dF/dkappa) / f = int_w^1 (t - A_d) f(t) dt / f(w)`` (``F``, ``f`` its CDF and density,
-``f(t) ~ e^(kappa t) (1 - t^2)^((d-3)/2)``), computed by Gauss-Legendre quadrature, and the tangent part
-is uniform whatever ``kappa``, so ``dtheta/dkappa = dw/dkappa (m - w (theta - w m) / (1 - w^2))``.
+reparameterised (:func:`geom.directions.von_mises_fisher`): Wood's rejection sampler for the cosine to the
+location, a uniform tangent part, and the implicit reparameterisation gradient in ``kappa``, which the rejection
+sampler does not have (M. Figurnov, S. Mohamed, A. Mnih, *Implicit Reparameterization Gradients*, NeurIPS 2018).
 Every cost goes through :func:`geom.sliced_wasserstein` with the drawn directions.
 """
 
@@ -83,15 +79,15 @@ import numpy as np
 import torch
 
 from .._checks import check_int, check_positive_int, check_real, describe
+from ..directions import _log_bessel_i, _mean_cosine, von_mises_fisher
 from ..measures import Measure
 from ..sliced import make_generator, sliced_wasserstein
 
 __all__ = ["BoundReport", "FitResult", "VmfMixture", "certify", "empirical_bernstein_lower", "fit_vmf_mixture",
-           "lambda_grid", "mean_cosine", "mixture_kl_bound", "pac_bayes_bound", "sample_vmf", "slice_costs",
+           "lambda_grid", "mean_cosine", "mixture_kl_bound", "pac_bayes_bound", "slice_costs",
            "sw_permutation_test", "truncated_gaussians", "vmf_kl_uniform"]
 
 GRID_SIZE = 16
-_NODES = 64  # Gauss-Legendre nodes of the implicit kappa-gradient
 _KAPPA_RANGE = (1e-4, 1e5)
 
 
@@ -139,29 +135,6 @@ def _samples(x, name: str):
 
 
 # ----------------------------------------------------------------------------------- vMF against uniform
-
-
-def _log_bessel_i(order: float, kappa: np.ndarray) -> np.ndarray:
-    """``log I_order(kappa)`` for ``kappa > 0`` (float64): ``log ive + kappa``, and the first two terms of
-    the series where ``ive`` underflows (``kappa`` far below the order, where the series is exact to
-    rounding)."""
-    from scipy.special import gammaln, ive
-
-    shape = np.shape(kappa)
-    kappa = np.atleast_1d(np.asarray(kappa, dtype=np.float64))
-    with np.errstate(divide="ignore"):
-        out = np.log(ive(order, kappa)) + kappa
-    small = ~np.isfinite(out)
-    if small.any():
-        k = kappa[small]
-        out[small] = order * np.log(k / 2) - gammaln(order + 1) + np.log1p(k * k / (4 * (order + 1)))
-    return out.reshape(shape)
-
-
-def _mean_cosine(kappa: np.ndarray, dim: int) -> np.ndarray:
-    """``A_d(kappa) = I_{d/2}(kappa) / I_{d/2-1}(kappa)`` (float64), ``kappa > 0``."""
-    nu = dim / 2 - 1
-    return np.asarray(np.exp(_log_bessel_i(nu + 1, kappa) - _log_bessel_i(nu, kappa)), dtype=np.float64)
 
 
 def mean_cosine(kappa, dim: int) -> torch.Tensor:
@@ -257,77 +230,6 @@ def mixture_kl_bound(weights: torch.Tensor, kappas: torch.Tensor, dim: int) -> t
     return (weights * vmf_kl_uniform(kappas, dim)).sum()
 
 
-# ----------------------------------------------------------------------------------- reparameterised draws
-
-
-def _cosine_slope(y: torch.Tensor, kappa: float, dim: int) -> torch.Tensor:
-    """``(n,)`` float64 ``dw/dkappa`` at ``w = 1 - y`` (implicit reparameterisation; ``dim >= 2``).
-
-    ``int_w^1 (t - A) f(t) / f(w) dt`` with ``t = 1 - y s^2``: the integrand is
-    ``(1 - y s^2 - A) e^(kappa y (1 - s^2)) ((2 - y s^2) / (2 - y))^((d-3)/2) 2 y s^(d-2)``, smooth in ``s``."""
-    s, ws = np.polynomial.legendre.leggauss(_NODES)
-    s = torch.from_numpy((s + 1) / 2)  # (Q,) nodes on [0, 1]
-    ws = torch.from_numpy(ws / 2)
-    a = float(_mean_cosine(np.asarray(kappa, dtype=np.float64), dim))
-    y = y.double()[:, None]  # (n, 1)
-    u = y * s * s  # (n, Q) 1 - t
-    half = (dim - 3) / 2
-    log_part = kappa * (y - u) + half * (torch.log(2 - u) - torch.log(2 - y))
-    integrand = (1 - u - a) * torch.exp(log_part) * 2 * y * s.pow(dim - 2)
-    return integrand @ ws  # (n,)
-
-
-def _cosines(n: int, dim: int, kappa: float, generator) -> torch.Tensor:
-    """``(n,)`` float64 cosines ``w = theta^T m`` of ``vMF(m, kappa)`` on S^(dim-1): SciPy's sampler
-    (:class:`scipy.stats.vonmises_fisher`, Wood's algorithm) around the first axis, seeded from ``generator``."""
-    from scipy.stats import vonmises_fisher
-
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    axis = np.zeros(dim)
-    axis[0] = 1.0
-    draws = vonmises_fisher(axis, kappa).rvs(n, random_state=np.random.default_rng(seed))
-    return torch.from_numpy(np.asarray(draws, dtype=np.float64).reshape(n, dim)[:, 0].copy())
-
-
-def sample_vmf(loc: torch.Tensor, kappa, n: int, *, generator=None) -> torch.Tensor:
-    """``n`` draws of ``vMF(loc / |loc|, kappa)`` on S^(d-1), differentiable in ``loc`` and in ``kappa``.
-
-    ``theta = w m + sqrt(1 - w^2) t``: the cosine ``w`` from SciPy's vMF sampler (Wood's algorithm, seeded
-    from ``generator``), ``t`` the unit projection of a Gaussian vector onto the tangent space at
-    ``m = loc / |loc|`` (uniform there, whatever ``kappa``: differentiable in ``loc``), and ``w`` given the
-    implicit-reparameterisation gradient in ``kappa`` (see the module; its value is the sampler's).
-
-    Args:
-        loc: ``(d,)`` floating location, ``d >= 2`` (normalised here).
-        kappa: concentration ``> 0``: a number (a constant) or a scalar floating tensor (gradients flow).
-        n: number of draws.
-        generator: the randomness (CPU ``torch.Generator``).
-
-    Returns:
-        ``(n, d)`` unit rows of ``loc``'s dtype.
-    """
-    n = check_positive_int(n, "n")
-    if not isinstance(loc, torch.Tensor) or loc.ndim != 1 or not loc.is_floating_point() or loc.shape[0] < 2:
-        raise TypeError(f"loc: expected a floating (d,) tensor with d >= 2, got {describe(loc)}")
-    if not isinstance(kappa, torch.Tensor):
-        kappa = torch.tensor(check_real(kappa, "kappa", "> 0", lambda v: v > 0), dtype=torch.float64)
-    k = float(kappa.detach())
-    if not (math.isfinite(k) and k > 0):
-        raise ValueError(f"kappa: expected a finite concentration > 0, got {k}")
-    dim = loc.shape[0]
-    w = _cosines(n, dim, k, generator)  # (n,) float64
-    g = torch.randn(n, dim, generator=generator, dtype=torch.float64)  # (n, d)
-    m = (loc / loc.norm()).double()  # (d,)
-    tangent = g - (g @ m)[:, None] * m
-    tangent = tangent / tangent.norm(dim=1, keepdim=True)  # (n, d) uniform on the sphere orthogonal to m
-    y = (1 - w).clamp(0, 2)  # 1 - w
-    if kappa.requires_grad:
-        slope = _cosine_slope(y, k, dim)  # (n,) dw/dkappa
-        y = y - slope * (kappa - kappa.detach()).double()  # same value, gradient -dw/dkappa
-    sine = (y * (2 - y)).clamp_min(0).sqrt()  # (n,) sqrt(1 - w^2)
-    return ((1 - y)[:, None] * m + sine[:, None] * tangent).to(loc.dtype)
-
-
 # ----------------------------------------------------------------------------------- the mixture
 
 
@@ -382,7 +284,7 @@ class VmfMixture:
         n = check_positive_int(n, "n")
         pick = torch.multinomial(self.weights, n, replacement=True, generator=generator)  # (n,)
         counts = torch.bincount(pick, minlength=self.n_components).tolist()
-        parts = [sample_vmf(self.locations[k], self.kappas[k], c, generator=generator)
+        parts = [von_mises_fisher(self.locations[k], self.kappas[k], c, generator=generator)
                  for k, c in enumerate(counts) if c]
         return torch.cat(parts)
 
@@ -654,7 +556,7 @@ def fit_vmf_mixture(x, y, *, diameter: float, p: float = 2, n_components: int = 
             for _ in range(n_steps):
                 kappa = logk.exp()
                 w = torch.softmax(logit, 0)
-                theta = torch.cat([sample_vmf(loc[k], kappa[k], S, generator=gen) for k in range(K)])  # (K S, d)
+                theta = torch.cat([von_mises_fisher(loc[k], kappa[k], S, generator=gen) for k in range(K)])  # (K S, d)
                 costs = slice_costs(x, y, theta.to(dtype), p).double().reshape(K, S)
                 empirical = (w * costs.mean(1)).sum()
                 kl = mixture_kl_bound(w, kappa, d)
