@@ -199,9 +199,6 @@ def _cpu_chunk(x, y, theta, a, b, need=(False,) * 4, up=None):
         if not (need_s or need_w):
             return
         acc = slot(k, r)
-        if r > 1:  # flat indices into the (r, K) block
-            perm += (ws.iota(r) * K)[:, None]
-        flat = perm.reshape(-1)
         if need_s:
             # d energy / d s_k = -2 w_k (weight strictly below - weight strictly above) = 2 w_k (w_k - 2 P_k + P_K)
             g = ws.get("g", (r, K), np.float64)
@@ -218,7 +215,7 @@ def _cpu_chunk(x, y, theta, a, b, need=(False,) * 4, up=None):
             g *= wk
             g *= 2.0
             n = acc[2][1]
-            acc[2][2][n : n + r].reshape(-1)[flat] = g.reshape(-1)  # point order
+            kernels.unsort_rows(g, perm, acc[2][2][n : n + r])  # point order
             booked(acc, k, l0, l1)
         if need_w:
             scattered = ws.get("scattered", (r, K), np.float64)  # per-slice gradients in point order
@@ -227,7 +224,7 @@ def _cpu_chunk(x, y, theta, a, b, need=(False,) * 4, up=None):
             Q = np.cumsum(wt, axis=-1)
             # h_k = sum_j w_j |s_k - s_j| = t_k (W_below - W_above) - (Q_below - Q_above); d energy / d w_k = -2 h_k
             h = t * (2.0 * P - wk - P[:, -1:]) - (2.0 * Q - wt - Q[:, -1:])
-            scattered.reshape(-1)[flat] = h.reshape(-1)
+            kernels.unsort_rows(h, perm, scattered)
             acc[1][k] -= 2.0 * (ups[k, l0:l1] @ scattered)
 
     run_tasks(task, ((k, l0, min(L, l0 + step)) for k in range(B) for l0 in range(0, L, step)), B * L * K)

@@ -112,13 +112,6 @@ class _Workspace:
             a = self._arrays[key] = np.empty(shape, dtype)
         return a
 
-    def iota(self, n: int) -> np.ndarray:
-        """``arange(n)`` as int64 (read only)."""
-        key = (0, f"iota{n}")
-        if key not in self._arrays:
-            self._arrays[key] = np.arange(n, dtype=np.int64)
-        return self._arrays[key]
-
 
 def _argsort_inplace(a: np.ndarray, perm: np.ndarray, ws: _Workspace, write_values: bool = True) -> None:
     """Sort the rows of ``a`` in place (unless ``write_values`` is False: then ``a`` is left as it was)
