@@ -15,6 +15,7 @@ Inside it:
   platform and Python version, so compiled modules of different interpreters never mix;
 * ``numba/``: numba's cache of the compiled sort kernels (``NUMBA_CACHE_DIR``, set by
   :mod:`geom._ot1d.kernels` before it imports numba, unless the user set it or imported numba first);
+  loading the kernels removes there the files of kernels this geom no longer has (numba never does);
 * ``qmc/``: the optimised point sets of :func:`geom_plugins.qmc.energy_points`, one ``.npy`` each.
 
 Arrays are written atomically (:mod:`geom._files`) and read without unpickling; a file that is not

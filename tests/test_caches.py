@@ -292,3 +292,30 @@ def test_a_second_process_loads_every_kernel_from_the_cache(tmp_path):
     stats = json.loads(second.stdout.splitlines()[-1])
     assert {name: misses for name, (_, misses) in stats.items() if misses} == {}
     assert all(stats[name][0] > 0 for name in used)
+
+
+def test_loading_the_kernels_removes_the_cache_files_of_kernels_geom_no_longer_has(tmp_path):
+    """numba never removes a cache file: each edit of ``_jit.py`` (another first line) and each release
+    left its files behind. Loading the kernels removes those of functions geom does not have, in geom's
+    own numba folder only, and keeps the current ones (the next process still loads every kernel)."""
+    import json
+
+    env = {"GEOM_CACHE_DIR": str(tmp_path / "geom-cache"), "NUMBA_CACHE_DIR": None}
+    first = run_python(KERNEL_CALLS, env)
+    assert first.returncode == 0, first.stderr
+    (folder,) = (tmp_path / "geom-cache" / "numba").iterdir()
+    kept = sorted(p.name for p in folder.iterdir())
+    stale = ["_jit.pair_rows-1.py311.nbi", "_jit.pair_rows-1.py311.3.nbc", "kernels._build.locals.merge_rows-99.py311.nbi",
+             "_jit.gone-7.py39.1.nbc"]
+    others = ["_jit.pair_rows-1.py311.nbi.txt", "notes.txt"]  # not numba's files: left alone
+    for name in stale + others:
+        (folder / name).write_bytes(b"old")
+    elsewhere = tmp_path / "geom-cache" / "elsewhere"  # another folder, even of numba's files: left alone
+    elsewhere.mkdir()
+    (elsewhere / stale[0]).write_bytes(b"old")
+    second = run_python(KERNEL_CALLS, env)
+    assert second.returncode == 0, second.stderr
+    assert sorted(p.name for p in folder.iterdir()) == sorted(kept + others)
+    assert (elsewhere / stale[0]).exists()
+    stats = json.loads(second.stdout.splitlines()[-1])
+    assert {name: misses for name, (_, misses) in stats.items() if misses} == {}

@@ -50,10 +50,12 @@ def _compiled():
     with _LOCK:  # the sort pool's threads may arrive together
         if _KERNELS is not None:
             return _KERNELS
+        own = None  # geom's numba folder, where geom chose it
         if not os.environ.get("NUMBA_CACHE_DIR") and "numba" not in sys.modules:
             from .._cache import cache_dir
 
-            os.environ["NUMBA_CACHE_DIR"] = str(cache_dir() / "numba")
+            own = cache_dir() / "numba"
+            os.environ["NUMBA_CACHE_DIR"] = str(own)
         try:
             from . import _jit
         except ImportError as exc:  # pragma: no cover - a core dependency
@@ -64,7 +66,34 @@ def _compiled():
             raise ImportError(f"geom._ot1d._jit.MASK is {_jit.MASK:#x}, not the {INDEX_BITS} index bits of kernels")
         _KERNELS = {name: getattr(_jit, name) for name in ("pack_keys", "unpack_keys", "pair_rows", "merge_rows",
                                                              "unsort_rows", "energy_rows")}
+        if own is not None:
+            _prune(_jit, own)
         return _KERNELS
+
+
+def _prune(jit, own) -> None:
+    """Remove, from geom's own numba folder ``own``, the cache files of kernels this geom does not have:
+    numba names them ``<module>.<function>-<first line>.<python>[.<k>].nbi/.nbc`` and never removes one,
+    so every edit of :mod:`geom._ot1d._jit` and every release left a few MB behind (the closures of
+    earlier versions, ``kernels._build.locals.*``, about 15 MB). Files of the current kernels, of other
+    folders and anything else stay; a file that cannot be removed is left."""
+    dispatchers = [f for f in vars(jit).values() if hasattr(f, "py_func") and hasattr(f, "stats")]
+    folder = getattr(getattr(dispatchers[0], "_cache", None), "_cache_path", None) if dispatchers else None
+    if folder is None or os.path.dirname(os.path.abspath(folder)) != os.path.abspath(own):
+        return  # numba's layout changed, or its folder is not under geom's
+    current = tuple(f"{jit.__name__.rsplit('.', 1)[-1]}.{f.py_func.__qualname__}-{f.py_func.__code__.co_firstlineno}."
+                    for f in dispatchers)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        stale = name.startswith("kernels.") or (name.startswith("_jit.") and not name.startswith(current))
+        if stale and name.endswith((".nbi", ".nbc")):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:  # another process removed it first, or the folder is read-only
+                pass
 
 
 def argsort_float32(a: np.ndarray, perm: np.ndarray, keys: np.ndarray, write_values: bool = True) -> None:
