@@ -158,7 +158,7 @@ def von_mises_fisher(loc: torch.Tensor, kappa, n: int, *, generator: torch.Gener
     (``|r - m| >= sqrt 2``, so ``H`` is smooth in ``loc``). The rejection sampler has no gradient in
     ``kappa``; a tensor ``kappa`` gets the implicit reparameterisation one (M. Figurnov, S. Mohamed,
     A. Mnih, *Implicit Reparameterization Gradients*, NeurIPS 2018): ``dw/dkappa = int_w^1 (t - A_d)
-    f(t) dt / f(w)`` (``f`` the density of ``w``, ``A_d`` its mean, :func:`_mean_cosine`) by
+    f(t) dt / f(w)`` (``f`` the density of ``w``, ``A_d = I_{d/2}(kappa) / I_{d/2-1}(kappa)`` its mean) by
     Gauss-Legendre quadrature, the tangent part fixed.
 
     Args:
@@ -192,7 +192,10 @@ def von_mises_fisher(loc: torch.Tensor, kappa, n: int, *, generator: torch.Gener
     slope_wanted = isinstance(kappa, torch.Tensor) and kappa.requires_grad and torch.is_grad_enabled()
     if slope_wanted and d == 1:
         raise ValueError("kappa: a gradient in the concentration needs d >= 2 (on S^0 a draw is one of two points)")
-    m = loc / loc.norm()
+    norm = loc.norm()
+    if not 0 < float(norm.detach()) < math.inf:
+        raise ValueError(f"loc: expected a nonzero finite location, got norm {float(norm.detach())}")
+    m = loc / norm
     y = _wood_cosines(n, d, k, generator)  # (n,) float64 1 - w
     if slope_wanted:  # the same values, with the gradient -dw/dkappa
         y = y - _cosine_slope(y, k, d) * (kappa - kappa.detach()).reshape(()).double().cpu()

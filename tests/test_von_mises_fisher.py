@@ -44,6 +44,9 @@ def test_errors_name_the_argument():
             von_mises_fisher(loc, kappa, 5)
     with pytest.raises(TypeError, match="loc"):
         von_mises_fisher([0.0, 1.0], 1.0, 5)
+    for bad in (torch.zeros(3), torch.tensor([1.0, math.inf, 0.0]), torch.tensor([math.nan, 1.0])):
+        with pytest.raises(ValueError, match="loc: expected a nonzero finite location"):
+            von_mises_fisher(bad, 1.0, 5)
     with pytest.raises(ValueError, match="n"):
         von_mises_fisher(loc, 1.0, 0)
     with pytest.raises(ValueError, match="kappa: a gradient in the concentration needs d >= 2"):
