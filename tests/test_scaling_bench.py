@@ -4,6 +4,7 @@ a POT loop over the pairs)."""
 
 import json
 
+import numpy as np
 import pytest
 
 from geom_tools import bench, scaling_bench
@@ -34,6 +35,21 @@ def test_batched_pairs_agree_with_the_pot_loop():
     (row,) = bench.run_batched([(3, 64, 8)], reps=1)
     assert row["relative_gap_to_pot"] < 1e-5
     assert row["pot_over_geom"] == pytest.approx(row["pot_loop_s"] / row["geom_s"])
+    assert row["own_floor_s"] > 0 and row["pot_over_own_floor"] == pytest.approx(row["pot_loop_s"] / row["own_floor_s"])
+
+
+def test_geoms_floor_sorts_the_rows_as_packed_keys_where_the_order_is_needed(monkeypatch):
+    from geom._ot1d import kernels
+
+    rng = np.random.default_rng(0)
+    ux, uy = rng.standard_normal((5, 300)).astype(np.float32), rng.standard_normal((4, 200)).astype(np.float32)
+    sorted_rows = []
+    real = kernels.sorted_keys
+    monkeypatch.setattr(kernels, "sorted_keys", lambda a, keys: sorted_rows.append(real(a, keys).copy()))
+    values = bench.row_sorts(ux, uy, 2, (True, False))()
+    keys = np.concatenate(sorted_rows).astype(np.float32)  # every row of ux once, in order (the threads in any order)
+    assert sorted(map(tuple, keys)) == sorted(map(tuple, np.sort(ux, axis=1)))
+    np.testing.assert_array_equal(np.concatenate([v for v in values if v is not None]), np.sort(uy, axis=1))
 
 
 def test_the_plain_torch_sort_implementation_is_sw2():
