@@ -180,6 +180,7 @@ class _Registry:
         declared: dict[str, str] = {}  # entry-point name -> its value
         notes: list[str] = []
         owners: dict[tuple[str, str], list[tuple[type, str]]] = {}  # (kind, name) -> [(cls, plugin), ...]
+        about: dict[int, tuple[str, str]] = {}  # id(distribution) -> (name, version), its metadata parsed once
         with _sigint_seen() as interrupted:
             for ep in sorted(_entry_points(notes), key=lambda e: e.name):
                 if ep.name in disabled:
@@ -194,8 +195,11 @@ class _Registry:
                 what = f"failed to load ({ep.value})"
                 try:
                     dist = getattr(ep, "dist", None)
-                    if dist is not None:
-                        plugin.distribution, plugin.version = dist.metadata["Name"], dist.version
+                    if dist is not None:  # each read of dist.metadata parses the whole file, README included
+                        if id(dist) not in about:
+                            meta = dist.metadata
+                            about[id(dist)] = (meta["Name"], meta["Version"])
+                        plugin.distribution, plugin.version = about[id(dist)]
                     module = ep.load()
                     pm.register(module, name=ep.name)
                     for kind, hook_name in self.kinds.items():

@@ -59,7 +59,14 @@ def fresh(monkeypatch):
 
     def make(**plugins):
         fakes = [FakeEntryPoint(name, source) for name, source in plugins.items()]
-        monkeypatch.setattr(md, "entry_points", lambda group=None, **kw: [*BUILTINS, *fakes])
+        real = md.entry_points  # other groups (numba reads its extensions at import) see the real ones
+
+        def entry_points(group=None, **kw):
+            if group == "geom":
+                return [*BUILTINS, *fakes]
+            return real(**kw) if group is None else real(group=group, **kw)
+
+        monkeypatch.setattr(md, "entry_points", entry_points)
         reg = registry._Registry()
         monkeypatch.setattr(registry, "_registry", reg)
         return reg
