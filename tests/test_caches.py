@@ -295,9 +295,10 @@ def test_a_second_process_loads_every_kernel_from_the_cache(tmp_path):
 
 
 def test_loading_the_kernels_removes_the_cache_files_of_kernels_geom_no_longer_has(tmp_path):
-    """numba never removes a cache file: each edit of ``_jit.py`` (another first line) and each release
-    left its files behind. Loading the kernels removes those of functions geom does not have, in geom's
-    own numba folder only, and keeps the current ones (the next process still loads every kernel)."""
+    """numba never removes a cache file: each edit of ``_jit.py`` (another first line, or an index it
+    drops) and each release left its files behind. Loading the kernels removes those no current kernel
+    can use, in geom's own numba folder only, and keeps the current ones (the next process still loads
+    every kernel)."""
     import json
 
     env = {"GEOM_CACHE_DIR": str(tmp_path / "geom-cache"), "NUMBA_CACHE_DIR": None}
@@ -310,6 +311,13 @@ def test_loading_the_kernels_removes_the_cache_files_of_kernels_geom_no_longer_h
     others = ["_jit.pair_rows-1.py311.nbi.txt", "notes.txt"]  # not numba's files: left alone
     for name in stale + others:
         (folder / name).write_bytes(b"old")
+    # an overload of a current kernel compiled from an older _jit.py: "_jit.pair_rows-<line>.py311.99.nbc"
+    current = next(p.name for p in folder.iterdir() if p.name.startswith("_jit.pair_rows-") and p.suffix == ".nbc")
+    orphan = folder / (current.rsplit(".", 2)[0] + ".99.nbc")
+    orphan.write_bytes(b"old")
+    source = pathlib.Path(importlib.util.find_spec("geom._ot1d._jit").origin).stat().st_mtime
+    os.utime(orphan, (source - 60, source - 60))
+    stale.append(orphan.name)
     elsewhere = tmp_path / "geom-cache" / "elsewhere"  # another folder, even of numba's files: left alone
     elsewhere.mkdir()
     (elsewhere / stale[0]).write_bytes(b"old")

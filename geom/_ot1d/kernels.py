@@ -27,9 +27,11 @@ first; ``make setup`` warms it (:func:`warm`), so parallel test workers never co
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
+import time
 
 import numpy as np
 
@@ -72,11 +74,13 @@ def _compiled():
 
 
 def _prune(jit, own) -> None:
-    """Remove, from geom's own numba folder ``own``, the cache files of kernels this geom does not have:
-    numba names them ``<module>.<function>-<first line>.<python>[.<k>].nbi/.nbc`` and never removes one,
-    so every edit of :mod:`geom._ot1d._jit` and every release left a few MB behind (the closures of
-    earlier versions, ``kernels._build.locals.*``, about 15 MB). Files of the current kernels, of other
-    folders and anything else stay; a file that cannot be removed is left."""
+    """Remove, from geom's own numba folder ``own``, the cache files no current kernel can use: numba
+    names them ``<module>.<function>-<first line>.<python>[.<k>].nbi/.nbc`` and never removes one, so
+    every edit of :mod:`geom._ot1d._jit` and every release left a few MB behind. Stale are the files of
+    functions at other first lines, those of the closures of earlier versions (``kernels._build.locals.*``,
+    about 15 MB), and those older than ``_jit.py`` itself: numba drops a whole index when the source
+    changes, and the overloads it held stay behind (22 merge variants had left 41 files). The current
+    files, other folders and anything that is not numba's stay; a file that cannot be removed is left."""
     dispatchers = [f for f in vars(jit).values() if hasattr(f, "py_func") and hasattr(f, "stats")]
     folder = getattr(getattr(dispatchers[0], "_cache", None), "_cache_path", None) if dispatchers else None
     if folder is None or os.path.dirname(os.path.abspath(folder)) != os.path.abspath(own):
@@ -85,15 +89,20 @@ def _prune(jit, own) -> None:
                     for f in dispatchers)
     try:
         names = os.listdir(folder)
+        source = os.stat(jit.__file__).st_mtime
     except OSError:
         return
+    if source > time.time():  # a source dated in the future (a skewed clock) would make every file look old
+        source = -math.inf
     for name in names:
-        stale = name.startswith("kernels.") or (name.startswith("_jit.") and not name.startswith(current))
-        if stale and name.endswith((".nbi", ".nbc")):
-            try:
-                os.remove(os.path.join(folder, name))
-            except OSError:  # another process removed it first, or the folder is read-only
-                pass
+        if not name.endswith((".nbi", ".nbc")) or not name.startswith(("kernels.", "_jit.")):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            if name.startswith("kernels.") or not name.startswith(current) or os.stat(path).st_mtime < source:
+                os.remove(path)
+        except OSError:  # another process removed it first, or the folder is read-only
+            pass
 
 
 def argsort_float32(a: np.ndarray, perm: np.ndarray, keys: np.ndarray, write_values: bool = True) -> None:
