@@ -76,10 +76,9 @@ import torch
 
 import geom
 from geom._checks import check_bool, check_real
-from geom.directions import uniform_directions
+from geom.directions import uniform_directions, von_mises_fisher
 from geom.losses.amortized import VARIANTS, amortized_model
 from geom.measures import Measure
-from geom.directions import von_mises_fisher
 
 __all__ = ["AmortizedMaxSliced", "AmortizedVonMisesFisher"]
 

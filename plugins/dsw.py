@@ -43,7 +43,6 @@ Options (both): ``n_steps`` (int >= 0, default 20) ascent steps per call of ``fi
 
 from __future__ import annotations
 
-
 import torch
 
 import geom
